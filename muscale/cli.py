@@ -1,0 +1,173 @@
+"""The `muscale` command. Errors a user can cause end in one line and exit code 2."""
+
+import datetime
+import importlib.metadata
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import polars as pl
+import torch
+from tqdm import tqdm
+
+from . import coordcheck, store
+from .errors import InputError
+from .fit import fit_exponents
+from .report import write_report
+from .spec import MODES, OPTIMIZERS
+
+WORST_SHOWN = 8
+
+
+def _widths(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(int(w) for w in value.split(",") if w.strip())
+    except ValueError:
+        raise InputError("--widths", f"'{value}' is not a comma list of whole numbers",
+                         "write it like 64,128,256") from None
+
+
+def _options(ctx, param, value):
+    out = {}
+    for item in value:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise InputError("--option", f"'{item}' is not KEY=VALUE", "write it like kv_heads=2")
+        out[key] = val
+    return out
+
+
+def _out_dir(value: str) -> Path:
+    out = Path(value)
+    if out.exists() and not out.is_dir():
+        raise InputError("--out", f"{out} is a file", "point --out at a directory (it is created if missing)")
+    return out
+
+
+def _meta(device: str) -> dict[str, str]:
+    def version(pkg):
+        try:
+            return importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path.cwd()).stdout.strip() if Path(".git").exists() else ""
+    return {"command": shlex.join(["muscale", *sys.argv[1:]]), "muscale": version("muscale"),
+            "torch": torch.__version__, "mup": version("mup"), "device": device,
+            "date": datetime.datetime.now().isoformat(timespec="seconds"), "git commit": commit or "none"}
+
+
+def _analyse(records: pl.DataFrame, out: Path, device: str) -> pl.DataFrame:
+    exponents = fit_exponents(records)
+    store.write_atomic(out / "exponents.csv", exponents.write_csv())
+    write_report(records, exponents, out / "report.html", _meta(device))
+    return exponents
+
+
+def _worst(exponents: pl.DataFrame) -> pl.DataFrame:
+    """Checked rows by distance from expectation; without expectations, activation and
+    multiplier rows by |α|, at the first and last step."""
+    checked = exponents.filter(pl.col("expected").is_not_null())
+    if checked.height:
+        rows = checked.with_columns(off=(pl.col("alpha") - pl.col("expected")).abs())
+    else:
+        steps = exponents["step"].unique().sort()
+        rows = exponents.filter(pl.col("metric").is_in(["act_rms", "dact_rms", "mult_scalar", "mult_row_rms",
+                                                       "mult_col_rms"]) &
+                                pl.col("step").is_in([steps[min(1, len(steps) - 1)], steps[-1]]))
+        rows = rows.with_columns(off=pl.col("alpha").abs())
+    return (rows.sort("off", descending=True).head(WORST_SHOWN)
+            .select("mode", "module", "metric", "step", pl.col("alpha").round(3),
+                    pl.col("ci_low").round(2), pl.col("ci_high").round(2), pl.col("r2").round(3), "verdict"))
+
+
+def _summary(exponents: pl.DataFrame, out: Path):
+    counts = dict(exponents.group_by("verdict").len().iter_rows())
+    click.echo(" ".join(f"{v}={counts.get(v, 0)}" for v in ("pass", "warn", "fail", "info")))
+    with pl.Config(tbl_rows=WORST_SHOWN, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                   tbl_width_chars=140, fmt_str_lengths=40):
+        click.echo(_worst(exponents))
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@click.group()
+@click.version_option(package_name="muscale")
+def cli():
+    """Width-scaling and μP transfer analysis: coordinate checks with fitted exponents."""
+
+
+@cli.command("coord-check")
+@click.option("--mode", default="lrm", show_default=True, help=f"Parametrization: {', '.join(MODES)}.")
+@click.option("--family", default="transformer", show_default=True,
+              help="mlp, transformer, or package.module:function returning an nn.Module for a width.")
+@click.option("--batch", default=None, help="package.module:function returning (inputs, targets) for a user "
+              "family that is not a token LM. Default: synthetic tokens (vocab 256).")
+@click.option("--widths", callback=_widths, help="Comma list, increasing. Default: 64,…,1024 for the short "
+              "horizon (sp, mup, mup+lrm); 32,…,256 for the long one (lrm, lrm-scalar).")
+@click.option("--steps", type=int, help="Optimizer steps. Default: 5 short, 200 long (recorded at 0,1,2,4,…).")
+@click.option("--seeds", type=int, help="Runs seeds 0…N−1. Default: 3 short, 2 long.")
+@click.option("--optimizer", help=f"{', '.join(OPTIMIZERS)}. Default: adam short, adamw long.")
+@click.option("--lr", type=float, help="Learning rate (μP modes scale it per layer). Default: 1e-2 short, 3e-3 long.")
+@click.option("--weight-decay", type=float, help="Weight decay on matrices. Default: 0 short, 0.1 long.")
+@click.option("--mult-lr", type=float, help="Learning rate of the learnable multipliers. Default: --lr.")
+@click.option("--mult-weight-decay", type=float, default=0.0, show_default=True,
+              help="Weight decay of the learnable multipliers.")
+@click.option("--batch-size", type=int, help="Sequences (or examples) per batch. Default: 2 short (8 for mlp), 4 long.")
+@click.option("--seq-len", type=int, help="Tokens per sequence. Default: 16 short, 32 long.")
+@click.option("--base-width", type=int, default=64, show_default=True, help="μP base width (delta at 2×).")
+@click.option("--option", "options", multiple=True, callback=_options,
+              help="Family option KEY=VALUE, repeatable (transformer: layers, heads, kv_heads, mlp_ratio; mlp: depth).")
+@click.option("--out", default=None, help="Output directory. Default: out/<family>-<mode>.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto takes CUDA when present.")
+@click.option("--jobs", type=int, default=None, help="Runs in parallel processes. Default: one per CPU core "
+              "on CPU, 1 on a GPU.")
+def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, weight_decay, mult_lr,
+                    mult_weight_decay, batch_size, seq_len, base_width, options, out, device, jobs):
+    """Train a family at several widths, fit the width exponent of every layer's metrics,
+    write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html."""
+    out = _out_dir(out or f"out/{family.replace(':', '_')}-{mode}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", "cuda was asked for but no CUDA device is visible", "use --device auto or cpu")
+    if jobs is not None and jobs < 1:
+        raise InputError("--jobs", f"{jobs} is not positive", "give --jobs a whole number ≥ 1")
+    specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
+                            seq_len, batch, options, mult_lr, mult_weight_decay, base_width)
+    with tqdm(total=len(specs), desc=f"{mode} {family}", unit="run", file=sys.stderr) as bar:
+        def tick(spec):
+            bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")
+            bar.update()
+        records = coordcheck.execute(specs, out, device, jobs or coordcheck.default_jobs(device), on_run=tick)
+    _summary(_analyse(records, out, device), out)
+
+
+@cli.command("fit")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--device", default="recorded", hidden=True)
+def fit_cmd(out, device):
+    """Fit exponents and re-render the report from OUT/records without training again."""
+    out = Path(out)
+    try:
+        records = store.read_records(out)
+    except FileNotFoundError as exc:
+        raise InputError("OUT", str(exc), "point at a directory written by muscale coord-check") from None
+    _summary(_analyse(records, out, device), out)
+
+
+def main():
+    try:
+        cli.main(standalone_mode=False)
+    except InputError as exc:
+        click.echo(f"muscale: error: {exc}", err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        click.echo(f"muscale: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("muscale: aborted", err=True)
+        sys.exit(1)

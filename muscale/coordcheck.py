@@ -1,0 +1,141 @@
+"""A coordinate check: validated request → run specs → runs → records."""
+
+import inspect
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable, Iterable
+
+import polars as pl
+import torch
+
+from . import store, train
+from .errors import InputError
+from .families import resolve
+from .modes import hooks
+from .spec import MODES, OPTIMIZERS, RunSpec, canonical_mode, default_horizon, has_mup
+
+
+def _positive(name: str, value, integer: bool = False):
+    if value is None:
+        return
+    if integer and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InputError(name, f"{value!r} is not a whole number", f"give {name} a whole number ≥ 1")
+    if not value > 0:
+        raise InputError(name, f"{value} is not positive", f"give {name} a value > 0")
+
+
+def _check_widths(widths: tuple[int, ...]):
+    if not widths:
+        raise InputError("--widths", "no widths given", "give a comma list such as 64,128,256")
+    if any(w <= 0 for w in widths):
+        raise InputError("--widths", f"{list(widths)} has a non-positive width", "use widths ≥ 1")
+    if len(widths) < 2 or any(b <= a for a, b in zip(widths, widths[1:])):
+        raise InputError("--widths", f"{list(widths)} is not strictly increasing with at least two widths",
+                         "list two or more widths from small to large, such as 64,128,256")
+
+
+def _check_family(family, widths, base_width, options, mode):
+    if family.builtin:
+        allowed = set(inspect.signature(family.build).parameters) - {"width", "hooks"}
+        unknown = set(options) - allowed
+        if unknown:
+            raise InputError("--option", f"family {family.name} has no option {', '.join(sorted(unknown))}",
+                             f"use one of {', '.join(sorted(allowed))}")
+    checked = list(widths) + ([base_width, 2 * base_width] if has_mup(mode) else [])
+    for w in checked:
+        problem = family.check_width(w, options)
+        if problem:
+            option = "--widths" if w in widths else "--base-width"
+            raise InputError(option, problem, "choose widths that the family's width rules allow")
+    try:
+        with torch.device("meta"):
+            family.make(widths[0], hooks(mode, base_width), options)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError("--family", f"building {family.name} at width {widths[0]} failed: {exc}",
+                         "fix the family or its options") from None
+
+
+def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] | None = None,
+         steps: int | None = None, seeds: int | None = None, optimizer: str | None = None,
+         lr: float | None = None, weight_decay: float | None = None, batch_size: int | None = None,
+         seq_len: int | None = None, batch: str | None = None, options: dict | None = None,
+         mult_lr: float | None = None, mult_weight_decay: float = 0.0, base_width: int = 64) -> list[RunSpec]:
+    """Validate everything a user can get wrong before any run starts or any file is written."""
+    if mode not in MODES:
+        raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
+    fam = resolve(family, batch)
+    h = default_horizon(mode, family)
+    widths = tuple(h.widths if widths is None else widths)
+    _check_widths(widths)
+    optimizer = optimizer or h.optimizer
+    if optimizer not in OPTIMIZERS:
+        raise InputError("--optimizer", f"unknown optimizer '{optimizer}'", f"use one of {', '.join(OPTIMIZERS)}")
+    for name, value, integer in (("--steps", steps, True), ("--seeds", seeds, True), ("--lr", lr, False),
+                                 ("--batch-size", batch_size, True), ("--seq-len", seq_len, True),
+                                 ("--base-width", base_width, True), ("--mult-lr", mult_lr, False)):
+        _positive(name, value, integer)
+    for name, value in (("--weight-decay", weight_decay), ("--mult-weight-decay", mult_weight_decay)):
+        if value is not None and value < 0:
+            raise InputError(name, f"{value} is negative", f"give {name} a value ≥ 0")
+    options = {k: str(v) for k, v in (options or {}).items()}
+    _check_family(fam, widths, base_width, options, mode)
+    common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
+                  lr=h.lr if lr is None else lr, steps=steps or h.steps, horizon=h.name,
+                  weight_decay=h.weight_decay if weight_decay is None else weight_decay,
+                  batch_size=batch_size or h.batch_size, seq_len=seq_len or h.seq_len, batch=batch,
+                  mult_lr=mult_lr, mult_weight_decay=mult_weight_decay, base_width=base_width,
+                  family_options=tuple(sorted(options.items())))
+    return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
+
+
+def default_jobs(device: str) -> int:
+    """One process per core on CPU: small-width runs are bound by per-op overhead, not
+    FLOPs, so separate processes beat threads inside one. One process on a GPU."""
+    return len(os.sched_getaffinity(0)) if train.pick_device(device).type == "cpu" else 1
+
+
+def _run_in_worker(spec: RunSpec, device: str, threads: int, out: Path | None) -> pl.DataFrame:
+    torch.set_num_threads(threads)
+    records = train.run(spec, device)
+    if out is not None:
+        store.write_run(out, spec, records)
+    return records
+
+
+def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto", jobs: int = 1,
+            on_run: Callable[[RunSpec], None] | None = None) -> pl.DataFrame:
+    """Run specs; with `out`, finished runs are read back instead of re-run. Records come
+    back in spec order whatever order the workers finish in."""
+    done = {s: pl.read_parquet(store.record_path(out, s)) for s in specs if out is not None and store.is_done(out, s)}
+    todo = [s for s in specs if s not in done]
+    for spec in done:
+        if on_run:
+            on_run(spec)
+    jobs = max(1, min(jobs, len(todo)))
+    if jobs == 1:
+        for spec in todo:
+            done[spec] = _run_in_worker(spec, device, torch.get_num_threads(), out)
+            if on_run:
+                on_run(spec)
+    else:
+        threads = max(1, torch.get_num_threads() // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_run_in_worker, s, device, threads, out): s for s in todo}
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                if on_run:
+                    on_run(futures[future])
+    return pl.concat([done[s] for s in specs])
+
+
+def coord_check(mode: str = "lrm", family: str = "transformer", *, out: Path | str | None = None,
+                device: str = "auto", **kwargs) -> pl.DataFrame:
+    """The Python API of `muscale coord-check`: the records of every run as one DataFrame.
+    Keyword arguments are those of `plan` (widths, steps, seeds, optimizer, lr, …)."""
+    jobs = kwargs.pop("jobs", 1)
+    specs = plan(mode, family, **kwargs)
+    return execute(specs, Path(out) if out is not None else None, device, jobs)

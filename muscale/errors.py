@@ -1,0 +1,9 @@
+"""Errors a user can cause. The CLI turns them into one line and exit code 2."""
+
+
+class InputError(ValueError):
+    """Bad input, raised before anything is written so a failed command leaves no debris."""
+
+    def __init__(self, field: str, problem: str, fix: str):
+        self.field, self.problem, self.fix = field, problem, fix
+        super().__init__(f"{field}: {problem}; {fix}")

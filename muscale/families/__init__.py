@@ -1,0 +1,96 @@
+"""Families: a model builder `build(width)` plus its data.
+
+Built-in builders take the mode's `Hooks` so that a mode turns them μP (readout layer,
+attention scale) without a second copy of the model. User families are
+`package.module:function` with `function(width) -> nn.Module`."""
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .. import data
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a mode changes inside a built-in model."""
+
+    readout: Callable[[int, int], nn.Module] = lambda fan_in, fan_out: nn.Linear(fan_in, fan_out, bias=False)
+    attn_scale: Callable[[int, int], float] = lambda head_dim, width: head_dim**-0.5
+
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    build: Callable[..., nn.Module]
+    batch: Callable[[int, int, int], Batch]
+    builtin: bool
+    check_width: Callable[[int, dict], str | None] = lambda width, options: None
+    width_rules: str = ""
+
+    def make(self, width: int, hooks: Hooks, options: dict) -> nn.Module:
+        if self.builtin:
+            return self.build(width, hooks, **options)
+        model = self.build(width)
+        if not isinstance(model, nn.Module):
+            raise InputError("--family", f"{self.name}({width}) returned {type(model).__name__}, not an nn.Module",
+                             "make the function return a torch.nn.Module")
+        return model
+
+
+def _token_batch(index: int, batch_size: int, seq_len: int) -> Batch:
+    return data.token_batch(index, batch_size, seq_len)
+
+
+def _import(ref: str, option: str) -> Callable:
+    mod_name, _, fn_name = ref.partition(":")
+    if not mod_name or not fn_name:
+        raise InputError(option, f"'{ref}' is neither a built-in name nor package.module:function",
+                         f"use one of {', '.join(BUILTIN)} or package.module:function")
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(option, f"cannot import '{ref}' ({exc})",
+                         "check the module is on PYTHONPATH and defines the function") from None
+    if not callable(fn):
+        raise InputError(option, f"'{ref}' is not callable", "point at a function")
+    return fn
+
+
+def _user_batch(ref: str) -> Callable[[int, int, int], Batch]:
+    fn = _import(ref, "--batch")
+
+    def batch(index: int, batch_size: int, seq_len: int) -> Batch:
+        out = fn()
+        if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+            raise InputError("--batch", f"{ref}() must return (inputs, targets) tensors",
+                             "return a tuple of two tensors")
+        return out
+
+    return batch
+
+
+def resolve(name: str, batch: str | None = None) -> Family:
+    if name in BUILTIN:
+        if batch is not None:
+            raise InputError("--batch", f"built-in family '{name}' brings its own data",
+                             "drop --batch or use a package.module:function family")
+        return BUILTIN[name]
+    build = _import(name, "--family")
+    return Family(name, build, _user_batch(batch) if batch else _token_batch, builtin=False)
+
+
+from . import mlp, transformer  # noqa: E402  (families register below, after Family exists)
+
+BUILTIN = {
+    "mlp": Family("mlp", mlp.build, lambda i, b, t: data.mlp_batch(i, b), True, width_rules=mlp.WIDTH_RULES),
+    "transformer": Family("transformer", transformer.build, _token_batch, True,
+                          check_width=transformer.check_width, width_rules=transformer.WIDTH_RULES),
+}

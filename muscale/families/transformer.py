@@ -1,0 +1,95 @@
+"""Decoder-only LM: token embedding, pre-RMSNorm blocks, causal attention with optional
+grouped KV heads and rotary positions, SwiGLU MLP, untied head."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import data
+
+WIDTH_RULES = ("d = d_model; heads fixed, head_dim = d / heads; kv_heads fixed (GQA); "
+               "SwiGLU hidden = mlp_ratio · d; vocab and sequence length fixed")
+
+
+def check_width(width: int, options: dict) -> str | None:
+    heads, kv = int(options.get("heads", 4)), int(options.get("kv_heads", options.get("heads", 4)))
+    if width % heads:
+        return f"width {width} is not divisible by heads={heads}"
+    if heads % kv:
+        return f"heads={heads} is not divisible by kv_heads={kv}"
+    if (width // heads) % 2:
+        return f"head_dim {width // heads} must be even for rotary embeddings"
+    return None
+
+
+def rotary(x: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding on (B, H, T, head_dim)."""
+    t, dim = x.shape[-2], x.shape[-1]
+    inv_freq = 10000.0 ** (-torch.arange(0, dim, 2, device=x.device, dtype=x.dtype) / dim)
+    angles = torch.arange(t, device=x.device, dtype=x.dtype)[:, None] * inv_freq
+    cos, sin = angles.cos(), angles.sin()
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).flatten(-2)
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int, kv_heads: int, hooks):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, width // heads
+        self.q = nn.Linear(width, width, bias=False)
+        self.k = nn.Linear(width, kv_heads * self.head_dim, bias=False)
+        self.v = nn.Linear(width, kv_heads * self.head_dim, bias=False)
+        self.o = nn.Linear(width, width, bias=False)
+        self.scale = hooks.attn_scale(self.head_dim, width)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q = self.q(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        y = F.scaled_dot_product_attention(rotary(q), rotary(k), v, is_causal=True, scale=self.scale,
+                                           enable_gqa=self.kv_heads != self.heads)
+        return self.o(y.transpose(1, 2).reshape(b, t, -1))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Linear(width, hidden, bias=False)
+        self.up = nn.Linear(width, hidden, bias=False)
+        self.down = nn.Linear(hidden, width, bias=False)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, width, heads, kv_heads, mlp_ratio, hooks):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(width)
+        self.attn = Attention(width, heads, kv_heads, hooks)
+        self.mlp_norm = nn.RMSNorm(width)
+        self.mlp = SwiGLU(width, int(mlp_ratio * width))
+
+    def forward(self, x):
+        x = x + self.attn(self.attn_norm(x))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, width, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0):
+        super().__init__()
+        self.embed = nn.Embedding(data.VOCAB, width)
+        self.blocks = nn.ModuleList(Block(width, heads, kv_heads or heads, mlp_ratio, hooks) for _ in range(layers))
+        self.final_norm = nn.RMSNorm(width)
+        self.head = hooks.readout(width, data.VOCAB)
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.final_norm(x))
+
+
+def build(width: int, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0) -> Transformer:
+    return Transformer(width, hooks, int(layers), int(heads), int(kv_heads) if kv_heads else None, float(mlp_ratio))

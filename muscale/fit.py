@@ -1,0 +1,78 @@
+"""Width exponents: α in value ∝ d^α, its interval over seeds, R², and a verdict.
+
+Slopes are closed-form least squares (cov/var of logs) done as polars aggregations, so a
+fit over tens of thousands of groups costs one pass over the records."""
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+KEYS = ["mode", "family", "optimizer", "lr", "module", "role", "metric", "step"]
+ACT = ("act_l1", "act_rms")
+
+# μP's promise (DESIGN.md, fact 1): activations and their change since init stay Θ(1).
+# dact_rms gets a wider band: at finite width the first Adam steps make it drift slightly.
+TOLERANCE = {"act_l1": 0.15, "act_rms": 0.15, "dact_rms": 0.35}
+
+
+def expectation(mode: str, role: str, metric: str, step: int) -> tuple[float | None, float | None]:
+    """Expected α and tolerance, or (None, None) where theory makes no claim here."""
+    if mode not in ("mup", "mup+lrm") or role == "loss" or metric not in TOLERANCE:
+        return None, None
+    if role == "head" and metric in ACT:
+        return None, None  # μP readout logits start at Θ(1/d) and grow to Θ(1) as training moves them
+    return 0.0, TOLERANCE[metric]
+
+
+def _slope(x: str, y: str) -> pl.Expr:
+    return pl.cov(x, y) / pl.col(x).var()
+
+
+def fit_exponents(records: pl.DataFrame) -> pl.DataFrame:
+    keys = [k for k in KEYS if k in records.columns]
+    data = (records.filter(pl.col("value").is_finite())
+            .with_columns(x=pl.col("width").cast(pl.Float64).log()))
+    widths = data.group_by("mode").agg(total=pl.col("width").n_unique())
+    # A group is fitted only when every width has a positive value in every seed.
+    clean = (data.group_by(keys).agg(ok=(pl.col("value") > 0).all(), n_widths=pl.col("width").n_unique())
+             .join(widths, on="mode").filter(pl.col("ok") & (pl.col("n_widths") == pl.col("total")) &
+                                             (pl.col("n_widths") >= 2))
+             .select(keys))
+    data = data.join(clean, on=keys).with_columns(y=pl.col("value").log())
+    means = (data.group_by(keys + ["width", "x"]).agg(v=pl.col("value").mean())
+             .with_columns(y=pl.col("v").log())
+             .group_by(keys).agg(alpha=_slope("x", "y"), r2=pl.corr("x", "y") ** 2,
+                                 n_widths=pl.len(), sxx=((pl.col("x") - pl.col("x").mean()) ** 2).sum(),
+                                 syy=((pl.col("y") - pl.col("y").mean()) ** 2).sum()))
+    seeds = (data.group_by(keys + ["seed"]).agg(slope=_slope("x", "y"))
+             .group_by(keys).agg(seed_sd=pl.col("slope").std(), n_seeds=pl.len()))
+    fits = means.join(seeds, on=keys).sort(keys)
+    return _verdicts(_intervals(fits)).select(
+        *keys, "alpha", "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "verdict")
+
+
+def _intervals(fits: pl.DataFrame) -> pl.DataFrame:
+    """95% t-interval over seed slopes; with one seed, the regression's own standard error."""
+    n, nw = fits["n_seeds"].to_numpy(), fits["n_widths"].to_numpy()
+    alpha, sxx, syy = (fits[c].to_numpy() for c in ("alpha", "sxx", "syy"))
+    seed_sd = fits["seed_sd"].fill_null(np.nan).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        over_seeds = stats.t.ppf(0.975, n - 1) * seed_sd / np.sqrt(n)
+        regression = stats.t.ppf(0.975, nw - 2) * np.sqrt(np.maximum(syy - alpha**2 * sxx, 0) / (nw - 2) / sxx)
+    half = np.where(n >= 2, over_seeds, regression)
+    fits = fits.with_columns(half=pl.Series(half).fill_nan(None))
+    return fits.with_columns(ci_low=pl.col("alpha") - pl.col("half"), ci_high=pl.col("alpha") + pl.col("half"))
+
+
+def _verdicts(fits: pl.DataFrame) -> pl.DataFrame:
+    """pass inside the band; fail outside it with the interval excluding it too; warn between."""
+    rows = [expectation(m, r, k, s) for m, r, k, s in fits.select("mode", "role", "metric", "step").iter_rows()]
+    fits = fits.with_columns(expected=pl.Series([e for e, _ in rows], dtype=pl.Float64),
+                             tolerance=pl.Series([t for _, t in rows], dtype=pl.Float64))
+    lo, hi = pl.col("expected") - pl.col("tolerance"), pl.col("expected") + pl.col("tolerance")
+    inside = (pl.col("alpha") - pl.col("expected")).abs() <= pl.col("tolerance")
+    excluded = (pl.col("ci_low") > hi) | (pl.col("ci_high") < lo)
+    return fits.with_columns(verdict=pl.when(pl.col("expected").is_null()).then(pl.lit("info"))
+                             .when(inside).then(pl.lit("pass"))
+                             .when(excluded.fill_null(True)).then(pl.lit("fail"))
+                             .otherwise(pl.lit("warn")))

@@ -1,0 +1,41 @@
+"""Modes: how a family's model is parametrized (sp, mup, lrm, lrm-scalar, mup+lrm).
+
+μP goes through the `mup` package: base and delta shapes built on the meta device (free
+at any width), `MuReadout` readout, and μP optimizers in `optim.py`."""
+
+import torch
+from mup import MuReadout, set_base_shapes
+from torch import nn
+
+from . import lrm
+from .errors import InputError
+from .families import Family, Hooks
+from .spec import RunSpec, has_mup, multiplier_kind
+
+
+def hooks(mode: str, base_width: int) -> Hooks:
+    if not has_mup(mode):
+        return Hooks()
+    return Hooks(
+        readout=lambda fan_in, fan_out: MuReadout(fan_in, fan_out, bias=False),
+        # 1/head_dim, normalised so the scale equals SP's 1/sqrt(head_dim) at the base width.
+        attn_scale=lambda head_dim, width: (head_dim * base_width / width) ** 0.5 / head_dim,
+    )
+
+
+def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]:
+    """The model of one run, seeded immediately before it is built, plus its multipliers."""
+    h, options = hooks(spec.mode, spec.base_width), dict(spec.family_options)
+    if has_mup(spec.mode):
+        with torch.device("meta"):
+            base = family.make(spec.base_width, h, options)
+            delta = family.make(2 * spec.base_width, h, options)
+    torch.manual_seed(spec.seed)
+    model = family.make(spec.width, h, options)
+    if has_mup(spec.mode):
+        if not any(isinstance(m, MuReadout) for m in model.modules()):
+            raise InputError("--family", f"mode {spec.mode} needs the model's readout to be a mup.MuReadout",
+                             "build the output layer with mup.MuReadout, as mup asks")
+        set_base_shapes(model, base, delta=delta)
+    kind = multiplier_kind(spec.mode)
+    return model, (lrm.apply(model, kind) if kind else [])

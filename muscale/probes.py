@@ -1,0 +1,130 @@
+"""What is measured, per module and step.
+
+Statistics stay on the device as 0-d tensors and are fetched in one transfer per recorded
+step. Probes only read: hooks see detached outputs, weight statistics run under no_grad,
+so the training step is bit-for-bit the one of a bare loop."""
+
+import contextlib
+
+import torch
+from torch import nn
+
+from . import lrm
+from .roles import role_of
+
+POWER_ITERS_COLD = 16
+POWER_ITERS_WARM = 4
+ACT_METRICS = ("act_l1", "act_rms", "dact_rms")
+WEIGHT_METRICS = ("weight_fro", "weight_spec", "update_fro", "update_spec", "spec_ratio")
+
+
+def _probed(model: nn.Module):
+    """Modules that own parameters, less the parametrization plumbing lrm adds."""
+    for name, module in model.named_modules():
+        if not name or "parametrizations" in name or isinstance(module, lrm.MULTIPLIERS):
+            continue
+        if any(True for _ in module.parameters(recurse=False)) or lrm.matrix(module) is not None:
+            yield name, module
+
+
+class Probes:
+    def __init__(self, model: nn.Module):
+        self.layers = [(name, module, role_of(name, module)) for name, module in _probed(model)]
+        self.matrices = []
+        for name, module, role in self.layers:
+            w = lrm.matrix(module)
+            if w is not None:
+                fan_out, fan_in = (w.shape[1], w.shape[0]) if isinstance(module, nn.Embedding) else w.shape
+                self.matrices.append((name, role, w, fan_out, fan_in))
+        self.mults = [(name, role, module.parametrizations.weight[0]) for name, module, role in self.layers
+                      if hasattr(module, "parametrizations")]
+        device = next(model.parameters()).device
+        self._gen = torch.Generator(device).manual_seed(0)
+        self._vec: dict[str, torch.Tensor] = {}
+        self._act0: dict[str, torch.Tensor] = {}
+        self._prev: dict[str, torch.Tensor] = {}
+        self._keys: list[tuple[str, str, str]] = []
+        self._vals: list[torch.Tensor] = []
+
+    def _add(self, module: str, role: str, metric: str, value: torch.Tensor):
+        self._keys.append((module, role, metric))
+        self._vals.append(value.float())
+
+    @contextlib.contextmanager
+    def watch(self, step: int):
+        """Record activation statistics of every forward pass inside the block as `step`."""
+
+        def hook_for(name, role):
+            def hook(module, args, output):
+                if not isinstance(output, torch.Tensor):
+                    return
+                y = output.detach().float()
+                self._add(name, role, "act_l1", y.abs().mean())
+                self._add(name, role, "act_rms", y.square().mean().sqrt())
+                if step == 0:
+                    self._act0[name] = y.clone()
+                elif name in self._act0 and self._act0[name].shape == y.shape:
+                    self._add(name, role, "dact_rms", (y - self._act0[name]).square().mean().sqrt())
+            return hook
+
+        handles = [m.register_forward_hook(hook_for(n, r)) for n, m, r in self.layers]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    @torch.no_grad()
+    def snapshot(self):
+        """Keep W before an optimizer step whose result will be recorded, for update norms."""
+        for name, _, w, _, _ in self.matrices:
+            if name in self._prev:
+                self._prev[name].copy_(w)
+            else:
+                self._prev[name] = w.detach().clone()
+
+    def _spectral(self, key: str, w: torch.Tensor) -> torch.Tensor:
+        """Largest singular value by power iteration, warm-started from the previous step."""
+        v = self._vec.get(key)
+        iters = POWER_ITERS_WARM
+        if v is None:
+            v = torch.randn(w.shape[1], generator=self._gen, device=w.device, dtype=w.dtype)
+            iters = POWER_ITERS_COLD
+        for _ in range(iters):
+            u = w @ v
+            u = u / u.norm().clamp_min(1e-30)
+            v = w.T @ u
+            sigma = v.norm()
+            v = v / sigma.clamp_min(1e-30)
+        self._vec[key] = v
+        return sigma
+
+    @torch.no_grad()
+    def collect(self, step: int, loss: torch.Tensor) -> dict[str, list]:
+        """All statistics of `step` as columns; the one host transfer of the step."""
+        for name, role, w, fan_out, fan_in in self.matrices:
+            w = w.detach().float()
+            spec = self._spectral(name, w)
+            self._add(name, role, "weight_fro", w.norm())
+            self._add(name, role, "weight_spec", spec)
+            self._add(name, role, "spec_ratio", spec / (fan_out / fan_in) ** 0.5)
+            if step > 0 and name in self._prev:
+                delta = w - self._prev[name].float()
+                self._add(name, role, "update_fro", delta.norm())
+                self._add(name, role, "update_spec", self._spectral(name + "/update", delta))
+        for name, role, mult in self.mults:
+            if isinstance(mult, lrm.ScalarMultiplier):
+                self._add(name, role, "mult_scalar", mult.scalar.detach())
+                continue
+            for side, vec in (("row", mult.row), ("col", mult.col)):
+                vec = vec.detach().float()
+                self._add(name, role, f"mult_{side}_rms", vec.square().mean().sqrt())
+                self._add(name, role, f"mult_{side}_mean", vec.mean())
+                self._add(name, role, f"mult_{side}_min", vec.min())
+                self._add(name, role, f"mult_{side}_max", vec.max())
+        self._add("loss", "loss", "loss", loss.detach())
+        values = torch.stack(self._vals).tolist()
+        modules, roles, metrics = zip(*self._keys)
+        self._keys, self._vals = [], []
+        return {"step": [step] * len(values), "module": list(modules), "role": list(roles),
+                "metric": list(metrics), "value": values}

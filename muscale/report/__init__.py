@@ -1,0 +1,225 @@
+"""One self-contained HTML report per coordinate check.
+
+Everything a reader needs to tell a bug from a finding (verdicts, worst
+exponents, α over training, the raw coord-check curves, R² and CIs) in one
+file that opens offline: figures are inlined, nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import jinja2
+import polars as pl
+
+from muscale.errors import InputError
+from muscale.report import figures
+
+__all__ = ["write_report"]
+
+RECORD_COLUMNS = ("family", "mode", "optimizer", "lr", "weight_decay", "width", "seed", "horizon",
+                  "step", "role", "metric", "value")
+EXPONENT_COLUMNS = ("mode", "family", "optimizer", "module", "role", "metric", "step", "alpha",
+                    "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "verdict")
+VERDICTS = ("fail", "warn", "pass", "info")
+MODE_ORDER = ("sp", "mup", "lrm", "lrm-vector", "lrm-scalar", "mup+lrm")
+ROLE_ORDER = ("embed", "attn_q", "attn_k", "attn_qk", "attn_v", "attn_out", "ssm_in", "ssm_dt", "ssm_out",
+              "mlp_up", "mlp_gate", "mlp_down", "hidden", "head", "norm", "other")
+COORD_METRICS = ("act_l1", "act_rms", "dact_rms", "update_spec", "spec_ratio",
+                 "mult_scalar", "mult_row_rms", "mult_col_rms")
+WORST_ROWS = 10
+DASH = "—"
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent),
+    autoescape=True,  # always, not by extension: the template is .html.j2 and module names are user text
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def write_report(records: pl.DataFrame, exponents: pl.DataFrame, path: str | os.PathLike,
+                 meta: Mapping[str, str] | None = None) -> Path:
+    """Render fully in memory, then swap the file in, so a reader never sees half a report."""
+    _require(records, RECORD_COLUMNS, "records")
+    _require(exponents, EXPONENT_COLUMNS, "exponents")
+    html = _render(records, exponents, meta or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(html)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _require(df: pl.DataFrame, columns: Iterable[str], name: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(name, f"missing column(s) {', '.join(missing)}",
+                         "pass records/exponents written by this version of muscale")
+
+
+def _ordered(values: Iterable[str], canonical: tuple[str, ...]) -> list[str]:
+    rank = {v: i for i, v in enumerate(canonical)}
+    return sorted(set(values), key=lambda v: (rank.get(v, len(rank)), v))
+
+
+def _with_setting(df: pl.DataFrame, extra_keys: tuple[str, ...]) -> pl.DataFrame:
+    """Label rows by mode, plus any other run key that varies, so runs that differ are never averaged together."""
+    varying = [k for k in extra_keys if df[k].n_unique() > 1]
+    parts = [pl.col("mode")] + [pl.lit(f"{k}=") + pl.col(k).cast(pl.String) for k in varying]
+    return df.with_columns(setting=pl.concat_str(parts, separator=" · "))
+
+
+def _settings(df: pl.DataFrame) -> list[str]:
+    rank = {m: i for i, m in enumerate(MODE_ORDER)}
+    pairs = df.select("mode", "setting").unique().rows()
+    return [s for _, s in sorted(pairs, key=lambda p: (rank.get(p[0], len(rank)), p[0], p[1]))]
+
+
+def _model_order(exponents: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
+    """Modules in the order the probes recorded them (layer order), not alphabetical (blocks.10 before blocks.2)."""
+    mode_rank = {m: i for i, m in enumerate(MODE_ORDER)}
+    module_rank = records.select("module").unique(maintain_order=True).with_row_index("module_rank")
+    return (
+        exponents.join(module_rank, on="module", how="left")
+        .sort(pl.col("mode").replace_strict(mode_rank, default=len(mode_rank)), "mode", "family", "optimizer",
+              "module_rank", "module", "metric", "step", nulls_last=True)
+        .drop("module_rank")
+    )
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _signed(x: float | None, digits: int = 3) -> str:
+    return f"{x:+.{digits}f}" if _finite(x) else DASH
+
+
+def _exponent_row(r: dict) -> dict:
+    ci = (f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+          if _finite(r["ci_low"]) and _finite(r["ci_high"]) else DASH)
+    expected = DASH
+    if _finite(r["expected"]):
+        expected = _signed(r["expected"], 2)
+        if _finite(r["tolerance"]):
+            expected += f" ± {r['tolerance']:.2f}"
+    return {
+        "setting": r["setting"], "module": r["module"], "role": r["role"], "metric": r["metric"],
+        "step": r["step"], "alpha": _signed(r["alpha"]), "ci": ci,
+        "r2": f"{r['r2']:.3f}" if _finite(r["r2"]) else DASH,
+        "n": f"{r['n_widths']}×{r['n_seeds']}", "expected": expected,
+        "deviation": f"{r['deviation']:.3f}" if _finite(r.get("deviation")) else DASH,
+        "verdict": r["verdict"],
+    }
+
+
+def _banner(exponents: pl.DataFrame) -> dict:
+    counts = dict.fromkeys(VERDICTS, 0) | dict(exponents["verdict"].value_counts().rows())
+    checked = counts["fail"] + counts["warn"] + counts["pass"]
+    if counts["fail"]:
+        overall, line = "fail", f"FAIL — {counts['fail']} of {checked} checked exponents outside tolerance"
+    elif counts["warn"]:
+        overall, line = "warn", f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed"
+    elif counts["pass"]:
+        overall, line = "pass", f"PASS — all {checked} checked exponents within tolerance"
+    elif exponents.is_empty():
+        overall, line = "info", "INFO ONLY — no exponents were fitted"
+    else:
+        overall, line = "info", "INFO ONLY — no exponent had an expectation to check against"
+    return {"overall": overall, "line": line, "counts": [(v, counts[v]) for v in VERDICTS]}
+
+
+def _worst(exponents: pl.DataFrame) -> list[dict]:
+    """Largest misses at each setting's last checked step; an unfittable α (NaN) counts as the worst miss."""
+    checked = exponents.filter(pl.col("expected").fill_nan(None).is_not_null())
+    last = checked.filter(pl.col("step") == pl.col("step").max().over("setting"))
+    deviation = (pl.col("alpha") - pl.col("expected")).abs().fill_null(float("nan"))
+    worst = last.with_columns(deviation=deviation).sort("deviation", descending=True).head(WORST_ROWS)
+    return [_exponent_row(r) for r in worst.iter_rows(named=True)]
+
+
+def _over_seeds(df: pl.DataFrame, *keys: str) -> pl.DataFrame:
+    """Mean line and min–max band over seeds (seaborn's errorbar=("pi", 100))."""
+    value = pl.col("value")
+    return df.group_by(*keys).agg(value.mean().alias("mean"), value.min().alias("lo"), value.max().alias("hi"))
+
+
+def _trajectories(exponents: pl.DataFrame) -> list[dict]:
+    metrics = list(figures.TRAJECTORY_COLORS)
+    alpha = pl.col("alpha").fill_nan(None)
+    data = (
+        exponents.filter(pl.col("metric").is_in(metrics) & alpha.is_not_null())
+        .with_columns(lo=pl.col("ci_low").fill_nan(None).fill_null(alpha),
+                      hi=pl.col("ci_high").fill_nan(None).fill_null(alpha))
+        .group_by("setting", "mode", "role", "metric", "step")
+        .agg(alpha.mean().alias("mean"), pl.col("lo").min(), pl.col("hi").max())
+    )
+    out = []
+    for setting in _settings(data):
+        part = data.filter(pl.col("setting") == setting)
+        roles = _ordered(part["role"], ROLE_ORDER)
+        out.append({"setting": setting, "png": figures.alpha_trajectory(part, roles)})
+    return out
+
+
+def _coord_checks(records: pl.DataFrame) -> list[dict]:
+    stats = (
+        records.filter(pl.col("metric").is_in(COORD_METRICS) & (pl.col("role") != "loss")
+                       & pl.col("value").is_finite() & (pl.col("value") > 0))
+        .group_by("setting", "role", "metric", "step", "width", "seed")
+        .agg(pl.col("value").mean())
+        .pipe(_over_seeds, "setting", "role", "metric", "step", "width")
+    )
+    settings = _settings(records.filter(pl.col("role") != "loss"))
+    by_role = stats.partition_by("role", as_dict=True)
+    out = []
+    for role in _ordered(stats["role"], ROLE_ORDER):
+        part = by_role[(role,)]
+        metrics = [m for m in COORD_METRICS if m in set(part["metric"].to_list())]
+        out.append({"role": role, "png": figures.coord_check(part, settings, metrics)})
+    return out
+
+
+def _loss(records: pl.DataFrame, log_steps: bool) -> str | None:
+    loss = (
+        records.filter((pl.col("metric") == "loss") & pl.col("value").is_finite())
+        .pipe(_over_seeds, "setting", "mode", "step", "width")
+    )
+    if loss.is_empty():
+        return None
+    return figures.loss_curves(loss, _settings(loss), log_steps)
+
+
+def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, str]) -> str:
+    records = _with_setting(records, ("family", "optimizer", "lr", "weight_decay", "horizon"))
+    exponents = _with_setting(exponents, ("family", "optimizer"))
+    exponents = _model_order(exponents, records)
+    families = sorted(set(records["family"].to_list()) | set(exponents["family"].to_list()))
+    modes = _ordered(records["mode"].to_list() + exponents["mode"].to_list(), MODE_ORDER)
+    long_horizon = (records["horizon"] == "long").any()
+    evolving = long_horizon or exponents["step"].n_unique() >= 3
+    return _env.get_template("template.html.j2").render(
+        title=f"muscale coordinate check — {', '.join(families)} · {', '.join(modes)}",
+        banner=_banner(exponents),
+        worst=_worst(exponents),
+        trajectories=_trajectories(exponents) if evolving else [],
+        coord_checks=_coord_checks(records),
+        loss=_loss(records, log_steps=long_horizon),
+        log_step_label=figures.STEP_LOG_LABEL,
+        exponents=[_exponent_row(r) for r in exponents.iter_rows(named=True)],
+        meta=meta,
+    )

@@ -1,0 +1,210 @@
+"""Report figures, returned as base64 PNG strings so the HTML is one offline file.
+
+Figures are built on `matplotlib.figure.Figure`, not pyplot: they render
+on an Agg canvas, nothing is registered in pyplot's global figure list (so nothing can
+leak), and the caller's backend (a notebook's, say) is left alone.
+
+Every figure draws frames already reduced by polars to columns mean, lo, hi.
+A report has a hundred panels or more, and matplotlib spends most of its time
+per panel on tick objects, so drawing is kept lean: seaborn supplies palettes
+but not lineplot (the same mean line and errorbar=("pi", 100) band, ~0.1 s
+more per panel), each panel is three collections, axes are not shared and
+the layout is fixed in inches (shared axes and constrained layout grow
+superlinearly), and ticks are few, without minor ticks or TeX labels.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import matplotlib
+import numpy as np
+import polars as pl
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from PIL import Image
+
+DPI = 80
+PANEL = (3.0, 2.3)  # inches per panel, gaps included
+MARGIN = {"left": 0.6, "right": 1.25, "top": 0.25, "bottom": 0.45}  # inches; the legend sits in the right one
+STEP_LOG_LABEL = "step + 1 (log₂ scale)"
+_PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
+
+# Colours fixed per metric so a metric looks the same in every trajectory figure.
+TRAJECTORY_COLORS = dict(
+    zip(("act_rms", "dact_rms", "mult_scalar", "mult_row_rms", "mult_col_rms"), sns.color_palette("deep"))
+)
+
+_RC = {
+    "font.size": 7.5,
+    "axes.titlesize": 8,
+    "axes.labelsize": 7.5,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "legend.title_fontsize": 7.5,
+}
+
+
+def _grid(nrows: int, ncols: int) -> tuple[Figure, object]:
+    width = ncols * PANEL[0] + MARGIN["left"] + MARGIN["right"]
+    height = nrows * PANEL[1] + MARGIN["top"] + MARGIN["bottom"]
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={
+        "left": MARGIN["left"] / width, "right": 1 - MARGIN["right"] / width,
+        "bottom": MARGIN["bottom"] / height, "top": 1 - MARGIN["top"] / height,
+        "wspace": 0.3, "hspace": 0.45,
+    })
+    return fig, axes
+
+
+def _title(ax, text: str) -> None:
+    ax.set_title(text, parse_math=False)  # a '$' in a user's role or setting name is not TeX
+
+
+def _legend(fig: Figure, colors: dict, title: str) -> None:
+    handles = [Line2D([], [], color=c, marker="o", markersize=3, label=str(k)) for k, c in colors.items()]
+    top = 1 - MARGIN["top"] / fig.get_figheight()
+    fig.legend(handles=handles, title=title, loc="upper right", bbox_to_anchor=(1, top), frameon=False)
+
+
+def _png(fig: Figure) -> str:
+    """Quantized to a 256-colour palette: a quarter of the bytes of Agg's RGBA, no visible change on line art."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    image = Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
+    buf = io.BytesIO()
+    image.quantize(256, method=Image.Quantize.FASTOCTREE).save(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _band_lines(ax, part: pl.DataFrame, x: str, hue: str, palette: dict) -> None:
+    """Line at the mean, band from lo to hi, one per hue level."""
+    polys, lines, colors = [], [], []
+    for (level,), line in part.sort(hue, x).partition_by(hue, as_dict=True, maintain_order=True).items():
+        xs, mean = line[x].to_numpy(), line["mean"].to_numpy()
+        polys.append(np.column_stack([np.r_[xs, xs[::-1]], np.r_[line["lo"].to_numpy(), line["hi"].to_numpy()[::-1]]]))
+        lines.append(np.column_stack([xs, mean]))
+        colors.append(palette[level])
+    ax.add_collection(PolyCollection(polys, facecolors=colors, alpha=0.2, linewidths=0))
+    ax.add_collection(LineCollection(lines, colors=colors, linewidths=1.1))
+    points = np.concatenate(lines)
+    ax.scatter(points[:, 0], points[:, 1], s=5, linewidths=0,
+               c=np.repeat(np.asarray(colors), [len(line) for line in lines], axis=0))
+
+
+def _ticks(axis, ticks: list[float]) -> None:
+    """Fixed ticks inside the view only: matplotlib builds every tick a locator returns, visible or not."""
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(_PLAIN)
+
+
+def _log2_x(ax, hi: float, ticks: list[float] | None = None) -> None:
+    """Powers of two up to `hi` (at most seven) unless the ticks are given."""
+    ax.set_xscale("log", base=2)
+    if ticks is None:
+        powers = [2.0**k for k in range(math.floor(math.log2(hi)) + 1)]
+        ticks = powers[:: math.ceil(len(powers) / 7)]
+    _ticks(ax.xaxis, ticks)
+
+
+def _log10_y(ax) -> None:
+    """Log y spanning at least a decade: autoscaled log axes blow seed noise on a flat line up into a fake trend."""
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    if hi / lo < 10:
+        mid = math.sqrt(lo * hi)
+        lo, hi = mid / math.sqrt(10), mid * math.sqrt(10)
+        ax.set_ylim(lo, hi)
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    mantissas = (1, 2, 5) if len(decades) <= 3 else (1,)
+    ticks = [m * 10.0**k for k in decades[:: math.ceil(len(decades) / 6)] for m in mantissas]
+    _ticks(ax.yaxis, [t for t in ticks if lo <= t <= hi])
+
+
+@matplotlib.rc_context(_RC)
+def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> str:
+    """One role: value vs width on log-log axes, a row per setting, a panel per metric, a line per step.
+
+    `data`: setting, metric, step, width, mean, lo, hi (the band is the spread over seeds).
+    """
+    steps = sorted(data["step"].unique().to_list())
+    widths = sorted(data["width"].unique().to_list())
+    palette = dict(zip(steps, sns.color_palette("crest", len(steps))))
+    panels = data.partition_by("setting", "metric", as_dict=True)
+    fig, axes = _grid(len(settings), len(metrics))
+    for i, setting in enumerate(settings):
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            _title(ax, f"{setting} · {metric}")
+            part = panels.get((setting, metric))
+            if part is None:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", color="0.5", transform=ax.transAxes)
+                continue
+            _band_lines(ax, part, "width", "step", palette)
+            _log2_x(ax, widths[-1], widths)
+            _log10_y(ax)
+            if i == len(settings) - 1:
+                ax.set_xlabel("width")
+    _legend(fig, palette, "step")
+    return _png(fig)
+
+
+@matplotlib.rc_context(_RC)
+def alpha_trajectory(data: pl.DataFrame, roles: list[str]) -> str:
+    """One setting: fitted α vs training step, a panel per role, a line per metric.
+
+    `data`: role, metric, step, mean, lo, hi (α over the role's modules and its CI envelope).
+    """
+    ncols = min(4, len(roles))
+    last_step = data["step"].max()
+    fig, axes = _grid(math.ceil(len(roles) / ncols), ncols)
+    panels = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("role", as_dict=True)
+    for k, (ax, role) in enumerate(zip(axes.flat, roles)):
+        _band_lines(ax, panels[(role,)], "step + 1", "metric", TRAJECTORY_COLORS)
+        _log2_x(ax, last_step + 1)
+        ax.axhline(0, color="0.25", linewidth=0.8)
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(min(lo, -0.5), max(hi, 0.5))
+        _title(ax, role)
+        if k % ncols == 0:
+            ax.set_ylabel("α  (value ∝ width^α)")
+        if k >= len(roles) - ncols:
+            ax.set_xlabel(STEP_LOG_LABEL)
+    for ax in axes.flat[len(roles):]:
+        ax.set_axis_off()
+    present = set(data["metric"].to_list())
+    _legend(fig, {m: c for m, c in TRAJECTORY_COLORS.items() if m in present}, "metric")
+    return _png(fig)
+
+
+@matplotlib.rc_context(_RC)
+def loss_curves(data: pl.DataFrame, settings: list[str], log_steps: bool) -> str:
+    """Loss vs step, a panel per setting, a line per width.
+
+    `data`: setting, step, width, mean, lo, hi (the band is the spread over seeds).
+    """
+    widths = sorted(data["width"].unique().to_list())
+    palette = dict(zip(widths, sns.color_palette("flare", len(widths))))
+    ncols = min(3, len(settings))
+    fig, axes = _grid(math.ceil(len(settings) / ncols), ncols)
+    panels = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("setting", as_dict=True)
+    for ax, setting in zip(axes.flat, settings):
+        _band_lines(ax, panels[(setting,)], "step + 1" if log_steps else "step", "width", palette)
+        if log_steps:
+            _log2_x(ax, data["step"].max() + 1)
+        _title(ax, setting)
+        ax.set_xlabel(STEP_LOG_LABEL if log_steps else "step")
+        ax.set_ylabel("loss")
+    for ax in axes.flat[len(settings):]:
+        ax.set_axis_off()
+    _legend(fig, palette, "width")
+    return _png(fig)

@@ -1,0 +1,37 @@
+"""What a layer is, from its name (built-in families name layers for this) or its type."""
+
+import re
+
+from mup import MuReadout
+from torch import nn
+
+# Matched against the last one or two components of a module name, first match wins.
+_BY_NAME = [
+    (r"(^|\.)(embed|wte|tok_embeddings|embed_tokens|input)$", "embed"),
+    (r"(^|\.)(q|q_proj|query|wq)$", "attn_q"),
+    (r"(^|\.)(k|k_proj|key|wk)$", "attn_k"),
+    (r"(^|\.)(v|v_proj|value|wv)$", "attn_v"),
+    (r"attn\.(o|c_proj|out_proj|wo)$|(^|\.)(o_proj|wo)$", "attn_out"),
+    (r"(^|\.)(gate|gate_proj|w1)$", "mlp_gate"),
+    (r"(^|\.)(up|up_proj|w3|fc1|c_fc)$", "mlp_up"),
+    (r"(^|\.)(down|down_proj|w2|fc2)$|mlp\.c_proj$", "mlp_down"),
+    (r"(^|\.)(head|lm_head|readout|classifier|output)$", "head"),
+    (r"norm|(^|\.)ln", "norm"),
+    (r"(^|\.)hidden\.\d+$", "hidden"),
+]
+_NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def role_of(name: str, module: nn.Module) -> str:
+    for pattern, role in _BY_NAME:
+        if re.search(pattern, name):
+            return role
+    if isinstance(module, MuReadout):
+        return "head"
+    if isinstance(module, nn.Embedding):
+        return "embed"
+    if isinstance(module, _NORMS):
+        return "norm"
+    if isinstance(module, nn.Linear):
+        return "hidden"
+    return "other"

@@ -1,0 +1,93 @@
+"""Run specs: plain, picklable data that fully determines one run, seed included."""
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+MODES = ("sp", "mup", "lrm", "lrm-vector", "lrm-scalar", "mup+lrm")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+HORIZONS = ("short", "long")
+
+
+def canonical_mode(mode: str) -> str:
+    return "lrm" if mode == "lrm-vector" else mode
+
+
+def has_mup(mode: str) -> bool:
+    return mode in ("mup", "mup+lrm")
+
+
+def multiplier_kind(mode: str) -> str | None:
+    """`vector` (W̄_ij = r_i·W_ij·c_j), `scalar` (W̄ = s·W) or None."""
+    return {"lrm": "vector", "lrm-vector": "vector", "mup+lrm": "vector", "lrm-scalar": "scalar"}.get(mode)
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """How long a check trains. Short checks μP's from-the-first-step promise on a fixed
+    batch; long lets learnable multipliers adapt under streamed, noisy batches and weight decay."""
+
+    name: str
+    steps: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    batch_size: int
+    seq_len: int
+    widths: tuple[int, ...]
+    seeds: int
+
+
+def default_horizon(mode: str, family: str) -> Horizon:
+    if canonical_mode(mode) in ("lrm", "lrm-scalar"):
+        return Horizon("long", steps=128, optimizer="adamw", lr=3e-3, weight_decay=0.1,
+                       batch_size=8, seq_len=32, widths=(32, 64, 128, 256, 512), seeds=2)
+    batch = 8 if family == "mlp" else 2
+    return Horizon("short", steps=5, optimizer="adam", lr=1e-2, weight_decay=0.0,
+                   batch_size=batch, seq_len=16, widths=(64, 128, 256, 512, 1024), seeds=3)
+
+
+def record_steps(steps: int, horizon: str) -> tuple[int, ...]:
+    """Short horizons record every step; long ones 0, 1, 2, 4, … and the last step."""
+    if horizon == "short":
+        return tuple(range(steps + 1))
+    out, s = [0], 1
+    while s < steps:
+        out.append(s)
+        s *= 2
+    return tuple(out + [steps])
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    family: str
+    mode: str
+    optimizer: str
+    lr: float
+    width: int
+    seed: int
+    steps: int
+    horizon: str
+    weight_decay: float = 0.0
+    batch_size: int = 8
+    seq_len: int = 16
+    batch: str | None = None
+    mult_lr: float | None = None
+    mult_weight_decay: float = 0.0
+    base_width: int = 64
+    family_options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_id(self) -> str:
+        """Readable prefix plus a hash of every field, so a finished run is recognised on re-run."""
+        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        family = self.family.replace(":", "_").replace("/", "_")
+        return f"{family}-{self.mode}-{self.optimizer}-w{self.width}-s{self.seed}-{digest}"
+
+    @property
+    def record_steps(self) -> tuple[int, ...]:
+        return record_steps(self.steps, self.horizon)
