@@ -16,7 +16,18 @@ from . import coordcheck, store
 from .errors import InputError
 from .fit import fit_exponents
 from .report import write_report
-from .spec import MODES, OPTIMIZERS
+from .spec import MODES, OPTIMIZERS, default_horizon
+
+SHORT, LONG = default_horizon("mup", "transformer"), default_horizon("lrm", "transformer")
+MLP_SHORT = default_horizon("mup", "mlp")
+
+
+def _both(field: str) -> str:
+    """A default as help text, read from the horizons so the two cannot drift apart."""
+    short, long = getattr(SHORT, field), getattr(LONG, field)
+    if isinstance(short, tuple):
+        short, long = ",".join(map(str, short)), ",".join(map(str, long))
+    return f"Default: {short} short (sp, mup, mup+lrm), {long} long (lrm, lrm-scalar)."
 
 WORST_SHOWN = 8
 
@@ -107,18 +118,19 @@ def cli():
               help="mlp, transformer, or package.module:function returning an nn.Module for a width.")
 @click.option("--batch", default=None, help="package.module:function returning (inputs, targets) for a user "
               "family that is not a token LM. Default: synthetic tokens (vocab 256).")
-@click.option("--widths", callback=_widths, help="Comma list, increasing. Default: 64,…,1024 for the short "
-              "horizon (sp, mup, mup+lrm); 32,…,256 for the long one (lrm, lrm-scalar).")
-@click.option("--steps", type=int, help="Optimizer steps. Default: 5 short, 200 long (recorded at 0,1,2,4,…).")
-@click.option("--seeds", type=int, help="Runs seeds 0…N−1. Default: 3 short, 2 long.")
-@click.option("--optimizer", help=f"{', '.join(OPTIMIZERS)}. Default: adam short, adamw long.")
-@click.option("--lr", type=float, help="Learning rate (μP modes scale it per layer). Default: 1e-2 short, 3e-3 long.")
-@click.option("--weight-decay", type=float, help="Weight decay on matrices. Default: 0 short, 0.1 long.")
+@click.option("--widths", callback=_widths, help="Comma list, increasing. " + _both("widths"))
+@click.option("--steps", type=int, help="Optimizer steps; the long horizon records steps 0,1,2,4,… and the last. "
+              + _both("steps"))
+@click.option("--seeds", type=int, help="Runs seeds 0…N−1. " + _both("seeds"))
+@click.option("--optimizer", help=f"{', '.join(OPTIMIZERS)}. " + _both("optimizer"))
+@click.option("--lr", type=float, help="Learning rate (μP modes scale it per layer). " + _both("lr"))
+@click.option("--weight-decay", type=float, help="Weight decay on matrices. " + _both("weight_decay"))
 @click.option("--mult-lr", type=float, help="Learning rate of the learnable multipliers. Default: --lr.")
 @click.option("--mult-weight-decay", type=float, default=0.0, show_default=True,
               help="Weight decay of the learnable multipliers.")
-@click.option("--batch-size", type=int, help="Sequences (or examples) per batch. Default: 2 short (8 for mlp), 4 long.")
-@click.option("--seq-len", type=int, help="Tokens per sequence. Default: 16 short, 32 long.")
+@click.option("--batch-size", type=int, help="Sequences (or examples) per batch. " + _both("batch_size")
+              + f" The mlp family takes {MLP_SHORT.batch_size} short.")
+@click.option("--seq-len", type=int, help="Tokens per sequence. " + _both("seq_len"))
 @click.option("--base-width", type=int, default=64, show_default=True, help="μP base width (delta at 2×).")
 @click.option("--option", "options", multiple=True, callback=_options,
               help="Family option KEY=VALUE, repeatable (transformer: layers, heads, kv_heads, mlp_ratio; mlp: depth).")

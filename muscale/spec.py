@@ -41,8 +41,8 @@ class Horizon:
 
 def default_horizon(mode: str, family: str) -> Horizon:
     if canonical_mode(mode) in ("lrm", "lrm-scalar"):
-        return Horizon("long", steps=128, optimizer="adamw", lr=3e-3, weight_decay=0.1,
-                       batch_size=8, seq_len=32, widths=(32, 64, 128, 256, 512), seeds=2)
+        return Horizon("long", steps=200, optimizer="adamw", lr=3e-3, weight_decay=0.1,
+                       batch_size=4, seq_len=32, widths=(16, 32, 64, 128, 256), seeds=2)
     batch = 8 if family == "mlp" else 2
     return Horizon("short", steps=5, optimizer="adam", lr=1e-2, weight_decay=0.0,
                    batch_size=batch, seq_len=16, widths=(64, 128, 256, 512, 1024), seeds=3)

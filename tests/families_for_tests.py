@@ -1,0 +1,35 @@
+"""User families for tests, imported as `families_for_tests:NAME` (tests/ is on sys.path)."""
+
+import torch
+from mup import MuReadout
+from torch import nn
+
+
+class GainMLP(nn.Module):
+    """A μP-style MLP whose hidden output carries a width-dependent gain: a broken model
+    that a coordinate check must catch."""
+
+    def __init__(self, width: int, gain: float):
+        super().__init__()
+        self.input = nn.Linear(32, width, bias=False)
+        self.hidden = nn.ModuleList([nn.Linear(width, width, bias=False)])
+        self.head = MuReadout(width, 10, bias=False)
+        self.gain = gain
+
+    def forward(self, x):
+        x = torch.relu(self.input(x))
+        x = torch.relu(self.hidden[0](x * self.gain))
+        return self.head(x)
+
+
+def gain_mlp(width: int) -> nn.Module:
+    return GainMLP(width, (width / 64) ** 0.5)
+
+
+def not_a_module(width: int):
+    return [width]
+
+
+def mlp_batch():
+    from muscale import data
+    return data.mlp_batch(data.PROBE_INDEX, 8)

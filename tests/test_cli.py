@@ -1,0 +1,105 @@
+"""The command line: bad input ends in one line and exit 2 with nothing written; a real
+run writes records, exponents and a report, and is reproducible."""
+
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from muscale.cli import main
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["muscale", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+BAD = [
+    (["--widths", ""], "--widths"),
+    (["--widths", "128,64"], "--widths"),
+    (["--widths", "64,64,128"], "--widths"),
+    (["--widths", "0,64"], "--widths"),
+    (["--widths", "-64,64"], "--widths"),
+    (["--widths", "64,abc"], "--widths"),
+    (["--widths", "66,130"], "--widths"),  # not divisible by the transformer's 4 heads
+    (["--family", "nope"], "--family"),
+    (["--family", "no_such_package.module:build"], "--family"),
+    (["--family", "families_for_tests:missing"], "--family"),
+    (["--family", "families_for_tests:not_a_module"], "--family"),
+    (["--mode", "nope"], "--mode"),
+    (["--optimizer", "nope"], "--optimizer"),
+    (["--lr", "-1e-3"], "--lr"),
+    (["--steps", "0"], "--steps"),
+    (["--seeds", "0"], "--seeds"),
+    (["--option", "heads"], "--option"),
+    (["--option", "colour=red"], "--option"),
+    (["--batch", "families_for_tests:mlp_batch"], "--batch"),  # built-in family with a user batch
+]
+
+
+@pytest.mark.parametrize("args,option", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tmp_path, args, option):
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "coord-check", "--out", str(out), *args)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert option in stderr and "Traceback" not in stderr
+    assert not out.exists()
+
+
+def test_out_pointing_at_a_file_is_refused(monkeypatch, capsys, tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("keep me")
+    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "mup", "--family", "mlp",
+                              "--out", str(target))
+    assert code == 2 and "--out" in stderr and len(stderr.strip().splitlines()) == 1
+    assert target.read_text() == "keep me"
+
+
+def coord_check(monkeypatch, capsys, out, *extra):
+    args = ["coord-check", "--mode", "mup", "--family", "mlp", "--widths", "32,64,128", "--steps", "2",
+            "--seeds", "2", "--device", "cpu", "--jobs", "1", "--out", str(out), *extra]
+    monkeypatch.setattr(sys, "argv", ["muscale", *args])
+    main()
+    return capsys.readouterr().out
+
+
+def test_coord_check_writes_records_exponents_and_report(monkeypatch, capsys, tmp_path):
+    stdout = coord_check(monkeypatch, capsys, tmp_path)
+    assert len(list((tmp_path / "records").glob("*.parquet"))) == 6
+    assert not list(tmp_path.rglob("*.tmp"))
+    ex = pl.read_csv(tmp_path / "exponents.csv")
+    assert {"mode", "module", "role", "metric", "step", "alpha", "ci_low", "ci_high", "r2", "expected",
+            "verdict"} <= set(ex.columns)
+    assert set(ex["step"]) == {0, 1, 2}
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert "report:" in stdout and "pass=" in stdout
+
+
+def test_same_command_twice_gives_identical_records(monkeypatch, capsys, tmp_path):
+    coord_check(monkeypatch, capsys, tmp_path / "a")
+    coord_check(monkeypatch, capsys, tmp_path / "b")
+    a = pl.read_parquet(tmp_path / "a" / "records" / "*.parquet").sort("run_id", "step", "module", "metric")
+    b = pl.read_parquet(tmp_path / "b" / "records" / "*.parquet").sort("run_id", "step", "module", "metric")
+    assert a.height > 0 and a.equals(b)
+
+
+def test_rerun_skips_finished_runs(monkeypatch, capsys, tmp_path):
+    coord_check(monkeypatch, capsys, tmp_path)
+    files = sorted((tmp_path / "records").glob("*.parquet"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    coord_check(monkeypatch, capsys, tmp_path)
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+
+
+def test_console_script_help_names_every_option_with_its_default():
+    help_text = subprocess.run([sys.executable, "-m", "muscale", "coord-check", "--help"],
+                               capture_output=True, text=True, check=True).stdout
+    for option in ("--mode", "--family", "--batch", "--widths", "--steps", "--seeds", "--optimizer", "--lr",
+                   "--weight-decay", "--batch-size", "--seq-len", "--out", "--device"):
+        assert option in help_text
+    assert "Default" in help_text or "default" in help_text

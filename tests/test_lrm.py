@@ -1,0 +1,59 @@
+"""Learnable multipliers as wrappers: same function at init, their own optimizer group,
+and the exponent table carries their width exponents at the first and last step."""
+
+import polars as pl
+import pytest
+import torch
+
+import muscale
+from muscale import lrm, modes, optim
+from muscale.families import resolve
+
+SMALL = dict(widths=(16, 32, 64), steps=8, seeds=2, device="cpu", jobs=1)
+
+
+def build(mode, **kw):
+    spec = muscale.plan(mode, "transformer", widths=(32, 64), seeds=1, **kw)[0]
+    return spec, *modes.build(spec, resolve("transformer"))
+
+
+@pytest.mark.parametrize("mode", ["lrm", "lrm-scalar", "mup+lrm"])
+def test_multipliers_start_at_one_and_leave_the_function_unchanged(mode):
+    base_mode = "mup" if mode == "mup+lrm" else "sp"
+    _, plain, _ = build(base_mode)
+    _, wrapped, mults = build(mode)
+    tokens = torch.randint(0, 256, (2, 8))
+    assert mults and all(torch.all(p == 1) for p in mults)
+    assert torch.allclose(plain(tokens), wrapped(tokens), atol=1e-6)
+    linears = [m for m in wrapped.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(lrm.matrix(m) is m.parametrizations.weight.original for m in linears)
+
+
+def test_multipliers_have_their_own_group_with_their_own_lr_and_weight_decay():
+    spec, model, mults = build("lrm", mult_lr=1e-4, mult_weight_decay=0.5)
+    opt = optim.build(spec, model, mults)
+    group = next(g for g in opt.param_groups if any(p is mults[0] for p in g["params"]))
+    assert {id(p) for p in group["params"]} == {id(p) for p in mults}
+    assert group["lr"] == 1e-4 and group["weight_decay"] == 0.5
+
+
+def test_lrm_exponent_table_has_multiplier_and_activation_exponents_first_and_last():
+    records = muscale.coord_check("lrm", "transformer", **SMALL)
+    ex = muscale.fit_exponents(records)
+    steps = sorted(set(ex["step"]))
+    assert steps[0] == 0 and steps[-1] == 8
+    linears = set(ex.filter(pl.col("metric") == "weight_spec")["module"]) - {"embed"}
+    for step in (1, 8):
+        at = ex.filter(pl.col("step") == step)
+        for metric in ("mult_row_rms", "mult_col_rms"):
+            assert set(at.filter(pl.col("metric") == metric)["module"]) == linears
+        assert set(at.filter(pl.col("metric") == "act_rms")["module"]) >= linears
+    assert set(ex["verdict"]) == {"info"}  # the paper's expectations come with the multipliers issue
+    learned = records.filter((pl.col("metric") == "mult_row_rms") & (pl.col("step") == 8))["value"]
+    assert (learned - 1).abs().max() > 1e-3
+
+
+def test_teeth_multipliers_with_zero_lr_do_not_move():
+    records = muscale.coord_check("lrm-scalar", "transformer", mult_lr=1e-12, **SMALL)
+    values = records.filter(pl.col("metric") == "mult_scalar")["value"]
+    assert values.len() > 0 and (values - 1).abs().max() < 1e-6
