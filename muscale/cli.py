@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from . import coordcheck, store
 from .errors import InputError
-from .fit import fit_exponents
+from .fit import first_and_last, fit_exponents
 from .report import write_report
 from .spec import MODES, OPTIMIZERS, default_horizon
 
@@ -80,29 +80,21 @@ def _analyse(records: pl.DataFrame, out: Path, device: str) -> pl.DataFrame:
     return exponents
 
 
-def _worst(exponents: pl.DataFrame) -> pl.DataFrame:
-    """Checked rows by distance from expectation; without expectations, activation and
-    multiplier rows by |α|, at the first and last step."""
-    checked = exponents.filter(pl.col("expected").is_not_null())
-    if checked.height:
-        rows = checked.with_columns(off=(pl.col("alpha") - pl.col("expected")).abs())
-    else:
-        steps = exponents["step"].unique().sort()
-        rows = exponents.filter(pl.col("metric").is_in(["act_rms", "dact_rms", "mult_scalar", "mult_row_rms",
-                                                       "mult_col_rms"]) &
-                                pl.col("step").is_in([steps[min(1, len(steps) - 1)], steps[-1]]))
-        rows = rows.with_columns(off=pl.col("alpha").abs())
-    return (rows.sort("off", descending=True).head(WORST_SHOWN)
-            .select("mode", "module", "metric", "step", pl.col("alpha").round(3),
-                    pl.col("ci_low").round(2), pl.col("ci_high").round(2), pl.col("r2").round(3), "verdict"))
-
-
 def _summary(exponents: pl.DataFrame, out: Path):
     counts = dict(exponents.group_by("verdict").len().iter_rows())
     click.echo(" ".join(f"{v}={counts.get(v, 0)}" for v in ("pass", "warn", "fail", "info")))
-    with pl.Config(tbl_rows=WORST_SHOWN, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                   tbl_width_chars=140, fmt_str_lengths=40):
-        click.echo(_worst(exponents))
+    checked = exponents.filter(pl.col("expected").is_not_null())
+    with pl.Config(tbl_rows=40, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                   tbl_width_chars=140, fmt_str_lengths=40, float_precision=3):
+        if checked.height:
+            click.echo("worst exponents (largest |α − expected|):")
+            click.echo(checked.with_columns(off=(pl.col("alpha") - pl.col("expected")).abs())
+                       .sort("off", descending=True).head(WORST_SHOWN)
+                       .select("mode", "module", "metric", "step", "alpha", "ci_low", "ci_high", "r2", "verdict"))
+        table = first_and_last(exponents)
+        if table.height and not checked.height:
+            click.echo("width exponents by role, median over modules (α after the first update → at the last step):")
+            click.echo(table)
     click.echo(f"report: {out / 'report.html'}")
 
 

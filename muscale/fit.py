@@ -76,3 +76,26 @@ def _verdicts(fits: pl.DataFrame) -> pl.DataFrame:
                              .when(inside).then(pl.lit("pass"))
                              .when(excluded.fill_null(True)).then(pl.lit("fail"))
                              .otherwise(pl.lit("warn")))
+
+
+SUMMARY_METRICS = ("act_rms", "dact_rms", "mult_scalar", "mult_row_rms", "mult_col_rms")
+
+
+def first_and_last(exponents: pl.DataFrame) -> pl.DataFrame:
+    """Per mode, role and metric: the median α over a role's modules after the first
+    update (step 1) and at the last step. This is what the learnable-multiplier claim is
+    about: do activations end flat while the multipliers carry the width dependence?"""
+    rows = exponents.filter(pl.col("metric").is_in(SUMMARY_METRICS) & (pl.col("step") >= 1))
+    if rows.is_empty():
+        return pl.DataFrame(schema={"mode": pl.String, "role": pl.String, "metric": pl.String,
+                                    "first_step": pl.Int64, "alpha_first": pl.Float64,
+                                    "last_step": pl.Int64, "alpha_last": pl.Float64})
+    bounds = rows.group_by("mode").agg(first_step=pl.col("step").min(), last_step=pl.col("step").max())
+    rows = rows.join(bounds, on="mode")
+    median = lambda at: (rows.filter(pl.col("step") == pl.col(at))  # noqa: E731
+                         .group_by("mode", "role", "metric", at).agg(pl.col("alpha").median()))
+    first = median("first_step").rename({"alpha": "alpha_first"})
+    last = median("last_step").rename({"alpha": "alpha_last"})
+    return (first.join(last, on=["mode", "role", "metric"], how="full", coalesce=True)
+            .select("mode", "role", "metric", "first_step", "alpha_first", "last_step", "alpha_last")
+            .sort("mode", "metric", "role"))

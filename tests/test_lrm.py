@@ -8,6 +8,7 @@ import torch
 import muscale
 from muscale import lrm, modes, optim
 from muscale.families import resolve
+from muscale.fit import first_and_last
 
 SMALL = dict(widths=(16, 32, 64), steps=8, seeds=2, device="cpu", jobs=1)
 
@@ -49,6 +50,9 @@ def test_lrm_exponent_table_has_multiplier_and_activation_exponents_first_and_la
             assert set(at.filter(pl.col("metric") == metric)["module"]) == linears
         assert set(at.filter(pl.col("metric") == "act_rms")["module"]) >= linears
     assert set(ex["verdict"]) == {"info"}  # the paper's expectations come with the multipliers issue
+    table = first_and_last(ex).filter(pl.col("metric") == "mult_col_rms")
+    assert set(table["first_step"]) == {1} and set(table["last_step"]) == {8}
+    assert set(table["role"]) == set(ex.filter(pl.col("module").is_in(linears))["role"])
     learned = records.filter((pl.col("metric") == "mult_row_rms") & (pl.col("step") == 8))["value"]
     assert (learned - 1).abs().max() > 1e-3
 

@@ -12,6 +12,8 @@ import muscale
 from muscale import optim
 
 WIDTHS = (64, 128, 256, 512, 1024)
+# The transformer at width 1024 takes minutes on 2 cores: run with `make test-slow`.
+FAMILIES = ["mlp", pytest.param("transformer", marks=pytest.mark.slow)]
 
 
 def exponents(mode, family, jobs=2, **kw):
@@ -43,7 +45,7 @@ def cached(results, key, fn):
     return results[key]
 
 
-@pytest.mark.parametrize("family", ["mlp", "transformer"])
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("mode", ["mup", "mup+lrm"])
 def test_mup_activations_and_changes_stay_flat(results, family, mode):
     ex = cached(results, (family, mode), lambda: exponents(mode, family))
@@ -54,13 +56,13 @@ def test_mup_activations_and_changes_stay_flat(results, family, mode):
     assert set(ex.filter(pl.col("metric") == "dact_rms")["verdict"]) <= {"pass", "warn"}
 
 
-@pytest.mark.parametrize("family", ["mlp", "transformer"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_sp_activation_change_grows_with_width(results, family):
     ex = cached(results, (family, "sp"), lambda: exponents("sp", family))
     assert dact_alphas(ex, from_step=2).median() > 0.5
 
 
-@pytest.mark.parametrize("family", ["mlp", "transformer"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_teeth_mup_model_with_plain_adam_fails(results, family, monkeypatch):
     """μP's per-layer learning-rate scaling switched off: the model is μP, the optimizer is
     not. In-process (jobs=1), since the patch does not reach worker processes."""

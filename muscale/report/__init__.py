@@ -17,6 +17,7 @@ import jinja2
 import polars as pl
 
 from muscale.errors import InputError
+from muscale.fit import first_and_last
 from muscale.report import figures
 
 __all__ = ["write_report"]
@@ -216,6 +217,8 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
         title=f"muscale coordinate check — {', '.join(families)} · {', '.join(modes)}",
         banner=_banner(exponents),
         worst=_worst(exponents),
+        first_last=[{k: _signed(v) if k.startswith("alpha") else v for k, v in r.items()}
+                    for r in first_and_last(exponents).iter_rows(named=True)],
         trajectories=_trajectories(exponents) if evolving else [],
         coord_checks=_coord_checks(records),
         loss=_loss(records, log_steps=long_horizon),
