@@ -14,6 +14,8 @@ from .roles import role_of
 
 POWER_ITERS_COLD = 16
 POWER_ITERS_WARM = 4
+# Below this smaller dimension an exact SVD costs less than the power iteration's error is worth.
+EXACT_SPECTRAL_BELOW = 64
 ACT_METRICS = ("act_l1", "act_rms", "dact_rms")
 WEIGHT_METRICS = ("weight_fro", "weight_spec", "update_fro", "update_spec", "spec_ratio")
 
@@ -83,35 +85,45 @@ class Probes:
             else:
                 self._prev[name] = w.detach().clone()
 
-    def _spectral(self, key: str, w: torch.Tensor) -> torch.Tensor:
-        """Largest singular value by power iteration, warm-started from the previous step."""
+    def _spectral(self, key: str, w: torch.Tensor, toward: torch.Tensor | None = None) -> torch.Tensor:
+        """Largest singular value: exact for thin matrices, else power iteration. A weight's
+        top vector turns towards its update's as training goes, so a weight warm-starts from
+        its previous top vector plus `toward` (the update's); an update, a new matrix every
+        step, gets the long iteration."""
+        if min(w.shape) <= EXACT_SPECTRAL_BELOW:
+            return torch.linalg.matrix_norm(w, ord=2)
         v = self._vec.get(key)
         iters = POWER_ITERS_WARM
-        if v is None:
-            v = torch.randn(w.shape[1], generator=self._gen, device=w.device, dtype=w.dtype)
+        if v is None or toward is None:
+            if v is None:
+                v = torch.randn(w.shape[1], generator=self._gen, device=w.device, dtype=w.dtype)
             iters = POWER_ITERS_COLD
+        else:
+            # Singular vectors have no sign: align before adding, or the two could cancel.
+            v = v + toward * torch.where(torch.dot(v, toward) < 0, -1.0, 1.0)
         for _ in range(iters):
-            u = w @ v
-            u = u / u.norm().clamp_min(1e-30)
-            v = w.T @ u
-            sigma = v.norm()
-            v = v / sigma.clamp_min(1e-30)
+            u = torch.mv(w, v)
+            x = torch.mv(w.T, u)
+            norm = torch.linalg.vector_norm(x)
+            v = x / norm.clamp_min(1e-30)
         self._vec[key] = v
-        return sigma
+        return norm / torch.linalg.vector_norm(u).clamp_min(1e-30)
 
     @torch.no_grad()
     def collect(self, step: int, loss: torch.Tensor) -> dict[str, list]:
         """All statistics of `step` as columns; the one host transfer of the step."""
         for name, role, w, fan_out, fan_in in self.matrices:
             w = w.detach().float()
-            spec = self._spectral(name, w)
-            self._add(name, role, "weight_fro", w.norm())
-            self._add(name, role, "weight_spec", spec)
-            self._add(name, role, "spec_ratio", spec / (fan_out / fan_in) ** 0.5)
+            toward = None
             if step > 0 and name in self._prev:
                 delta = w - self._prev[name].float()
-                self._add(name, role, "update_fro", delta.norm())
+                self._add(name, role, "update_fro", torch.linalg.vector_norm(delta))
                 self._add(name, role, "update_spec", self._spectral(name + "/update", delta))
+                toward = self._vec.get(name + "/update")
+            spec = self._spectral(name, w, toward)
+            self._add(name, role, "weight_fro", torch.linalg.vector_norm(w))
+            self._add(name, role, "weight_spec", spec)
+            self._add(name, role, "spec_ratio", spec / (fan_out / fan_in) ** 0.5)
         for name, role, mult in self.mults:
             if isinstance(mult, lrm.ScalarMultiplier):
                 self._add(name, role, "mult_scalar", mult.scalar.detach())
