@@ -2,7 +2,7 @@
 
 Runs the built-in families through the short horizon (sp, mup, mup+lrm; widths 64…1024,
 3 seeds, 5 Adam steps) and the learnable-multiplier default (lrm, long horizon), then
-prints, per setting, the summary statistics the README quotes. Takes ~10 minutes on 2 cores.
+prints, per setting, the summary statistics the README quotes. Takes about 3 minutes on 2 cores.
 
     python benchmarks/science_summary.py [--quick]
 """
@@ -23,7 +23,7 @@ def short_horizon(family: str, mode: str, widths) -> dict:
     acts = hidden.filter(pl.col("metric").is_in(["act_rms", "act_l1"]))["alpha"]
     dacts = hidden.filter((pl.col("metric") == "dact_rms") & (pl.col("step") >= 2))["alpha"]
     return {"family": family, "mode": mode, "max |α| act": acts.abs().max(),
-            "median α dact (step≥2)": dacts.median(), "max |α| dact": dacts.abs().max(),
+            "median α dact (step≥2)": dacts.median(), "max |α| dact (step≥2)": dacts.abs().max(),
             "verdicts": " ".join(f"{k}={v}" for k, v in sorted(ex.group_by("verdict").len().iter_rows()))}
 
 

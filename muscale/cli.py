@@ -84,7 +84,7 @@ def _summary(exponents: pl.DataFrame, out: Path):
     counts = dict(exponents.group_by("verdict").len().iter_rows())
     click.echo(" ".join(f"{v}={counts.get(v, 0)}" for v in ("pass", "warn", "fail", "info")))
     checked = exponents.filter(pl.col("expected").is_not_null())
-    with pl.Config(tbl_rows=40, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+    with pl.Config(tbl_rows=40, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
                    tbl_width_chars=140, fmt_str_lengths=40, float_precision=3):
         if checked.height:
             click.echo("worst exponents (largest |α − expected|):")
