@@ -95,7 +95,9 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
 def default_jobs(device: str) -> int:
     """One process per core on CPU: small-width runs are bound by per-op overhead, not
     FLOPs, so separate processes beat threads inside one. One process on a GPU."""
-    return len(os.sched_getaffinity(0)) if train.pick_device(device).type == "cpu" else 1
+    if train.pick_device(device).type != "cpu":
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _run_in_worker(spec: RunSpec, device: str, threads: int, out: Path | None) -> pl.DataFrame:
@@ -133,9 +135,8 @@ def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto",
 
 
 def coord_check(mode: str = "lrm", family: str = "transformer", *, out: Path | str | None = None,
-                device: str = "auto", **kwargs) -> pl.DataFrame:
+                device: str = "auto", jobs: int = 1, **kwargs) -> pl.DataFrame:
     """The Python API of `muscale coord-check`: the records of every run as one DataFrame.
     Keyword arguments are those of `plan` (widths, steps, seeds, optimizer, lr, …)."""
-    jobs = kwargs.pop("jobs", 1)
     specs = plan(mode, family, **kwargs)
     return execute(specs, Path(out) if out is not None else None, device, jobs)
