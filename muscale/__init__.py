@@ -1,7 +1,16 @@
-"""muscale: width-scaling and μP transfer analysis."""
+"""muscale: width-scaling and μP transfer analysis.
 
-from .coordcheck import coord_check, plan
-from .fit import fit_exponents
-from .report import write_report
+The public functions load on first use: worker processes import this package to train a
+run and should not pay for the plotting and statistics stack they never touch."""
 
-__all__ = ["coord_check", "plan", "fit_exponents", "write_report"]
+import importlib
+
+_API = {"coord_check": "coordcheck", "plan": "coordcheck", "fit_exponents": "fit", "write_report": "report"}
+
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'muscale' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
