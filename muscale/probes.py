@@ -14,6 +14,7 @@ from .roles import role_of
 
 POWER_ITERS_COLD = 16
 POWER_ITERS_WARM = 4
+POWER_ITERS_UPDATE = 8
 # Below this smaller dimension an exact SVD costs less than the power iteration's error is worth.
 EXACT_SPECTRAL_BELOW = 64
 ACT_METRICS = ("act_l1", "act_rms", "dact_rms")
@@ -47,6 +48,7 @@ class Probes:
         self._prev: dict[str, torch.Tensor] = {}
         self._keys: list[tuple[str, str, str]] = []
         self._vals: list[torch.Tensor] = []
+        self._last_step = -1
 
     def _add(self, module: str, role: str, metric: str, value: torch.Tensor):
         self._keys.append((module, role, metric))
@@ -85,20 +87,18 @@ class Probes:
             else:
                 self._prev[name] = w.detach().clone()
 
-    def _spectral(self, key: str, w: torch.Tensor, toward: torch.Tensor | None = None) -> torch.Tensor:
-        """Largest singular value: exact for thin matrices, else power iteration. A weight's
-        top vector turns towards its update's as training goes, so a weight warm-starts from
-        its previous top vector plus `toward` (the update's); an update, a new matrix every
-        step, gets the long iteration."""
+    def _spectral(self, key: str, w: torch.Tensor, iters: int, toward: torch.Tensor | None = None) -> torch.Tensor:
+        """Largest singular value: exact for thin matrices, else power iteration from the
+        key's previous top vector (plus `toward`, where the top vector is turning to)."""
         if min(w.shape) <= EXACT_SPECTRAL_BELOW:
-            return torch.linalg.matrix_norm(w, ord=2)
+            # The top eigenvalue of the small Gram matrix: exact, and cheaper than an SVD.
+            gram = w.T @ w if w.shape[1] <= w.shape[0] else w @ w.T
+            return torch.linalg.eigvalsh(gram)[-1].clamp_min(0).sqrt()
         v = self._vec.get(key)
-        iters = POWER_ITERS_WARM
-        if v is None or toward is None:
-            if v is None:
-                v = torch.randn(w.shape[1], generator=self._gen, device=w.device, dtype=w.dtype)
+        if v is None:
+            v = torch.randn(w.shape[1], generator=self._gen, device=w.device, dtype=w.dtype)
             iters = POWER_ITERS_COLD
-        else:
+        elif toward is not None:
             # Singular vectors have no sign: align before adding, or the two could cancel.
             v = v + toward * torch.where(torch.dot(v, toward) < 0, -1.0, 1.0)
         for _ in range(iters):
@@ -118,9 +118,12 @@ class Probes:
             if step > 0 and name in self._prev:
                 delta = w - self._prev[name].float()
                 self._add(name, role, "update_fro", torch.linalg.vector_norm(delta))
-                self._add(name, role, "update_spec", self._spectral(name + "/update", delta))
+                # Adam's momentum keeps consecutive updates aligned: the previous step's top
+                # vector is a good start; updates recorded far apart start nearly cold.
+                iters = POWER_ITERS_UPDATE if self._last_step == step - 1 else POWER_ITERS_COLD
+                self._add(name, role, "update_spec", self._spectral(name + "/update", delta, iters))
                 toward = self._vec.get(name + "/update")
-            spec = self._spectral(name, w, toward)
+            spec = self._spectral(name, w, POWER_ITERS_WARM, toward)
             self._add(name, role, "weight_fro", torch.linalg.vector_norm(w))
             self._add(name, role, "weight_spec", spec)
             self._add(name, role, "spec_ratio", spec / (fan_out / fan_in) ** 0.5)
@@ -135,6 +138,7 @@ class Probes:
                 self._add(name, role, f"mult_{side}_min", vec.min())
                 self._add(name, role, f"mult_{side}_max", vec.max())
         self._add("loss", "loss", "loss", loss.detach())
+        self._last_step = step
         values = torch.stack(self._vals).tolist()
         modules, roles, metrics = zip(*self._keys)
         self._keys, self._vals = [], []
