@@ -6,7 +6,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup
 	MUSCALE_VENV=$(VENV) scripts/setup
 	touch $@
 
-.PHONY: setup coord-check test test-slow
+.PHONY: setup coord-check test test-slow baseline
 setup: $(VENV)/.installed
 
 coord-check: setup
@@ -17,3 +17,10 @@ test: setup
 
 test-slow: setup
 	$(VENV)/bin/python -m pytest -q -m slow
+
+# Refresh the baseline muscale gates itself against (tests/test_gate.py runs the same check).
+baseline: setup
+	rm -rf out/ci-baseline
+	$(VENV)/bin/muscale coord-check --mode mup --family mlp --widths 64,128,256,512 --steps 3 --seeds 2 \
+		--device cpu --jobs 1 --out out/ci-baseline
+	$(VENV)/bin/muscale baseline out/ci-baseline -o baselines/mlp-mup.toml --metric act_rms --metric dact_rms

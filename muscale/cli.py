@@ -2,6 +2,7 @@
 
 import datetime
 import importlib.metadata
+import os
 import shlex
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from . import coordcheck, store
+from . import coordcheck, gate, store
 from .errors import InputError
 from .fit import first_and_last, fit_exponents
 from .report import write_report
@@ -148,6 +149,61 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
             bar.update()
         records = coordcheck.execute(specs, out, device, jobs or coordcheck.default_jobs(device), on_run=tick)
     _summary(_analyse(records, out, device), out)
+
+
+def _read_exponents(out: Path) -> pl.DataFrame:
+    """DIR/exponents.csv when present, else a fit of DIR/records."""
+    if (out / "exponents.csv").is_file():
+        return pl.read_csv(out / "exponents.csv")
+    try:
+        return fit_exponents(store.read_records(out))
+    except FileNotFoundError:
+        raise InputError("DIR", f"{out} holds neither exponents.csv nor records",
+                         "point at a directory written by muscale coord-check") from None
+
+
+@cli.command("baseline")
+@click.argument("out", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, help="Baseline file to write (TOML).")
+@click.option("--tol", type=float, default=gate.DEFAULT_TOL, show_default=True,
+              help="Tolerance on every stored exponent.")
+@click.option("--metric", "metrics", multiple=True, help="Keep only these metrics (repeatable). Default: all.")
+@click.option("--last-step", is_flag=True, help="Keep only each setting's last recorded step.")
+def baseline_cmd(out, output, tol, metrics, last_step):
+    """Store DIR's fitted exponents, with a tolerance, as the baseline `muscale gate` compares against."""
+    if tol < 0:
+        raise InputError("--tol", f"{tol} is negative", "give --tol a value ≥ 0")
+    if Path(output).is_dir():
+        raise InputError("--output", f"{output} is a directory", "name a file such as baseline.toml")
+    rows = gate.baseline_rows(_read_exponents(Path(out)), tol, metrics, last_step)
+    if not rows:
+        raise InputError("--metric", "no fitted exponent matches", "drop --metric or name recorded metrics")
+    gate.write_baseline(Path(output), rows)
+    click.echo(f"{len(rows)} exponents → {output}")
+
+
+@cli.command("gate")
+@click.argument("out", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--baseline", "baseline_path", required=True, help="Baseline file from `muscale baseline`.")
+@click.option("--tol", type=float, default=None, help="Override every tolerance in the baseline.")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Also write a JUnit XML file here.")
+def gate_cmd(out, baseline_path, tol, junit):
+    """Compare DIR's exponents with a baseline: exit 0 when all pass, 1 on a regression or a
+    missing exponent, 2 on a usage error."""
+    if tol is not None and tol < 0:
+        raise InputError("--tol", f"{tol} is negative", "give --tol a value ≥ 0")
+    baseline = gate.read_baseline(Path(baseline_path))
+    checks = gate.check(_read_exponents(Path(out)), baseline, tol)
+    for c in checks:
+        click.echo(c.line())
+    failed = [c for c in checks if c.status != "pass"]
+    click.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    if junit:
+        store.write_atomic(Path(junit), gate.junit_xml(checks))
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in gate.github_annotations(checks):
+            click.echo(line)
+    sys.exit(gate.exit_code(checks))
 
 
 @cli.command("fit")

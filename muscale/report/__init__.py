@@ -34,6 +34,11 @@ ROLE_ORDER = ("embed", "attn_q", "attn_k", "attn_qk", "attn_v", "attn_out", "ssm
 COORD_METRICS = ("act_rms", "dact_rms", "update_spec", "spec_ratio",
                  "mult_scalar", "mult_row_rms", "mult_col_rms")
 WORST_ROWS = 10
+# Per-module drill-down: value vs width and fit residuals of these metrics, one figure per module.
+DRILL_METRICS = ("act_rms", "dact_rms")
+# ~0.15 s and ~15 kB per module; past this many, only the modules with the largest misses are drawn.
+DRILL_MAX_MODULES = 40
+VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
 DASH = "—"
 
 _env = jinja2.Environment(
@@ -196,6 +201,63 @@ def _coord_checks(records: pl.DataFrame) -> list[dict]:
     return out
 
 
+def _drilldown(records: pl.DataFrame, exponents: pl.DataFrame) -> tuple[list[dict], int]:
+    """One collapsible section per module with act_rms/dact_rms records: its curves, residuals and last-step fits.
+
+    Returns the sections in layer order and how many modules were left out (past DRILL_MAX_MODULES,
+    the modules with the largest miss at the last step are kept).
+    """
+    data = records.filter(pl.col("metric").is_in(DRILL_METRICS) & (pl.col("role") != "loss")
+                          & pl.col("value").is_finite() & (pl.col("value") > 0))
+    if data.is_empty():
+        return [], 0
+    curves = (data.group_by("setting", "module", "metric", "step", "width", "seed").agg(pl.col("value").mean())
+              .pipe(_over_seeds, "setting", "module", "metric", "step", "width"))
+    # The fit is least squares of ln(seed mean) on ln(width); the residual is what that line misses.
+    group = ("setting", "module", "metric")
+    x, y = pl.col("x"), pl.col("y")
+    residuals = (
+        curves.filter(pl.col("step") == pl.col("step").max().over(group))
+        .with_columns(x=pl.col("width").cast(pl.Float64).log(), y=pl.col("mean").log())
+        .with_columns(slope=(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()).over(group))
+        .with_columns(residual=y - y.mean().over(group) - pl.col("slope") * (x - x.mean().over(group)))
+        .select("setting", "module", "metric", "width", "residual")
+    )
+    module_order = data.select("module", "role").unique("module", maintain_order=True)
+    modules = module_order["module"].to_list()
+    roles = dict(module_order.rows())
+
+    last = exponents.filter(pl.col("step") == pl.col("step").max().over("setting"))
+    miss = (last.filter(pl.col("expected").fill_nan(None).is_not_null())
+            .with_columns(d=(pl.col("alpha") - pl.col("expected")).abs().fill_nan(None).fill_null(float("inf")))
+            .group_by("module").agg(pl.col("d").max()))
+    omitted = 0
+    if len(modules) > DRILL_MAX_MODULES:
+        worst = dict(miss.rows())
+        keep = set(sorted(modules, key=lambda m: -worst.get(m, -1.0))[:DRILL_MAX_MODULES])
+        omitted = len(modules) - len(keep)
+        modules = [m for m in modules if m in keep]
+
+    verdicts = dict(exponents.group_by("module").agg(pl.col("verdict").unique()).rows())
+    fits = last.filter(pl.col("metric").is_in(DRILL_METRICS))
+    by_module = {k[0]: v for k, v in curves.partition_by("module", as_dict=True).items()}
+    resid_by_module = {k[0]: v for k, v in residuals.partition_by("module", as_dict=True).items()}
+    out = []
+    for i, module in enumerate(modules):
+        part = by_module[module]
+        settings = _settings(records.filter(pl.col("module") == module))
+        metrics = [m for m in DRILL_METRICS if m in set(part["metric"].to_list())]
+        seen = verdicts.get(module) or ["info"]
+        rows = fits.filter(pl.col("module") == module).sort("setting", "metric")
+        out.append({
+            "anchor": f"module-{i}", "module": module, "role": roles[module],
+            "verdict": min(seen, key=lambda v: VERDICT_RANK.get(v, len(VERDICT_RANK))),
+            "fits": [_exponent_row(r) for r in rows.iter_rows(named=True)],
+            "png": figures.module_drilldown(part, resid_by_module.get(module, residuals.clear()), settings, metrics),
+        })
+    return out, omitted
+
+
 def _loss(records: pl.DataFrame, log_steps: bool) -> str | None:
     loss = (
         records.filter((pl.col("metric") == "loss") & pl.col("value").is_finite())
@@ -214,6 +276,7 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
     modes = _ordered(records["mode"].to_list() + exponents["mode"].to_list(), MODE_ORDER)
     long_horizon = (records["horizon"] == "long").any()
     evolving = long_horizon or exponents["step"].n_unique() >= 3
+    modules, omitted = _drilldown(records, exponents)
     return _env.get_template("template.html.j2").render(
         title=f"muscale coordinate check — {', '.join(families)} · {', '.join(modes)}",
         banner=_banner(exponents),
@@ -222,6 +285,7 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
                     for r in first_and_last(exponents).iter_rows(named=True)],
         trajectories=_trajectories(exponents) if evolving else [],
         coord_checks=_coord_checks(records),
+        modules=modules, modules_omitted=omitted, drill_metrics=DRILL_METRICS, drill_max=DRILL_MAX_MODULES,
         loss=_loss(records, log_steps=long_horizon),
         log_step_label=figures.STEP_LOG_LABEL,
         exponents=[_exponent_row(r) for r in exponents.iter_rows(named=True)],

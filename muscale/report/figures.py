@@ -32,6 +32,10 @@ from PIL import Image
 
 DPI = 80
 PANEL = (3.0, 2.3)  # inches per panel, gaps included
+# Per-module drill-down figures: one per module, so smaller panels at a lower dpi keep a
+# thirty-module report to a few hundred kB.
+MODULE_DPI = 64
+MODULE_PANEL = (2.5, 2.0)
 MARGIN = {"left": 0.6, "right": 1.25, "top": 0.25, "bottom": 0.45}  # inches; the legend sits in the right one
 STEP_LOG_LABEL = "step + 1 (log₂ scale)"
 _PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
@@ -52,10 +56,10 @@ _RC = {
 }
 
 
-def _grid(nrows: int, ncols: int) -> tuple[Figure, object]:
-    width = ncols * PANEL[0] + MARGIN["left"] + MARGIN["right"]
-    height = nrows * PANEL[1] + MARGIN["top"] + MARGIN["bottom"]
-    fig = Figure(figsize=(width, height), dpi=DPI)
+def _grid(nrows: int, ncols: int, panel: tuple[float, float] = PANEL, dpi: int = DPI) -> tuple[Figure, object]:
+    width = ncols * panel[0] + MARGIN["left"] + MARGIN["right"]
+    height = nrows * panel[1] + MARGIN["top"] + MARGIN["bottom"]
+    fig = Figure(figsize=(width, height), dpi=dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={
         "left": MARGIN["left"] / width, "right": 1 - MARGIN["right"] / width,
         "bottom": MARGIN["bottom"] / height, "top": 1 - MARGIN["top"] / height,
@@ -207,4 +211,54 @@ def loss_curves(data: pl.DataFrame, settings: list[str], log_steps: bool) -> str
     for ax in axes.flat[len(settings):]:
         ax.set_axis_off()
     _legend(fig, palette, "width")
+    return _png(fig)
+
+
+@matplotlib.rc_context(_RC)
+def module_drilldown(curves: pl.DataFrame, residuals: pl.DataFrame, settings: list[str], metrics: list[str]) -> str:
+    """One module: a row per setting; a value-vs-width panel per metric (a line per step) and a residual panel.
+
+    `curves`: setting, metric, step, width, mean, lo, hi (band: spread over seeds).
+    `residuals`: setting, metric, width, residual (ln of the seed mean minus the fitted line, at the last step).
+    """
+    steps = sorted(curves["step"].unique().to_list())
+    widths = sorted(set(curves["width"].to_list()) | set(residuals["width"].to_list()))
+    palette = dict(zip(steps, sns.color_palette("crest", len(steps))))
+    panels = curves.partition_by("setting", "metric", as_dict=True)
+    resid = residuals.partition_by("setting", as_dict=True)
+    fig, axes = _grid(len(settings), len(metrics) + 1, MODULE_PANEL, MODULE_DPI)
+    for i, setting in enumerate(settings):
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            _title(ax, f"{setting} · {metric}" if len(settings) > 1 else metric)
+            part = panels.get((setting, metric))
+            if part is None:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", color="0.5", transform=ax.transAxes)
+                continue
+            _band_lines(ax, part, "width", "step", palette)
+            _log2_x(ax, widths[-1], widths)
+            _log10_y(ax)
+            if i == len(settings) - 1:
+                ax.set_xlabel("width")
+        ax = axes[i, len(metrics)]
+        _title(ax, "fit residual, last step")
+        part = resid.get((setting,))
+        if part is None or part.is_empty():
+            ax.set_axis_off()
+            continue
+        for (metric,), line in part.sort("metric", "width").partition_by("metric", as_dict=True,
+                                                                          maintain_order=True).items():
+            ax.plot(line["width"].to_numpy(), line["residual"].to_numpy(), marker="o", markersize=3,
+                    linewidth=1, color=TRAJECTORY_COLORS.get(metric, "0.3"), label=str(metric))
+        ax.axhline(0, color="0.25", linewidth=0.8)
+        _log2_x(ax, widths[-1], widths)
+        lo, hi = ax.get_ylim()
+        bound = max(abs(lo), abs(hi), 0.05)  # symmetric, and never zoomed into float noise
+        ax.set_ylim(-bound, bound)
+        ax.set_ylabel("ln value − fit")
+        ax.legend(loc="best", frameon=False, fontsize=6, handlelength=1.2)
+        if i == len(settings) - 1:
+            ax.set_xlabel("width")
+    _legend(fig, palette, "step")
     return _png(fig)
