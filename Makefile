@@ -13,6 +13,7 @@ coord-check: setup
 	$(VENV)/bin/muscale coord-check --mode lrm --out $(OUT)
 
 test: setup
+	scripts/install-browser || echo "no Chromium: the browser tests will be skipped"
 	$(VENV)/bin/python -m pytest -q
 
 test-slow: setup

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from muscale.errors import InputError
+from muscale import report
 from muscale.report import figures, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -69,8 +70,8 @@ def test_report_is_self_contained(tmp_path):
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
     assert "@import" not in html and "url(" not in html
     sources = re.findall(r"<img\b[^>]*\bsrc=\"([^\"]*)\"", html)
-    # a coord-check figure per role, an α trajectory per mode, one loss figure
-    assert len(sources) == len({role for _, role in MODULES}) + 2 + 1
+    # a coord-check figure per role, an α trajectory per mode, one loss figure, a drill-down figure per module
+    assert len(sources) == len({role for _, role in MODULES}) + 2 + 1 + len(MODULES)
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.removeprefix("data:image/png;base64,"), validate=True).startswith(PNG_SIGNATURE)
@@ -89,15 +90,20 @@ def test_trajectory_only_when_alpha_has_a_trajectory(tmp_path, records):
 def test_user_strings_are_escaped(tmp_path, records):
     evil = "<script>alert(1)</script>"
     records = records.with_columns(
-        module=pl.when(pl.col("module") == "head").then(pl.lit(evil)).otherwise(pl.col("module")),
+        module=pl.when(pl.col("module") == "embed").then(pl.lit(evil)).otherwise(pl.col("module")),
         family=pl.lit("<b>fam</b>"),
     )
     html = write_report(records, make_exponents(records), tmp_path / "r.html",
                         {"note": evil}).read_text(encoding="utf-8")
-    assert "<script" not in html
+    assert "<script>alert" not in html
+    assert html.count("<script>") == 2 == html.count("<script")  # the report's own two scripts, nothing from data
     assert "<b>fam</b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;b&gt;fam&lt;/b&gt;" in html
+    # the module's drill-down section, its image's alt text and the worst table's link to it
+    assert "<summary><strong>&lt;script&gt;alert(1)&lt;/script&gt;</strong>" in html
+    assert 'alt="coordinate check and fit residuals, module &lt;script&gt;alert(1)&lt;/script&gt;"' in html
+    assert '<a href="#module-0">&lt;script&gt;alert(1)&lt;/script&gt;</a>' in html
 
 
 @pytest.mark.parametrize(
@@ -148,7 +154,7 @@ def test_worst_table_uses_last_step_and_largest_miss(tmp_path):
     html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
     worst = html.split("<h2>Worst exponents</h2>")[1].split("<h2>")[0]
     assert "+9.000" not in worst  # the biggest miss is at step 0, not the last step
-    assert worst.index("<td>head</td>") < worst.index("<td>blocks.0.mlp.up</td>")
+    assert worst.index("<td>head</td>") < worst.index('>blocks.0.mlp.up</a></td>')
     assert worst.count("<tr class=") == 10
 
 
@@ -200,3 +206,70 @@ def test_missing_column_is_a_clear_error(tmp_path, records):
     with pytest.raises(InputError, match="records: missing column"):
         write_report(records.drop("width"), make_exponents(records), tmp_path / "r.html")
     assert not any(tmp_path.iterdir())
+
+
+def test_exponent_table_is_sortable_and_filterable(tmp_path, records):
+    html = write_report(records, make_exponents(records), tmp_path / "r.html").read_text(encoding="utf-8")
+    table = html.split('<table id="exponents">')[1].split("</table>")[0]
+    head, body = table.split("</thead>")
+    assert head.count("<th ") == 11 and 'data-key="alpha"' in head
+    assert 'data-type="num" data-key="alpha"' in head  # α sorts as a number, not as text
+    assert body.strip().startswith("<tbody>") and body.count("<tr class=\"v-") == make_exponents(records).height
+    assert 'id="exponent-filter"' in html
+    for verdict in report.VERDICTS:
+        assert f'name="verdict" value="{verdict}" checked' in html
+    script = "".join(part.split("</script>")[0] for part in html.split("<script>")[1:])
+    assert "textContent" in script
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script  # cell text is only read and rows only moved: nothing is parsed as HTML
+
+
+def test_drilldown_per_module(tmp_path, records):
+    exponents = make_exponents(records).with_columns(
+        verdict=pl.when((pl.col("module") == "embed") & (pl.col("step") == 1)).then(pl.lit("fail"))
+        .otherwise(pl.lit("pass")))
+    html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
+    section = html.split('<h2 id="modules">')[1].split("<h2>")[0]
+    assert section.count('<details class="module"') == 2
+    # layer order, and the worst verdict of any of the module's fits in the summary
+    assert section.index("<strong>embed</strong>") < section.index("<strong>blocks.0.mlp.up</strong>")
+    embed = section.split("<strong>embed</strong>")[1].split("</summary>")[0]
+    assert '<span class="v fail">fail</span>' in embed
+    assert section.count("<img ") == 2 and "not drawn" not in section
+    worst = html.split("<h2>Worst exponents</h2>")[1].split("<h2")[0]
+    assert '<a href="#module-0">embed</a>' in worst  # the worst table links to the drill-down
+
+
+def test_drilldown_keeps_worst_modules_past_the_cap(tmp_path, records, monkeypatch):
+    monkeypatch.setattr(report, "DRILL_MAX_MODULES", 1)
+    exponents = make_exponents(records).with_columns(
+        alpha=pl.when(pl.col("module") == "blocks.0.mlp.up").then(0.5).otherwise(pl.col("alpha")))
+    html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
+    section = html.split('<h2 id="modules">')[1].split("<h2>")[0]
+    assert section.count('<details class="module"') == 1
+    assert "<strong>blocks.0.mlp.up</strong>" in section and "<strong>embed</strong>" not in section
+    assert "1 more module(s) not drawn" in section
+
+
+def test_residuals_are_what_the_fitted_line_misses():
+    widths = np.array([16, 32, 64, 128, 256])
+    bent = np.exp(0.3 * np.log(widths) ** 2)  # not a power law
+    curves = pl.DataFrame({
+        "setting": "mup", "module": ["flat"] * 5 + ["bent"] * 5 + ["bent"] * 5, "metric": "act_rms",
+        "step": [3] * 10 + [0] * 5, "width": np.tile(widths, 3),
+        "mean": np.r_[2.0 * widths ** 0.5, bent, np.ones(5)],
+    })
+    res = report._residuals(curves).sort("module", "width")
+    assert res.filter(pl.col("module") == "flat")["residual"].abs().max() < 1e-9  # an exact power law
+    got = res.filter(pl.col("module") == "bent")["residual"].to_numpy()
+    x, y = np.log(widths), np.log(bent)
+    assert np.allclose(got, y - np.polyval(np.polyfit(x, y, 1), x))  # last step only, same line as the fit
+
+
+def test_drilldown_cap_without_expectations_keeps_the_steepest(tmp_path, records, monkeypatch):
+    monkeypatch.setattr(report, "DRILL_MAX_MODULES", 1)
+    exponents = make_exponents(records, verdict="info", expected=None).with_columns(
+        alpha=pl.when(pl.col("module") == "blocks.0.mlp.up").then(-0.8).otherwise(pl.col("alpha")))
+    html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
+    section = html.split('<h2 id="modules">')[1].split("<h2>")[0]
+    assert "<strong>blocks.0.mlp.up</strong>" in section and "<strong>embed</strong>" not in section

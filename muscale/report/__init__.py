@@ -37,7 +37,7 @@ WORST_ROWS = 10
 # Per-module drill-down: value vs width and fit residuals of these metrics, one figure per module.
 DRILL_METRICS = ("act_rms", "dact_rms")
 # ~0.15 s and ~15 kB per module; past this many, only the modules with the largest misses are drawn.
-DRILL_MAX_MODULES = 40
+DRILL_MAX_MODULES = 12
 VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
 DASH = "—"
 
@@ -201,11 +201,29 @@ def _coord_checks(records: pl.DataFrame) -> list[dict]:
     return out
 
 
+def _residuals(curves: pl.DataFrame) -> pl.DataFrame:
+    """ln(seed mean) minus its least-squares line on ln(width), per width, at each curve's last step.
+
+    The same line `fit_exponents` fits (its slope is α), so a curved residual says the power law misses.
+    `curves`: setting, module, metric, step, width, mean.
+    """
+    group = ("setting", "module", "metric")
+    x, y = pl.col("x"), pl.col("y")
+    return (
+        curves.filter(pl.col("step") == pl.col("step").max().over(group))
+        .with_columns(x=pl.col("width").cast(pl.Float64).log(), y=pl.col("mean").log())
+        .with_columns(slope=(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()).over(group))
+        .with_columns(residual=y - y.mean().over(group) - pl.col("slope") * (x - x.mean().over(group)))
+        .select("setting", "module", "metric", "width", "residual")
+    )
+
+
 def _drilldown(records: pl.DataFrame, exponents: pl.DataFrame) -> tuple[list[dict], int]:
     """One collapsible section per module with act_rms/dact_rms records: its curves, residuals and last-step fits.
 
-    Returns the sections in layer order and how many modules were left out (past DRILL_MAX_MODULES,
-    the modules with the largest miss at the last step are kept).
+    Returns the sections in layer order and how many modules were left out: past DRILL_MAX_MODULES,
+    the modules with the largest miss at the last step are kept, then those whose act_rms/dact_rms
+    depend most on width. The summary shows the worst verdict of any of the module's fits.
     """
     data = records.filter(pl.col("metric").is_in(DRILL_METRICS) & (pl.col("role") != "loss")
                           & pl.col("value").is_finite() & (pl.col("value") > 0))
@@ -213,16 +231,7 @@ def _drilldown(records: pl.DataFrame, exponents: pl.DataFrame) -> tuple[list[dic
         return [], 0
     curves = (data.group_by("setting", "module", "metric", "step", "width", "seed").agg(pl.col("value").mean())
               .pipe(_over_seeds, "setting", "module", "metric", "step", "width"))
-    # The fit is least squares of ln(seed mean) on ln(width); the residual is what that line misses.
-    group = ("setting", "module", "metric")
-    x, y = pl.col("x"), pl.col("y")
-    residuals = (
-        curves.filter(pl.col("step") == pl.col("step").max().over(group))
-        .with_columns(x=pl.col("width").cast(pl.Float64).log(), y=pl.col("mean").log())
-        .with_columns(slope=(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()).over(group))
-        .with_columns(residual=y - y.mean().over(group) - pl.col("slope") * (x - x.mean().over(group)))
-        .select("setting", "module", "metric", "width", "residual")
-    )
+    residuals = _residuals(curves)
     module_order = data.select("module", "role").unique("module", maintain_order=True)
     modules = module_order["module"].to_list()
     roles = dict(module_order.rows())
@@ -233,8 +242,12 @@ def _drilldown(records: pl.DataFrame, exponents: pl.DataFrame) -> tuple[list[dic
             .group_by("module").agg(pl.col("d").max()))
     omitted = 0
     if len(modules) > DRILL_MAX_MODULES:
+        # checked modules first, largest miss first; then the largest width dependence of act_rms/dact_rms
         worst = dict(miss.rows())
-        keep = set(sorted(modules, key=lambda m: -worst.get(m, -1.0))[:DRILL_MAX_MODULES])
+        steepest = dict(last.filter(pl.col("metric").is_in(DRILL_METRICS))
+                        .group_by("module").agg(pl.col("alpha").abs().fill_nan(float("inf")).max()).rows())
+        rank = sorted(modules, key=lambda m: (-worst.get(m, -1.0), -(steepest.get(m) or 0.0)))
+        keep = set(rank[:DRILL_MAX_MODULES])
         omitted = len(modules) - len(keep)
         modules = [m for m in modules if m in keep]
 
@@ -285,7 +298,8 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
                     for r in first_and_last(exponents).iter_rows(named=True)],
         trajectories=_trajectories(exponents) if evolving else [],
         coord_checks=_coord_checks(records),
-        modules=modules, modules_omitted=omitted, drill_metrics=DRILL_METRICS, drill_max=DRILL_MAX_MODULES,
+        modules=modules, modules_omitted=omitted, anchors={m["module"]: m["anchor"] for m in modules},
+        drill_metrics=DRILL_METRICS, drill_max=DRILL_MAX_MODULES,
         loss=_loss(records, log_steps=long_horizon),
         log_step_label=figures.STEP_LOG_LABEL,
         exponents=[_exponent_row(r) for r in exponents.iter_rows(named=True)],

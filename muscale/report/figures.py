@@ -34,8 +34,8 @@ DPI = 80
 PANEL = (3.0, 2.3)  # inches per panel, gaps included
 # Per-module drill-down figures: one per module, so smaller panels at a lower dpi keep a
 # thirty-module report to a few hundred kB.
-MODULE_DPI = 64
-MODULE_PANEL = (2.5, 2.0)
+MODULE_DPI = 80
+MODULE_PANEL = (2.4, 1.9)
 MARGIN = {"left": 0.6, "right": 1.25, "top": 0.25, "bottom": 0.45}  # inches; the legend sits in the right one
 STEP_LOG_LABEL = "step + 1 (log₂ scale)"
 _PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
@@ -256,6 +256,8 @@ def module_drilldown(curves: pl.DataFrame, residuals: pl.DataFrame, settings: li
         lo, hi = ax.get_ylim()
         bound = max(abs(lo), abs(hi), 0.05)  # symmetric, and never zoomed into float noise
         ax.set_ylim(-bound, bound)
+        _ticks(ax.yaxis, [-bound * 0.8, -bound * 0.4, 0.0, bound * 0.4, bound * 0.8])
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+.2g}" if v else "0"))
         ax.set_ylabel("ln value − fit")
         ax.legend(loc="best", frameon=False, fontsize=6, handlelength=1.2)
         if i == len(settings) - 1:
