@@ -6,7 +6,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup
 	MUSCALE_VENV=$(VENV) scripts/setup
 	touch $@
 
-.PHONY: setup coord-check test test-slow baseline
+.PHONY: setup coord-check test test-slow baseline reports
 setup: $(VENV)/.installed
 
 coord-check: setup
@@ -25,3 +25,12 @@ baseline: setup
 	$(VENV)/bin/muscale coord-check --mode mup --family mlp --widths 64,128,256,512 --steps 3 --seeds 2 \
 		--device cpu --jobs 1 --out out/ci-baseline
 	$(VENV)/bin/muscale baseline out/ci-baseline -o baselines/mlp-mup.toml --metric act_rms --metric dact_rms
+
+# Regenerate the example reports in reports/ and their index.
+reports: setup
+	rm -rf out/ex-mup out/ex-lrm
+	$(VENV)/bin/muscale coord-check --mode mup --family transformer --out out/ex-mup
+	$(VENV)/bin/muscale coord-check --mode lrm --out out/ex-lrm
+	cp out/ex-mup/report.html reports/transformer-mup.html
+	cp out/ex-lrm/report.html reports/transformer-lrm.html
+	$(VENV)/bin/python -c "from muscale.report import write_index; write_index('reports')"

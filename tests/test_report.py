@@ -273,3 +273,16 @@ def test_drilldown_cap_without_expectations_keeps_the_steepest(tmp_path, records
     html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
     section = html.split('<h2 id="modules">')[1].split("<h2>")[0]
     assert "<strong>blocks.0.mlp.up</strong>" in section and "<strong>embed</strong>" not in section
+
+
+def test_index_lists_every_report_with_its_verdict_and_escapes_titles(tmp_path):
+    from muscale.report import write_index
+
+    records = make_records(modes=("mup",))
+    write_report(records, make_exponents(records, verdict="fail"), tmp_path / "a.html", {})
+    write_report(records, make_exponents(records, verdict="pass"), tmp_path / "b.html", {})
+    (tmp_path / "c.html").write_text("<title>&lt;script&gt;x</title>")
+    index = write_index(tmp_path).read_text()
+    assert index.count("<a href=") == 3 and 'href="index.html"' not in index
+    assert 'class="fail"' in index and 'class="pass"' in index
+    assert "<script>" not in index and "&lt;script&gt;x" in index

@@ -7,8 +7,10 @@ file that opens offline: figures are inlined, nothing is fetched.
 
 from __future__ import annotations
 
+import html
 import math
 import os
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,9 +20,10 @@ import polars as pl
 
 from muscale.errors import InputError
 from muscale.fit import first_and_last
+from muscale.store import write_atomic
 from muscale.report import figures
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "write_index"]
 
 RECORD_COLUMNS = ("family", "mode", "optimizer", "lr", "weight_decay", "width", "seed", "horizon",
                   "step", "role", "metric", "value")
@@ -68,6 +71,36 @@ def write_report(records: pl.DataFrame, exponents: pl.DataFrame, path: str | os.
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+_INDEX = jinja2.Environment(autoescape=True).from_string("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>muscale reports</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222}
+td,th{padding:.3em .8em;text-align:left;border-bottom:1px solid #ddd}
+.pass{color:#1a7f37}.warn{color:#9a6700}.fail{color:#cf222e}.info{color:#57606a}</style></head>
+<body><h1>muscale reports</h1><table><tr><th>report</th><th>verdict</th></tr>
+{% for r in reports %}<tr><td><a href="{{ r.href }}">{{ r.title }}</a></td><td class="{{ r.overall }}">{{ r.banner }}</td></tr>
+{% endfor %}</table></body></html>
+""")
+
+
+def write_index(directory: str | os.PathLike) -> Path:
+    """`index.html` listing every report in `directory` with its title and verdict banner,
+    read back from the reports themselves so the index cannot disagree with them."""
+    directory = Path(directory)
+    reports = []
+    for page in sorted(directory.glob("*.html")):
+        if page.name == "index.html":
+            continue
+        text = page.read_text(encoding="utf-8")
+        title = re.search(r"<title>(.*?)</title>", text, re.S)
+        banner = re.search(r'<div class="banner (\w+)">\s*<strong>(.*?)</strong>', text, re.S)
+        reports.append({"href": page.name, "title": html.unescape(title.group(1)) if title else page.name,
+                        "overall": banner.group(1) if banner else "info",
+                        "banner": html.unescape(banner.group(2)) if banner else "not a muscale report"})
+    path = directory / "index.html"
+    write_atomic(path, _INDEX.render(reports=reports))
     return path
 
 
