@@ -208,15 +208,14 @@ def gate_cmd(out, baseline_path, tol, junit):
 
 @cli.command("fit")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--device", default="recorded", hidden=True)
-def fit_cmd(out, device):
+def fit_cmd(out):
     """Fit exponents and re-render the report from OUT/records without training again."""
     out = Path(out)
     try:
         records = store.read_records(out)
     except FileNotFoundError as exc:
         raise InputError("OUT", str(exc), "point at a directory written by muscale coord-check") from None
-    _summary(_analyse(records, out, device), out)
+    _summary(_analyse(records, out, "as recorded (re-fit)"), out)
 
 
 def main():

@@ -15,7 +15,7 @@ ACT = ("act_l1", "act_rms")
 TOLERANCE = {"act_l1": 0.15, "act_rms": 0.15, "dact_rms": 0.35}
 
 
-def expectation(mode: str, role: str, metric: str, step: int) -> tuple[float | None, float | None]:
+def expectation(mode: str, role: str, metric: str) -> tuple[float | None, float | None]:
     """Expected α and tolerance, or (None, None) where theory makes no claim here."""
     if mode not in ("mup", "mup+lrm") or role == "loss" or metric not in TOLERANCE:
         return None, None
@@ -66,7 +66,7 @@ def _intervals(fits: pl.DataFrame) -> pl.DataFrame:
 
 def _verdicts(fits: pl.DataFrame) -> pl.DataFrame:
     """pass inside the band; fail outside it with the interval excluding it too; warn between."""
-    rows = [expectation(m, r, k, s) for m, r, k, s in fits.select("mode", "role", "metric", "step").iter_rows()]
+    rows = [expectation(m, r, k) for m, r, k in fits.select("mode", "role", "metric").iter_rows()]
     fits = fits.with_columns(expected=pl.Series([e for e, _ in rows], dtype=pl.Float64),
                              tolerance=pl.Series([t for _, t in rows], dtype=pl.Float64))
     lo, hi = pl.col("expected") - pl.col("tolerance"), pl.col("expected") + pl.col("tolerance")

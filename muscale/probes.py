@@ -17,8 +17,6 @@ POWER_ITERS_WARM = 4
 POWER_ITERS_UPDATE = 8
 # Below this smaller dimension an exact SVD costs less than the power iteration's error is worth.
 EXACT_SPECTRAL_BELOW = 64
-ACT_METRICS = ("act_l1", "act_rms", "dact_rms")
-WEIGHT_METRICS = ("weight_fro", "weight_spec", "update_fro", "update_spec", "spec_ratio")
 
 
 def _probed(model: nn.Module):

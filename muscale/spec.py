@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 MODES = ("sp", "mup", "lrm", "lrm-vector", "lrm-scalar", "mup+lrm")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-HORIZONS = ("short", "long")
 
 
 def canonical_mode(mode: str) -> str:
