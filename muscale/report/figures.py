@@ -133,6 +133,20 @@ def _log10_y(ax) -> None:
     _ticks(ax.yaxis, [t for t in ticks if lo <= t <= hi])
 
 
+def _coord_panel(ax, part, title: str, widths: list, palette: dict, bottom: bool) -> None:
+    """Value vs width, log–log, one line per step with its seed band."""
+    _title(ax, title)
+    if part is None:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "not recorded", ha="center", va="center", color="0.5", transform=ax.transAxes)
+        return
+    _band_lines(ax, part, "width", "step", palette)
+    _log2_x(ax, widths[-1], widths)
+    _log10_y(ax)
+    if bottom:
+        ax.set_xlabel("width")
+
+
 @matplotlib.rc_context(_RC)
 def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> str:
     """One role: value vs width on log-log axes, a row per setting, a panel per metric, a line per step.
@@ -146,18 +160,8 @@ def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> 
     fig, axes = _grid(len(settings), len(metrics))
     for i, setting in enumerate(settings):
         for j, metric in enumerate(metrics):
-            ax = axes[i, j]
-            _title(ax, f"{setting} · {metric}")
-            part = panels.get((setting, metric))
-            if part is None:
-                ax.set_axis_off()
-                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", color="0.5", transform=ax.transAxes)
-                continue
-            _band_lines(ax, part, "width", "step", palette)
-            _log2_x(ax, widths[-1], widths)
-            _log10_y(ax)
-            if i == len(settings) - 1:
-                ax.set_xlabel("width")
+            _coord_panel(axes[i, j], panels.get((setting, metric)), f"{setting} · {metric}", widths, palette,
+                         bottom=i == len(settings) - 1)
     _legend(fig, palette, "step")
     return _png(fig)
 
@@ -229,18 +233,9 @@ def module_drilldown(curves: pl.DataFrame, residuals: pl.DataFrame, settings: li
     fig, axes = _grid(len(settings), len(metrics) + 1, MODULE_PANEL, MODULE_DPI)
     for i, setting in enumerate(settings):
         for j, metric in enumerate(metrics):
-            ax = axes[i, j]
-            _title(ax, f"{setting} · {metric}" if len(settings) > 1 else metric)
-            part = panels.get((setting, metric))
-            if part is None:
-                ax.set_axis_off()
-                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", color="0.5", transform=ax.transAxes)
-                continue
-            _band_lines(ax, part, "width", "step", palette)
-            _log2_x(ax, widths[-1], widths)
-            _log10_y(ax)
-            if i == len(settings) - 1:
-                ax.set_xlabel("width")
+            _coord_panel(axes[i, j], panels.get((setting, metric)),
+                         f"{setting} · {metric}" if len(settings) > 1 else metric, widths, palette,
+                         bottom=i == len(settings) - 1)
         ax = axes[i, len(metrics)]
         _title(ax, "fit residual, last step")
         part = resid.get((setting,))
