@@ -32,10 +32,13 @@ def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]
             delta = family.make(2 * spec.base_width, h, options)
     torch.manual_seed(spec.seed)
     model = family.make(spec.width, h, options)
+    has_readout = any(isinstance(m, MuReadout) for m in model.modules())
     if has_mup(spec.mode):
-        if not any(isinstance(m, MuReadout) for m in model.modules()):
+        if not has_readout:
             raise InputError("--family", f"mode {spec.mode} needs the model's readout to be a mup.MuReadout",
                              "build the output layer with mup.MuReadout, as mup asks")
         set_base_shapes(model, base, delta=delta)
+    elif has_readout:
+        set_base_shapes(model, None)  # mup's own way to run a μP-ready model in standard parametrization
     kind = multiplier_kind(spec.mode)
     return model, (lrm.apply(model, kind) if kind else [])

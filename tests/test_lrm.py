@@ -61,3 +61,12 @@ def test_teeth_multipliers_with_zero_lr_do_not_move():
     records = muscale.coord_check("lrm-scalar", "transformer", mult_lr=1e-12, **SMALL)
     values = records.filter(pl.col("metric") == "mult_scalar")["value"]
     assert values.len() > 0 and (values - 1).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("mode", ["sp", "lrm"])
+def test_a_mup_ready_user_model_also_runs_without_mup(mode):
+    """A user family built with MuReadout (as mup asks) runs in SP-based modes too, with the
+    readout at width multiplier 1, the way mup's set_base_shapes(model, None) defines SP."""
+    records = muscale.coord_check(mode, "families_for_tests:gain_mlp", batch="families_for_tests:mlp_batch",
+                                  widths=(32, 64), steps=2, seeds=1, device="cpu")
+    assert records.filter(pl.col("module") == "head")["value"].is_finite().all()
