@@ -102,7 +102,11 @@ def default_jobs(device: str) -> int:
 
 def _run_in_worker(spec: RunSpec, device: str, threads: int, out: Path | None) -> pl.DataFrame:
     torch.set_num_threads(threads)
-    records = train.run(spec, device)
+    try:
+        records = train.run(spec, device)
+    except Exception as exc:
+        exc.add_note(f"muscale: in run {spec.run_id} (width {spec.width}, seed {spec.seed})")
+        raise
     if out is not None:
         store.write_run(out, spec, records)
     return records
