@@ -6,7 +6,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup
 	MUSCALE_VENV=$(VENV) scripts/setup
 	touch $@
 
-.PHONY: setup coord-check test test-slow baseline reports
+.PHONY: setup coord-check test baseline reports
 setup: $(VENV)/.installed
 
 coord-check: setup
@@ -15,9 +15,6 @@ coord-check: setup
 test: setup
 	scripts/install-browser || echo "no Chromium: the browser tests will be skipped"
 	$(VENV)/bin/python -m pytest -q
-
-test-slow: setup
-	$(VENV)/bin/python -m pytest -q -m slow
 
 # Refresh the baseline muscale gates itself against (tests/test_gate.py runs the same check).
 baseline: setup

@@ -12,8 +12,7 @@ import muscale
 from muscale import optim
 
 WIDTHS = (64, 128, 256, 512, 1024)
-# The transformer at width 1024 takes minutes on 2 cores: run with `make test-slow`.
-FAMILIES = ["mlp", pytest.param("transformer", marks=pytest.mark.slow)]
+FAMILIES = ["mlp", "transformer"]
 
 
 def exponents(mode, family, jobs=2, **kw):
