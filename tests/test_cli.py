@@ -9,13 +9,7 @@ import pytest
 
 from muscale.cli import main
 
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["muscale", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
+from clirun import run_cli
 
 
 BAD = [

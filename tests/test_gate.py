@@ -12,6 +12,8 @@ import torch
 from muscale import gate, optim
 from muscale.cli import main
 
+from clirun import run_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 CI_BASELINE = ROOT / "baselines" / "mlp-mup.toml"
 # The check the committed baseline was made from (`make baseline` refreshes it).
@@ -44,14 +46,6 @@ def test_exit_code_fails_on_any_failure_or_missing():
     assert gate.exit_code([case(0.0), case(None)]) == gate.FAIL
 
 
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["muscale", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
-
-
 def coord_check(monkeypatch, capsys, out):
     monkeypatch.setattr(sys, "argv", ["muscale", *CI_CHECK, "--out", str(out)])
     main()
@@ -73,7 +67,7 @@ def checked(tmp_path_factory):
 
 def test_gate_passes_on_the_results_that_made_the_baseline(monkeypatch, capsys, checked, tmp_path):
     junit = tmp_path / "junit.xml"
-    code, stdout, _ = run(monkeypatch, capsys, "gate", str(checked / "run"), "--baseline",
+    code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(checked / "run"), "--baseline",
                           str(checked / "baseline.toml"), "--junit", str(junit))
     n = len(gate.read_baseline(checked / "baseline.toml"))
     assert code == gate.OK and f"{n} passed, 0 failed" in stdout
@@ -86,7 +80,7 @@ def test_gate_fails_a_broken_mup_naming_the_rows(monkeypatch, capsys, checked, t
     monkeypatch.setitem(optim._MUP, "adam", torch.optim.Adam)
     coord_check(monkeypatch, capsys, tmp_path / "broken")
     junit = tmp_path / "junit.xml"
-    code, stdout, _ = run(monkeypatch, capsys, "gate", str(tmp_path / "broken"), "--baseline",
+    code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(tmp_path / "broken"), "--baseline",
                           str(checked / "baseline.toml"), "--junit", str(junit))
     assert code == gate.FAIL
     failing = [line for line in stdout.splitlines() if line.startswith("FAIL")]
@@ -99,7 +93,7 @@ def test_gate_fails_when_a_metric_is_missing(monkeypatch, capsys, checked, tmp_p
     run_dir.mkdir()
     pl.read_csv(checked / "run" / "exponents.csv").filter(pl.col("metric") != "dact_rms").write_csv(
         run_dir / "exponents.csv")
-    code, stdout, _ = run(monkeypatch, capsys, "gate", str(run_dir), "--baseline", str(checked / "baseline.toml"))
+    code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(run_dir), "--baseline", str(checked / "baseline.toml"))
     assert code == gate.FAIL and "MISSING" in stdout and "dact_rms" in stdout
 
 
@@ -107,7 +101,7 @@ def test_gate_fails_when_a_metric_is_missing(monkeypatch, capsys, checked, tmp_p
 def test_unreadable_baseline_is_a_usage_error(monkeypatch, capsys, checked, tmp_path, content):
     bad = tmp_path / "bad.toml"
     bad.write_text(content)
-    code, _, stderr = run(monkeypatch, capsys, "gate", str(checked / "run"), "--baseline", str(bad))
+    code, _, stderr = run_cli(monkeypatch, capsys, "gate", str(checked / "run"), "--baseline", str(bad))
     assert code == gate.USAGE and "--baseline" in stderr and len(stderr.strip().splitlines()) == 1
 
 
@@ -117,12 +111,12 @@ def test_github_annotations_name_each_failure(monkeypatch, capsys, checked, tmp_
     pl.read_csv(checked / "run" / "exponents.csv").filter(pl.col("metric") != "act_rms").write_csv(
         run_dir / "exponents.csv")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
-    code, stdout, _ = run(monkeypatch, capsys, "gate", str(run_dir), "--baseline", str(checked / "baseline.toml"))
+    code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(run_dir), "--baseline", str(checked / "baseline.toml"))
     annotations = [line for line in stdout.splitlines() if line.startswith("::error")]
     assert code == gate.FAIL and annotations and all("act_rms" in a for a in annotations)
 
 
 def test_muscale_gates_itself_against_its_committed_baseline(monkeypatch, capsys, tmp_path):
     coord_check(monkeypatch, capsys, tmp_path)
-    code, stdout, _ = run(monkeypatch, capsys, "gate", str(tmp_path), "--baseline", str(CI_BASELINE))
+    code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(tmp_path), "--baseline", str(CI_BASELINE))
     assert code == gate.OK, stdout
