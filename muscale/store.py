@@ -1,7 +1,9 @@
 """Records on disk: one parquet file per run, written atomically, so an interrupted sweep
 loses at most the run in flight and a re-run skips what is done."""
 
+import contextlib
 import os
+import secrets
 from pathlib import Path
 
 import polars as pl
@@ -17,12 +19,24 @@ def is_done(out: Path, spec: RunSpec) -> bool:
     return record_path(out, spec).exists()
 
 
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """A temporary sibling of `path` to write to; swapped in only when the block succeeds,
+    removed when it fails, so a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_run(out: Path, spec: RunSpec, records: pl.DataFrame) -> Path:
     path = record_path(out, spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    records.write_parquet(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        records.write_parquet(tmp)
     return path
 
 
@@ -34,6 +48,5 @@ def read_records(out: Path) -> pl.DataFrame:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -11,7 +11,6 @@ import html
 import math
 import os
 import re
-import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import polars as pl
 
 from muscale.errors import InputError
 from muscale.fit import first_and_last
+from muscale.spec import MODES
 from muscale.store import write_atomic
 from muscale.report import figures
 
@@ -30,7 +30,6 @@ RECORD_COLUMNS = ("family", "mode", "optimizer", "lr", "weight_decay", "width", 
 EXPONENT_COLUMNS = ("mode", "family", "optimizer", "module", "role", "metric", "step", "alpha",
                     "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "verdict")
 VERDICTS = ("fail", "warn", "pass", "info")
-MODE_ORDER = ("sp", "mup", "lrm", "lrm-vector", "lrm-scalar", "mup+lrm")
 ROLE_ORDER = ("embed", "attn_q", "attn_k", "attn_qk", "attn_v", "attn_out", "ssm_in", "ssm_dt", "ssm_out",
               "mlp_up", "mlp_gate", "mlp_down", "hidden", "head", "norm", "other")
 # act_l1 is left to the table: it scales like act_rms, and every panel costs ~60 ms to draw.
@@ -60,17 +59,7 @@ def write_report(records: pl.DataFrame, exponents: pl.DataFrame, path: str | os.
     _require(exponents, EXPONENT_COLUMNS, "exponents")
     html = _render(records, exponents, meta or {})
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(html)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, html)
     return path
 
 
@@ -124,14 +113,14 @@ def _with_setting(df: pl.DataFrame, extra_keys: tuple[str, ...]) -> pl.DataFrame
 
 
 def _settings(df: pl.DataFrame) -> list[str]:
-    rank = {m: i for i, m in enumerate(MODE_ORDER)}
+    rank = {m: i for i, m in enumerate(MODES)}
     pairs = df.select("mode", "setting").unique().rows()
     return [s for _, s in sorted(pairs, key=lambda p: (rank.get(p[0], len(rank)), p[0], p[1]))]
 
 
 def _model_order(exponents: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
     """Modules in the order the probes recorded them (layer order), not alphabetical (blocks.10 before blocks.2)."""
-    mode_rank = {m: i for i, m in enumerate(MODE_ORDER)}
+    mode_rank = {m: i for i, m in enumerate(MODES)}
     module_rank = records.select("module").unique(maintain_order=True).with_row_index("module_rank")
     return (
         exponents.join(module_rank, on="module", how="left")
@@ -319,7 +308,7 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
     exponents = _with_setting(exponents, ("family", "optimizer"))
     exponents = _model_order(exponents, records)
     families = sorted(set(records["family"].to_list()) | set(exponents["family"].to_list()))
-    modes = _ordered(records["mode"].to_list() + exponents["mode"].to_list(), MODE_ORDER)
+    modes = _ordered(records["mode"].to_list() + exponents["mode"].to_list(), MODES)
     long_horizon = (records["horizon"] == "long").any()
     evolving = long_horizon or exponents["step"].n_unique() >= 3
     modules, omitted = _drilldown(records, exponents)
