@@ -113,28 +113,25 @@ def _run_in_worker(spec: RunSpec, device: str, threads: int, out: Path | None) -
 
 
 def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto", jobs: int = 1,
-            on_run: Callable[[RunSpec], None] | None = None) -> pl.DataFrame:
+            on_run: Callable[[RunSpec], None] = lambda spec: None) -> pl.DataFrame:
     """Run specs; with `out`, finished runs are read back instead of re-run. Records come
     back in spec order whatever order the workers finish in."""
     done = {s: pl.read_parquet(store.record_path(out, s)) for s in specs if out is not None and store.is_done(out, s)}
     todo = [s for s in specs if s not in done]
     for spec in done:
-        if on_run:
-            on_run(spec)
+        on_run(spec)
     jobs = max(1, min(jobs, len(todo)))
     if jobs == 1:
         for spec in todo:
             done[spec] = _run_in_worker(spec, device, torch.get_num_threads(), out)
-            if on_run:
-                on_run(spec)
+            on_run(spec)
     else:
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_run_in_worker, s, device, threads, out): s for s in todo}
             for future in as_completed(futures):
                 done[futures[future]] = future.result()
-                if on_run:
-                    on_run(futures[future])
+                on_run(futures[future])
     return pl.concat([done[s] for s in specs])
 
 
