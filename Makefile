@@ -23,11 +23,13 @@ baseline: setup
 		--device cpu --jobs 1 --out out/ci-baseline
 	$(VENV)/bin/muscale baseline out/ci-baseline -o baselines/mlp-mup.toml --metric act_rms --metric dact_rms
 
-# Regenerate the example reports in reports/ and their index.
+# Regenerate the example reports in reports/ and their index (the sweep takes ~10 minutes).
 reports: setup
-	rm -rf out/ex-mup out/ex-lrm
+	rm -rf out/ex-mup out/ex-lrm out/lr_transfer
 	$(VENV)/bin/muscale coord-check --mode mup --family transformer --out out/ex-mup
 	$(VENV)/bin/muscale coord-check --mode lrm --out out/ex-lrm
+	$(VENV)/bin/muscale sweep studies/lr_transfer.toml --out out/lr_transfer
 	cp out/ex-mup/report.html reports/transformer-mup.html
 	cp out/ex-lrm/report.html reports/transformer-lrm.html
+	cp out/lr_transfer/report.html reports/lr_transfer.html
 	$(VENV)/bin/python -c "from muscale.report import write_index; write_index('reports')"

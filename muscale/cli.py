@@ -2,6 +2,7 @@
 
 import datetime
 import importlib.metadata
+import math
 import os
 import shlex
 import subprocess
@@ -13,10 +14,12 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from . import coordcheck, gate, store
+from . import coordcheck, gate, launch, store, study, sweep, transfer
+from .data import resolve_source
 from .errors import InputError
 from .fit import first_and_last, fit_exponents
 from .report import write_report
+from .report.sweep import write_sweep_report
 from .spec import MODES, OPTIMIZERS, default_horizon
 
 SHORT, LONG = default_horizon("mup", "transformer"), default_horizon("lrm", "transformer")
@@ -31,6 +34,7 @@ def _both(field: str) -> str:
     return f"Default: {short} short (sp, mup, mup+lrm), {long} long (lrm, lrm-scalar)."
 
 WORST_SHOWN = 8
+STATUS_SHOWN = 20
 
 
 def _widths(ctx, param, value):
@@ -147,14 +151,16 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")
             bar.update()
-        records = coordcheck.execute(specs, out, device, jobs or coordcheck.default_jobs(device), on_run=tick)
+        records = coordcheck.execute(specs, out, device, jobs or launch.default_jobs(device), on_run=tick)
     _summary(_analyse(records, out, device), out)
 
 
 def _read_exponents(out: Path) -> pl.DataFrame:
-    """DIR/exponents.csv when present, else a fit of DIR/records."""
-    if (out / "exponents.csv").is_file():
-        return pl.read_csv(out / "exponents.csv")
+    """DIR/exponents.csv (a coord-check) or DIR/transfer.csv (a sweep: the drift of η*)
+    when present, else a fit of DIR/records."""
+    for name in ("exponents.csv", "transfer.csv"):
+        if (out / name).is_file():
+            return pl.read_csv(out / name)
     try:
         return fit_exponents(store.read_records(out))
     except FileNotFoundError:
@@ -184,7 +190,8 @@ def baseline_cmd(out, output, tol, metrics, last_step):
 
 @cli.command("gate")
 @click.argument("out", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--baseline", "baseline_path", required=True, help="Baseline file from `muscale baseline`.")
+@click.option("--baseline", "baseline_path", default=None, help="Baseline file from `muscale baseline`. "
+              "Default for a sweep: the [expect] table of its study.")
 @click.option("--tol", type=float, default=None, help="Override every tolerance in the baseline.")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Also write a JUnit XML file here.")
 def gate_cmd(out, baseline_path, tol, junit):
@@ -192,7 +199,13 @@ def gate_cmd(out, baseline_path, tol, junit):
     missing exponent, 2 on a usage error."""
     if tol is not None and tol < 0:
         raise InputError("--tol", f"{tol} is negative", "give --tol a value ≥ 0")
-    baseline = gate.read_baseline(Path(baseline_path))
+    if baseline_path is not None:
+        baseline = gate.read_baseline(Path(baseline_path))
+    elif sweep.plan_path(Path(out)).is_file() and sweep.read_plan(Path(out))[0]["expect"]:
+        baseline = sweep.read_plan(Path(out))[0]["expect"]
+    else:
+        raise InputError("--baseline", f"none given and {out} holds no study with an [expect] table",
+                         "pass --baseline FILE (write one with `muscale baseline DIR -o FILE`)")
     checks = gate.check(_read_exponents(Path(out)), baseline, tol)
     for c in checks:
         click.echo(c.line())
@@ -209,13 +222,108 @@ def gate_cmd(out, baseline_path, tol, junit):
 @cli.command("fit")
 @click.argument("out", type=click.Path(file_okay=False))
 def fit_cmd(out):
-    """Fit exponents and re-render the report from OUT/records without training again."""
+    """Fit exponents and re-render the report from OUT/records without training again
+    (for a sweep directory: the transfer fit and the sweep report)."""
     out = Path(out)
+    if sweep.plan_path(out).is_file():
+        sys.exit(_sweep_summary(out, *sweep.read_plan(out), "as recorded (re-fit)"))
     try:
         records = store.read_records(out)
     except FileNotFoundError as exc:
         raise InputError("OUT", str(exc), "point at a directory written by muscale coord-check") from None
     _summary(_analyse(records, out, "as recorded (re-fit)"), out)
+
+
+def _sweep_summary(out: Path, plan: dict, specs: list, device: str) -> int:
+    """Fit, report and print a sweep's transfer; the exit code says whether runs failed."""
+    states = sweep.status(out, specs)
+    counts = dict(states.group_by("state").len().iter_rows())
+    click.echo(" ".join(f"{s}={counts.get(s, 0)}" for s in sweep.STATES))
+    if not counts.get("done") and not counts.get("diverged"):
+        click.echo(f"no finished runs to fit; see {out / 'failed'}", err=True)
+        return 1
+    records = sweep.records(out, specs)
+    losses = transfer.final_losses(records)
+    best = transfer.optima(losses)
+    drift = transfer.drift(best, plan["tolerance"])
+    store.write_atomic(out / "optima.csv", transfer.per_width(best).write_csv())
+    store.write_atomic(out / "transfer.csv", drift.write_csv())
+    sources = sorted({s.data for s in specs})
+    meta = _meta(device) | {"data": ", ".join(f"{name} (fingerprint {resolve_source(name).fingerprint})"
+                                               for name in sources)}
+    write_sweep_report(plan["title"], records, out / "report.html", meta, plan["tolerance"], plan["expect"])
+    with pl.Config(tbl_rows=40, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                   tbl_width_chars=140, float_precision=3):
+        click.echo("optimal learning rate vs width, η* ∝ d^α:")
+        click.echo(drift.select(*transfer.SETTING, "alpha", "ci_low", "ci_high", "r2", "unbracketed",
+                                "diverged_runs", "verdict"))
+    click.echo(f"report: {out / 'report.html'}")
+    if counts.get("failed"):
+        click.echo(f"{counts['failed']} runs failed; see {out / 'failed'} and run the same command again",
+                   err=True)
+        return 1
+    return 0
+
+
+@cli.command("sweep")
+@click.argument("study_path", metavar="STUDY")
+@click.option("--out", default=None, help="Output directory. Default: out/<study file name>.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto takes CUDA when present.")
+@click.option("--jobs", type=int, default=None, help="Local worker processes, each with its share of CPU "
+              "threads or one GPU of its own. Default: one per CPU core, or one per GPU.")
+@click.option("--launcher", type=click.Choice(launch.LAUNCHERS), default="local", show_default=True,
+              help="local: processes on this machine; slurm: one Slurm job array through submitit; "
+              "submitit-local: submitit's local mode (the slurm path without a cluster).")
+@click.option("--slurm-partition", default=None, help="Slurm partition (slurm launcher).")
+@click.option("--slurm-minutes", type=int, default=60, show_default=True, help="Time limit per run (slurm).")
+@click.option("--slurm-parallel", type=int, default=64, show_default=True,
+              help="Most array tasks running at once (slurm).")
+@click.option("--gpus-per-run", type=int, default=0, show_default=True, help="GPUs per array task (slurm).")
+def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_minutes, slurm_parallel,
+              gpus_per_run):
+    """Train every run of a study (widths × learning rates × modes × seeds), find each width's
+    optimal learning rate and fit its drift with width. Running the same command again
+    skips finished runs. Writes OUT/records, OUT/transfer.csv, OUT/optima.csv, OUT/report.html."""
+    plan = study.load(study_path)
+    out = _out_dir(out or f"out/{Path(study_path).stem}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", "cuda was asked for but no CUDA device is visible", "use --device auto or cpu")
+    if jobs is not None and jobs < 1:
+        raise InputError("--jobs", f"{jobs} is not positive", "give --jobs a whole number ≥ 1")
+    slurm = {"timeout_min": slurm_minutes, "gpus_per_node": gpus_per_run}
+    if launcher == "slurm":
+        slurm.update(slurm_array_parallelism=slurm_parallel,
+                     **({"slurm_partition": slurm_partition} if slurm_partition else {}))
+    with tqdm(total=len(plan.specs), desc=plan.title[:40], unit="run", file=sys.stderr) as bar:
+        def tick(spec):
+            bar.set_postfix_str(f"{spec.mode} width {spec.width} lr 2^{math.log2(spec.lr):g}")
+            bar.update()
+        sweep.run(plan, out, device, jobs or launch.default_jobs(device), launcher, slurm, tick)
+    saved, specs = sweep.read_plan(out)
+    sys.exit(_sweep_summary(out, saved, specs, device))
+
+
+@cli.command("status")
+@click.argument("out", metavar="DIR", type=click.Path(file_okay=False))
+def status_cmd(out):
+    """List the runs of a sweep by state: done, diverged, failed, pending."""
+    out = Path(out)
+    if not sweep.plan_path(out).is_file():
+        raise InputError("DIR", f"{out} holds no plan.json", "point at a directory written by muscale sweep")
+    _, specs = sweep.read_plan(out)
+    states = sweep.status(out, specs)
+    counts = dict(states.group_by("state").len().iter_rows())
+    click.echo(f"{len(specs)} runs: " + " ".join(f"{s}={counts.get(s, 0)}" for s in sweep.STATES))
+    with pl.Config(tbl_rows=STATUS_SHOWN, tbl_cols=-1, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_width_chars=140, fmt_str_lengths=60):
+        for state in ("failed", "pending", "diverged"):
+            rows = states.filter(pl.col("state") == state)
+            if rows.height:
+                click.echo(f"{state}:")
+                click.echo(rows.drop("state").head(STATUS_SHOWN))
+    if counts.get("failed"):
+        click.echo(f"why they failed: {out / 'failed'}/<run_id>.txt")
 
 
 def main():

@@ -1,23 +1,20 @@
 """A coordinate check: validated request → run specs → runs → records."""
 
 import inspect
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Iterable
 
 import polars as pl
 import torch
 
-from . import store, train
+from . import launch, store
 from .errors import InputError
 from .families import resolve
 from .modes import hooks
 from .spec import MODES, OPTIMIZERS, RunSpec, canonical_mode, default_horizon, has_mup
 
 
-def _positive(name: str, value, integer: bool = False):
+def check_positive(name: str, value, integer: bool = False):
     if value is None:
         return
     if integer and (not isinstance(value, int) or isinstance(value, bool)):
@@ -26,7 +23,7 @@ def _positive(name: str, value, integer: bool = False):
         raise InputError(name, f"{value} is not positive", f"give {name} a value > 0")
 
 
-def _check_widths(widths: tuple[int, ...]):
+def check_widths(widths: tuple[int, ...]):
     if not widths:
         raise InputError("--widths", "no widths given", "give a comma list such as 64,128,256")
     if any(w <= 0 for w in widths):
@@ -36,9 +33,9 @@ def _check_widths(widths: tuple[int, ...]):
                          "list two or more widths from small to large, such as 64,128,256")
 
 
-def _check_family(family, widths, base_width, options, mode):
+def check_family(family, widths, base_width, options, mode):
     if family.builtin:
-        allowed = set(inspect.signature(family.build).parameters) - {"width", "hooks"}
+        allowed = set(inspect.signature(family.build).parameters) - {"width", "hooks", "vocab"}
         unknown = set(options) - allowed
         if unknown:
             raise InputError("--option", f"family {family.name} has no option {', '.join(sorted(unknown))}",
@@ -70,19 +67,19 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
     fam = resolve(family, batch)
     h = default_horizon(mode, family)
     widths = tuple(h.widths if widths is None else widths)
-    _check_widths(widths)
+    check_widths(widths)
     optimizer = optimizer or h.optimizer
     if optimizer not in OPTIMIZERS:
         raise InputError("--optimizer", f"unknown optimizer '{optimizer}'", f"use one of {', '.join(OPTIMIZERS)}")
     for name, value, integer in (("--steps", steps, True), ("--seeds", seeds, True), ("--lr", lr, False),
                                  ("--batch-size", batch_size, True), ("--seq-len", seq_len, True),
                                  ("--base-width", base_width, True), ("--mult-lr", mult_lr, False)):
-        _positive(name, value, integer)
+        check_positive(name, value, integer)
     for name, value in (("--weight-decay", weight_decay), ("--mult-weight-decay", mult_weight_decay)):
         if value is not None and value < 0:
             raise InputError(name, f"{value} is negative", f"give {name} a value ≥ 0")
     options = {k: str(v) for k, v in (options or {}).items()}
-    _check_family(fam, widths, base_width, options, mode)
+    check_family(fam, widths, base_width, options, mode)
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
                   lr=h.lr if lr is None else lr, steps=steps or h.steps, horizon=h.name,
                   weight_decay=h.weight_decay if weight_decay is None else weight_decay,
@@ -92,46 +89,14 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 
 
-def default_jobs(device: str) -> int:
-    """One process per core on CPU: small-width runs are bound by per-op overhead, not
-    FLOPs, so separate processes beat threads inside one. One process on a GPU."""
-    if train.pick_device(device).type != "cpu":
-        return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _run_in_worker(spec: RunSpec, device: str, threads: int, out: Path | None) -> pl.DataFrame:
-    torch.set_num_threads(threads)
-    try:
-        records = train.run(spec, device)
-    except Exception as exc:
-        exc.add_note(f"muscale: in run {spec.run_id} (width {spec.width}, seed {spec.seed})")
-        raise
-    if out is not None:
-        store.write_run(out, spec, records)
-    return records
-
-
 def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto", jobs: int = 1,
             on_run: Callable[[RunSpec], None] = lambda spec: None) -> pl.DataFrame:
-    """Run specs; with `out`, finished runs are read back instead of re-run. Records come
-    back in spec order whatever order the workers finish in."""
+    """Run specs, stopping at the first crash; with `out`, finished runs are read back
+    instead of re-run. Records come back in spec order whatever order workers finish in."""
     done = {s: pl.read_parquet(store.record_path(out, s)) for s in specs if out is not None and store.is_done(out, s)}
-    todo = [s for s in specs if s not in done]
     for spec in done:
         on_run(spec)
-    jobs = max(1, min(jobs, len(todo)))
-    if jobs == 1:
-        for spec in todo:
-            done[spec] = _run_in_worker(spec, device, torch.get_num_threads(), out)
-            on_run(spec)
-    else:
-        threads = max(1, torch.get_num_threads() // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_in_worker, s, device, threads, out): s for s in todo}
-            for future in as_completed(futures):
-                done[futures[future]] = future.result()
-                on_run(futures[future])
+    done.update(launch.local([s for s in specs if s not in done], out, device, jobs, on_run))
     return pl.concat([done[s] for s in specs])
 
 

@@ -1,9 +1,21 @@
-"""Deterministic synthetic data, generated in-process so nothing is ever downloaded.
+"""Training data, generated in-process or read from local files so nothing is ever downloaded.
 
 Every batch is a pure function of (data seed, batch index): the same across widths and
-run seeds, so widths differ only in the model."""
+run seeds, so widths differ only in the model. Negative indices are held-out batches
+(evaluation and the fixed probe batch), which for a real corpus come from its last 10%,
+a region training windows never touch."""
 
+import functools
+import hashlib
+import os
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 import torch
+
+from .errors import InputError
 
 VOCAB = 256
 MLP_IN = 32
@@ -39,3 +51,122 @@ _TEACHER = torch.randn(MLP_IN, MLP_CLASSES, generator=_generator(-2000))
 def mlp_batch(index: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randn(batch_size, MLP_IN, generator=_generator(index))
     return x, (x @ _TEACHER).argmax(1)
+
+
+SOURCE_FORMS = '"synthetic", "stdlib", "text:PATH" or "tokens:PATH"'
+STDLIB_CAP = 8 * 2**20  # bytes: enough text for short runs, read in well under a second
+_STDLIB_SKIP = {"site-packages", "test", "tests", "idlelib"}
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """A token stream that batches are cut from; `tokens` is None for the synthetic chain.
+
+    `fingerprint` names the content, not the path: the stdlib corpus differs between
+    Python versions and a file can change under the same name."""
+
+    name: str
+    vocab: int
+    fingerprint: str
+    tokens: np.ndarray | None = field(default=None, repr=False)
+
+    def check(self, seq_len: int) -> None:
+        """Raise before a run starts if the stream cannot hold one window in each region."""
+        if self.tokens is None:
+            return
+        n = len(self.tokens)
+        held_out = n - self._split
+        if min(self._split, held_out) < seq_len + 1:
+            raise InputError("data", f"'{self.name}' has {n} tokens, {held_out} of them held out, too few for "
+                             f"seq_len {seq_len} (each region needs seq_len + 1)",
+                             f"use seq_len < {min(self._split, held_out)} or a corpus of at least "
+                             f"{10 * (seq_len + 1)} tokens")
+
+    @property
+    def _split(self) -> int:
+        return len(self.tokens) * 9 // 10
+
+    def batch(self, index: int, batch_size: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.tokens is None:
+            return token_batch(index, batch_size, seq_len)
+        self.check(seq_len)
+        lo, hi = (0, self._split) if index >= 0 else (self._split, len(self.tokens))
+        starts = torch.randint(lo, hi - seq_len, (batch_size,), generator=_generator(index)).numpy()
+        windows = torch.from_numpy(self.tokens[starts[:, None] + np.arange(seq_len + 1)].astype(np.int64))
+        return windows[:, :-1], windows[:, 1:]
+
+
+def resolve_source(name: str) -> Source:
+    if name == "synthetic":
+        return Source(name, VOCAB, "synthetic")
+    if name == "stdlib":
+        return _stdlib()
+    kind, sep, path = name.partition(":")
+    if sep and kind == "text":
+        return _text(name, _existing(name, path))
+    if sep and kind == "tokens":
+        return _token_file(name, _existing(name, path))
+    raise InputError("data", f"unknown data source '{name}'", f"use {SOURCE_FORMS}")
+
+
+def _byte_source(name: str, raw: bytes) -> Source:
+    return Source(name, VOCAB, hashlib.sha1(raw).hexdigest()[:16], np.frombuffer(raw, dtype=np.uint8))
+
+
+@functools.cache
+def _stdlib() -> Source:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    paths = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _STDLIB_SKIP]
+        paths += [Path(folder, f).relative_to(root).as_posix() for f in files if f.endswith(".py")]
+    chunks, size = [], 0
+    for rel in sorted(paths):
+        if size >= STDLIB_CAP:
+            break
+        chunks.append((root / rel).read_bytes())
+        size += len(chunks[-1])
+    raw = b"".join(chunks)[:STDLIB_CAP]
+    if not raw:
+        raise InputError("data", f"no Python sources found under {root}", 'use "text:PATH" or "synthetic"')
+    return _byte_source("stdlib", raw)
+
+
+def _existing(name: str, path: str) -> Path:
+    if not path or not Path(path).exists():  # Path("") would quietly mean the current directory
+        raise InputError("data", f"'{name}': path '{path}' does not exist", "give an existing file or directory")
+    return Path(path)
+
+
+def _text(name: str, path: Path) -> Source:
+    if path.is_dir():
+        files = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
+        raw = b"".join(p.read_bytes() for p in files)
+    else:
+        raw = path.read_bytes()
+    if not raw:
+        raise InputError("data", f"'{name}' is empty", "point at a file or directory with text in it")
+    return _byte_source(name, raw)
+
+
+def _token_file(name: str, path: Path) -> Source:
+    if not path.is_file():
+        raise InputError("data", f"'{name}' is not a file", "point at a flat uint16 .bin token file")
+    stat = path.stat()
+    if stat.st_size == 0:
+        raise InputError("data", f"'{name}' is empty", "point at a non-empty uint16 .bin token file")
+    if stat.st_size % 2:
+        raise InputError("data", f"'{name}' has an odd size ({stat.st_size} bytes), so it is not uint16 tokens",
+                         "write tokens as a flat numpy uint16 array (nanoGPT's .bin format)")
+    tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    with path.open("rb") as f:
+        fingerprint = hashlib.sha1(str(stat.st_size).encode() + f.read(2**20)).hexdigest()[:16]
+    return Source(name, _max_token(str(path.resolve()), stat.st_size, stat.st_mtime_ns) + 1, fingerprint, tokens)
+
+
+@functools.cache
+def _max_token(path: str, size: int, mtime_ns: int) -> int:
+    """Scans the whole file once per process; size and mtime in the key notice a rewrite."""
+    tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    chunk = 2**26
+    return max(int(tokens[i:i + chunk].max()) for i in range(0, len(tokens), chunk))

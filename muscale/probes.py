@@ -28,8 +28,19 @@ def _probed(model: nn.Module):
             yield name, module
 
 
+ACTIVATION_METRICS = ("act_l1", "act_rms", "dact_rms")
+MATRIX_METRICS = ("weight_fro", "weight_spec", "spec_ratio", "update_fro", "update_spec")
+MULTIPLIER_METRICS = ("mult_scalar",) + tuple(f"mult_{side}_{stat}" for side in ("row", "col")
+                                              for stat in ("rms", "mean", "min", "max"))
+METRICS = ACTIVATION_METRICS + MATRIX_METRICS + MULTIPLIER_METRICS
+
+
 class Probes:
-    def __init__(self, model: nn.Module):
+    """`metrics` limits what is recorded (None: everything); losses are always recorded.
+    A group none of whose metrics is wanted costs nothing, spectral norms included."""
+
+    def __init__(self, model: nn.Module, metrics: tuple[str, ...] | None = None):
+        self.wanted = set(METRICS if metrics is None else metrics)
         self.layers = [(name, module, role_of(name, module)) for name, module in _probed(model)]
         self.matrices = []
         for name, module, role in self.layers:
@@ -49,6 +60,8 @@ class Probes:
         self._last_step = -1
 
     def _add(self, module: str, role: str, metric: str, value: torch.Tensor):
+        if metric not in self.wanted and role != "loss":
+            return
         self._keys.append((module, role, metric))
         self._vals.append(value.float())
 
@@ -69,7 +82,8 @@ class Probes:
                     self._add(name, role, "dact_rms", (y - self._act0[name]).square().mean().sqrt())
             return hook
 
-        handles = [m.register_forward_hook(hook_for(n, r)) for n, m, r in self.layers]
+        layers = self.layers if self.wanted.intersection(ACTIVATION_METRICS) else []
+        handles = [m.register_forward_hook(hook_for(n, r)) for n, m, r in layers]
         try:
             yield
         finally:
@@ -79,6 +93,8 @@ class Probes:
     @torch.no_grad()
     def snapshot(self):
         """Keep W before an optimizer step whose result will be recorded, for update norms."""
+        if not self.wanted.intersection(MATRIX_METRICS):
+            return
         for name, _, w, _, _ in self.matrices:
             if name in self._prev:
                 self._prev[name].copy_(w)
@@ -108,9 +124,11 @@ class Probes:
         return norm / torch.linalg.vector_norm(u).clamp_min(1e-30)
 
     @torch.no_grad()
-    def collect(self, step: int, loss: torch.Tensor) -> dict[str, list]:
-        """All statistics of `step` as columns; the one host transfer of the step."""
-        for name, role, w, fan_out, fan_in in self.matrices:
+    def collect(self, step: int, **losses: torch.Tensor) -> dict[str, list]:
+        """All statistics of `step` as columns, `losses` by metric name; the one host
+        transfer of the step."""
+        matrices = self.matrices if self.wanted.intersection(MATRIX_METRICS) else []
+        for name, role, w, fan_out, fan_in in matrices:
             w = w.detach().float()
             toward = None
             if step > 0 and name in self._prev:
@@ -135,7 +153,8 @@ class Probes:
                 self._add(name, role, f"mult_{side}_mean", vec.mean())
                 self._add(name, role, f"mult_{side}_min", vec.min())
                 self._add(name, role, f"mult_{side}_max", vec.max())
-        self._add("loss", "loss", "loss", loss.detach())
+        for metric, value in losses.items():
+            self._add("loss", "loss", metric, value.detach())
         self._last_step = step
         values = torch.stack(self._vals).tolist()
         modules, roles, metrics = zip(*self._keys)

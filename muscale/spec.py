@@ -48,9 +48,12 @@ def default_horizon(mode: str, family: str) -> Horizon:
 
 
 def record_steps(steps: int, horizon: str) -> tuple[int, ...]:
-    """Short horizons record every step; long ones 0, 1, 2, 4, … and the last step."""
+    """Short horizons record every step; long ones 0, 1, 2, 4, … and the last step; sweeps
+    every eighth of the run, since each recorded step costs a held-out evaluation."""
     if horizon == "short":
         return tuple(range(steps + 1))
+    if horizon == "sweep":
+        return tuple(sorted({*range(0, steps, max(1, steps // 8)), steps}))
     out, s = [0], 1
     while s < steps:
         out.append(s)
@@ -76,9 +79,25 @@ class RunSpec:
     mult_weight_decay: float = 0.0
     base_width: int = 64
     family_options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    data: str = "synthetic"
+    # Which probe metrics to record; None records all of them.
+    metrics: tuple[str, ...] | None = None
+    # Held-out batches behind each recorded eval_loss; 0 records none.
+    eval_batches: int = 0
+    # A run whose held-out loss rises above this multiple of its step-0 value has diverged.
+    diverge_factor: float = 1.5
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "RunSpec":
+        """Inverse of to_dict after a trip through JSON, which turns tuples into lists."""
+        fields = dict(fields)
+        fields["family_options"] = tuple(tuple(kv) for kv in fields["family_options"])
+        if fields["metrics"] is not None:
+            fields["metrics"] = tuple(fields["metrics"])
+        return cls(**fields)
 
     @property
     def run_id(self) -> str:

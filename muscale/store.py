@@ -19,6 +19,15 @@ def is_done(out: Path, spec: RunSpec) -> bool:
     return record_path(out, spec).exists()
 
 
+def failure_path(out: Path, spec: RunSpec) -> Path:
+    return Path(out) / "failed" / f"{spec.run_id}.txt"
+
+
+def write_failure(out: Path, spec: RunSpec, text: str) -> None:
+    """Keep why a run crashed; a later record of the same run supersedes it."""
+    write_atomic(failure_path(out, spec), text)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path):
     """A temporary sibling of `path` to write to; swapped in only when the block succeeds,

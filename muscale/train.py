@@ -1,10 +1,12 @@
 """One run: build the model of a spec, train it, let probes observe, return long records."""
 
 import contextlib
+import math
 
 import polars as pl
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import modes, optim
 from .data import PROBE_INDEX
@@ -27,41 +29,67 @@ def _loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), target.reshape(-1))
 
 
+def _eval_loss(model: nn.Module, family, spec: RunSpec, device: torch.device) -> torch.Tensor:
+    """Mean loss on held-out batches (indices below the probe batch's), on the device."""
+    losses = []
+    for k in range(spec.eval_batches):
+        x, y = (t.to(device) for t in family.batch(PROBE_INDEX - 1 - k, spec.batch_size, spec.seq_len))
+        losses.append(_loss(model(x), y))
+    return torch.stack(losses).mean()
+
+
 def run(spec: RunSpec, device: torch.device | str = "cpu") -> pl.DataFrame:
     """Short horizon: the training forward on the fixed batch is the measurement. Long
-    horizon: train on streamed batches, measure on the fixed batch at recorded steps."""
+    horizon: train on streamed batches, measure on the fixed batch at recorded steps.
+
+    With `eval_batches`, held-out loss is recorded too, and a run whose loss turns
+    non-finite or rises above `diverge_factor` × its start stops there with a `diverged`
+    row: a diverging learning rate is a result of a sweep, not a crash."""
     device = pick_device(str(device))
-    family = resolve(spec.family, spec.batch)
+    family = resolve(spec.family, spec.batch, spec.data)
     model, multipliers = modes.build(spec, family)
     model.to(device).train()
     opt = optim.build(spec, model, multipliers)
-    probes = Probes(model)
+    probes = Probes(model, spec.metrics)
     fixed = [t.to(device) for t in family.batch(PROBE_INDEX, spec.batch_size, spec.seq_len)]
     recorded = set(spec.record_steps)
     columns: dict[str, list] = {"step": [], "module": [], "role": [], "metric": [], "value": []}
+    train_losses, start, diverged = [], None, False
     for step in range(spec.steps + 1):
+        losses = {}
         if spec.horizon == "short":
             with probes.watch(step) if step in recorded else contextlib.nullcontext():
                 loss = _loss(model(fixed[0]), fixed[1])
-            measured = loss
+            losses["loss"] = loss
         elif step in recorded:
             model.eval()
-            with torch.no_grad(), probes.watch(step):
-                measured = _loss(model(fixed[0]), fixed[1])
+            with torch.no_grad():
+                with probes.watch(step):
+                    losses["loss"] = _loss(model(fixed[0]), fixed[1])
+                if spec.eval_batches:
+                    losses["eval_loss"] = _eval_loss(model, family, spec, device)
             model.train()
         if step in recorded:
-            for key, values in probes.collect(step, measured).items():
+            rows = probes.collect(step, **losses)
+            for key, values in rows.items():
                 columns[key].extend(values)
-        if step == spec.steps:
+            if "eval_loss" in losses:
+                value = rows["value"][rows["metric"].index("eval_loss")]
+                start = value if start is None else start
+                diverged = not math.isfinite(value) or value > spec.diverge_factor * start
+        if step == spec.steps or diverged:
             break
-        if spec.horizon == "long":
+        if spec.horizon != "short":
             x, y = (t.to(device) for t in family.batch(step, spec.batch_size, spec.seq_len))
             loss = _loss(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        train_losses.append(loss.detach())
         if step + 1 in recorded:
             probes.snapshot()
         opt.step()
+    if spec.eval_batches:
+        _append_losses(columns, torch.stack(train_losses).tolist() if train_losses else [], diverged, step)
     keys = {"run_id": spec.run_id, "family": spec.family, "mode": spec.mode, "optimizer": spec.optimizer,
             "lr": spec.lr, "weight_decay": spec.weight_decay, "width": spec.width, "seed": spec.seed,
             "horizon": spec.horizon}
@@ -69,3 +97,11 @@ def run(spec: RunSpec, device: torch.device | str = "cpu") -> pl.DataFrame:
                                           "metric": pl.String, "value": pl.Float64})
     return frame.with_columns(**{k: pl.lit(v) for k, v in keys.items()}).select(*keys, *columns)
 
+
+def _append_losses(columns: dict[str, list], train_losses: list[float], diverged: bool, last_step: int):
+    """The training loss of every step (fetched once, at the end) and the run's fate."""
+    n = len(train_losses)
+    for key, values in (("step", list(range(n)) + [last_step]), ("module", ["loss"] * (n + 1)),
+                        ("role", ["loss"] * (n + 1)), ("metric", ["train_loss"] * n + ["diverged"]),
+                        ("value", train_losses + [float(diverged)])):
+        columns[key].extend(values)

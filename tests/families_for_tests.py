@@ -33,3 +33,22 @@ def not_a_module(width: int):
 def mlp_batch():
     from muscale import data
     return data.mlp_batch(data.PROBE_INDEX, 8)
+
+
+class CrashesWhenWide(nn.Module):
+    """A tiny token LM whose forward raises from width 32 on: a run that crashes."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.width = width
+        self.embed = nn.Embedding(256, width)
+        self.head = MuReadout(width, 256, bias=False)
+
+    def forward(self, tokens):
+        if self.width >= 32:
+            raise RuntimeError(f"width {self.width} is too wide for this test model")
+        return self.head(self.embed(tokens))
+
+
+def crashes_when_wide(width: int) -> nn.Module:
+    return CrashesWhenWide(width)

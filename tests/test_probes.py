@@ -25,7 +25,7 @@ def trained_with_probes(mode, width, steps=5):
     for step in range(steps + 1):
         with probes.watch(step):
             loss = train._loss(model(x), y)
-        rows = probes.collect(step, loss)
+        rows = probes.collect(step, loss=loss)
         for module, metric, value in zip(rows["module"], rows["metric"], rows["value"]):
             if metric in worst:
                 w = dict(model.named_modules())[module].weight.detach()
@@ -60,7 +60,7 @@ def test_probes_do_not_change_the_training_step():
             with probes.watch(step) if probe else contextlib.nullcontext():
                 loss = train._loss(model(x), y)
             if probe:
-                probes.collect(step, loss)
+                probes.collect(step, loss=loss)
                 probes.snapshot()
             opt.zero_grad()
             loss.backward()

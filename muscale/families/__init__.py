@@ -4,6 +4,7 @@ Built-in builders take the mode's `Hooks` so that a mode turns them μP (readout
 attention scale) without a second copy of the model. User families are
 `package.module:function` with `function(width) -> nn.Module`."""
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import Callable
@@ -34,19 +35,18 @@ class Family:
     builtin: bool
     check_width: Callable[[int, dict], str | None] = lambda width, options: None
     width_rules: str = ""
+    # A built-in token LM sizes its embedding and head to its data; None for other families.
+    vocab: int | None = None
 
     def make(self, width: int, hooks: Hooks, options: dict) -> nn.Module:
         if self.builtin:
-            return self.build(width, hooks, **options)
+            vocab = {} if self.vocab is None else {"vocab": self.vocab}
+            return self.build(width, hooks, **options, **vocab)
         model = self.build(width)
         if not isinstance(model, nn.Module):
             raise InputError("--family", f"{self.name}({width}) returned {type(model).__name__}, not an nn.Module",
                              "make the function return a torch.nn.Module")
         return model
-
-
-def _token_batch(index: int, batch_size: int, seq_len: int) -> Batch:
-    return data.token_batch(index, batch_size, seq_len)
 
 
 def _import(ref: str, option: str) -> Callable:
@@ -77,20 +77,34 @@ def _user_batch(ref: str) -> Callable[[int, int, int], Batch]:
     return batch
 
 
-def resolve(name: str, batch: str | None = None) -> Family:
+def resolve(name: str, batch: str | None = None, source: str = "synthetic") -> Family:
+    """The family `name` fed by the token source `source` (see `data.resolve_source`), or
+    by the user's `batch` function for a model that is not a token LM."""
     if name in BUILTIN:
         if batch is not None:
             raise InputError("--batch", f"built-in family '{name}' brings its own data",
                              "drop --batch or use a package.module:function family")
-        return BUILTIN[name]
+        family = BUILTIN[name]
+        if family.vocab is None:
+            if source != "synthetic":
+                raise InputError("data", f"family {name} is not a token LM and brings its own data",
+                                 "use data = synthetic for it, or a token LM family")
+            return family
+        tokens = data.resolve_source(source)
+        return dataclasses.replace(family, batch=tokens.batch, vocab=tokens.vocab)
     build = _import(name, "--family")
-    return Family(name, build, _user_batch(batch) if batch else _token_batch, builtin=False)
+    if batch is not None:
+        if source != "synthetic":
+            raise InputError("data", "a --batch function and a token source were both given",
+                             "drop one of them")
+        return Family(name, build, _user_batch(batch), builtin=False)
+    return Family(name, build, data.resolve_source(source).batch, builtin=False)
 
 
 from . import mlp, transformer  # noqa: E402  (families register below, after Family exists)
 
 BUILTIN = {
     "mlp": Family("mlp", mlp.build, lambda i, b, t: data.mlp_batch(i, b), True, width_rules=mlp.WIDTH_RULES),
-    "transformer": Family("transformer", transformer.build, _token_batch, True,
+    "transformer": Family("transformer", transformer.build, data.token_batch, True, vocab=data.VOCAB,
                           check_width=transformer.check_width, width_rules=transformer.WIDTH_RULES),
 }

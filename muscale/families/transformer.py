@@ -77,12 +77,12 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0):
+    def __init__(self, width, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0, vocab=data.VOCAB):
         super().__init__()
-        self.embed = nn.Embedding(data.VOCAB, width)
+        self.embed = nn.Embedding(vocab, width)
         self.blocks = nn.ModuleList(Block(width, heads, kv_heads or heads, mlp_ratio, hooks) for _ in range(layers))
         self.final_norm = nn.RMSNorm(width)
-        self.head = hooks.readout(width, data.VOCAB)
+        self.head = hooks.readout(width, vocab)
 
     def forward(self, tokens):
         x = self.embed(tokens)
@@ -91,5 +91,6 @@ class Transformer(nn.Module):
         return self.head(self.final_norm(x))
 
 
-def build(width: int, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0) -> Transformer:
-    return Transformer(width, hooks, int(layers), int(heads), int(kv_heads) if kv_heads else None, float(mlp_ratio))
+def build(width: int, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0, vocab=data.VOCAB) -> Transformer:
+    return Transformer(width, hooks, int(layers), int(heads), int(kv_heads) if kv_heads else None,
+                       float(mlp_ratio), vocab)

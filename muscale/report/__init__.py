@@ -23,7 +23,7 @@ from muscale.spec import MODES
 from muscale.store import write_atomic
 from muscale.report import figures
 
-__all__ = ["write_report", "write_index"]
+__all__ = ["write_report", "write_index", "write_sweep_report"]
 
 RECORD_COLUMNS = ("family", "mode", "optimizer", "lr", "weight_decay", "width", "seed", "horizon",
                   "step", "role", "metric", "value")
@@ -327,3 +327,7 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
         exponents=[_exponent_row(r) for r in exponents.iter_rows(named=True)],
         meta=meta,
     )
+
+
+# Last: the sweep report builds on the helpers above.
+from muscale.report.sweep import write_sweep_report  # noqa: E402

@@ -68,14 +68,37 @@ def _grid(nrows: int, ncols: int, panel: tuple[float, float] = PANEL, dpi: int =
     return fig, axes
 
 
+def _panels(n: int, ncols: int, xlabel: str, ylabel: str) -> tuple[Figure, list]:
+    """`n` panels in rows of at most `ncols`, the y label on the left column and the x label on the bottom
+    row, spare axes hidden. Returns the figure and the `n` axes in reading order."""
+    ncols = min(ncols, n)
+    fig, axes = _grid(math.ceil(n / ncols), ncols)
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.set_axis_off()
+            continue
+        if k % ncols == 0:
+            ax.set_ylabel(ylabel)
+        if k >= n - ncols:
+            ax.set_xlabel(xlabel)
+    return fig, list(axes.flat[:n])
+
+
 def _title(ax, text: str) -> None:
     ax.set_title(text, parse_math=False)  # a '$' in a user's role or setting name is not TeX
 
 
-def _legend(fig: Figure, colors: dict, title: str) -> None:
+def _legend(fig: Figure, colors: dict, title: str, extra: tuple = ()) -> None:
+    """A colour per key, then `extra` handles (what a figure's markers mean), in the right margin."""
     handles = [Line2D([], [], color=c, marker="o", markersize=3, label=str(k)) for k, c in colors.items()]
+    handles += list(extra)
     top = 1 - MARGIN["top"] / fig.get_figheight()
     fig.legend(handles=handles, title=title, loc="upper right", bbox_to_anchor=(1, top), frameon=False)
+
+
+def width_palette(widths: list) -> dict:
+    """A sequential colour per width, darker = wider, the same in every figure that draws a line per width."""
+    return dict(zip(widths, sns.color_palette("flare", len(widths))))
 
 
 def _png(fig: Figure) -> str:
@@ -200,8 +223,7 @@ def loss_curves(data: pl.DataFrame, settings: list[str], log_steps: bool) -> str
 
     `data`: setting, step, width, mean, lo, hi (the band is the spread over seeds).
     """
-    widths = sorted(data["width"].unique().to_list())
-    palette = dict(zip(widths, sns.color_palette("flare", len(widths))))
+    palette = width_palette(sorted(data["width"].unique().to_list()))
     ncols = min(3, len(settings))
     fig, axes = _grid(math.ceil(len(settings) / ncols), ncols)
     panels = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("setting", as_dict=True)

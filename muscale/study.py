@@ -1,0 +1,206 @@
+"""Study files: a TOML file that expands into the runs of a learning-rate sweep.
+
+Every error names the file, the line and the key, because a study is written by hand and
+read long after. `tomllib` keeps no positions, so a key's line is looked up in the text."""
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import coordcheck
+from .data import resolve_source
+from .errors import InputError
+from .families import resolve
+from .probes import METRICS
+from .spec import MODES, OPTIMIZERS, RunSpec, canonical_mode
+
+# key: (type, default; None = required, help)
+TOP = {
+    "title": (str, "", "a heading for the report"),
+    "families": (list, None, "families to sweep, e.g. [\"transformer\"]"),
+    "modes": (list, None, f"parametrizations among {', '.join(MODES)}"),
+    "optimizers": (list, ["adam"], f"optimizers among {', '.join(OPTIMIZERS)}"),
+    "widths": (list, None, "widths, increasing, e.g. [32, 64, 128]"),
+    "seeds": (int, 1, "runs seeds 0…N−1"),
+    "steps": (int, 200, "optimizer steps per run"),
+    "batch_size": (int, 8, "sequences per batch"),
+    "seq_len": (int, 64, "tokens per sequence"),
+    "weight_decay": (float, 0.0, "weight decay on matrices"),
+    "mult_weight_decay": (float, 0.0, "weight decay on learnable multipliers"),
+    "base_width": (int, None, "μP base width; default: the smallest width"),
+    "data": (str, "stdlib", "synthetic, stdlib, text:PATH or tokens:PATH"),
+    "metrics": (list, [], f"probe metrics to record besides the losses, among {', '.join(METRICS)}"),
+    "eval_batches": (int, 4, "held-out batches behind each evaluation loss"),
+    "options": (dict, {}, "family options, e.g. {layers = 2}"),
+    "lr": (dict, None, "the learning-rate grid: [lr] log2_min, log2_max, log2_step"),
+    "transfer": (dict, {}, "[transfer] tolerance, diverge_factor"),
+    "expect": (dict, {}, "[expect] MODE = {alpha = …, tolerance = …}: the drift exponent `muscale gate` checks"),
+}
+LR = {"log2_min": (float, None, "the smallest log2 learning rate"),
+      "log2_max": (float, None, "the largest log2 learning rate"),
+      "log2_step": (float, 1.0, "the grid spacing in log2 units")}
+TRANSFER = {"tolerance": (float, 0.25, "|α| of the optimum's drift that still counts as transfer"),
+            "diverge_factor": (float, 1.5, "held-out loss above this multiple of its start is divergence")}
+# The study key behind each command-line option a shared validation may name.
+FIELD_KEYS = {"--widths": "widths", "--base-width": "base_width", "--option": "options", "--family": "families",
+              "--batch": "families", "data": "data"}
+EXPECT = {"alpha": (float, None, "the expected drift exponent of η* ∝ d^α"),
+          "tolerance": (float, None, "how far α may stray; default: [transfer] tolerance")}
+MIN_GRID = 3  # a quadratic around the best point needs both neighbours
+
+
+@dataclass(frozen=True)
+class Study:
+    path: Path
+    title: str
+    specs: tuple[RunSpec, ...]
+    lrs_log2: tuple[float, ...]
+    tolerance: float
+    # mode → (expected α, tolerance) of the optimum's drift, for `muscale gate`.
+    expect: dict[str, tuple[float, float]]
+
+    def baseline(self) -> list[dict]:
+        """The expectations as gate rows, one per family × optimizer × expected mode."""
+        settings = sorted({(s.family, s.optimizer, s.steps) for s in self.specs})
+        return [{"mode": mode, "family": family, "optimizer": optimizer, "module": "lr_opt", "metric": "lr_opt",
+                 "step": steps, "expected": alpha, "tolerance": tol}
+                for mode, (alpha, tol) in self.expect.items() for family, optimizer, steps in settings]
+
+
+class _Reader:
+    def __init__(self, path: Path, text: str):
+        self.path, self.lines = path, text.splitlines()
+
+    def where(self, key: str) -> str:
+        """`file:line: key` for a dotted key such as lr.log2_min."""
+        line = self._line(key)
+        return f"{self.path}:{line}: {key}" if line else f"{self.path}: {key}"
+
+    def _line(self, key: str) -> int | None:
+        """The line of `key` = …, of its [header], or failing both (an inline table) its parent's."""
+        table, _, name = key.rpartition(".")
+        current = ""
+        for number, line in enumerate(self.lines, 1):
+            header = re.match(r"\s*\[\s*([^\]]+?)\s*\]", line)
+            if header:
+                current = header.group(1)
+                if current == key:
+                    return number
+            elif current == table and re.match(rf"\s*\"?{re.escape(name)}\"?\s*=", line):
+                return number
+        return self._line(table) if table else None
+
+    def error(self, key: str, problem: str, fix: str) -> InputError:
+        return InputError(self.where(key), problem, fix)
+
+    def table(self, raw: dict, schema: dict, prefix: str = "") -> dict:
+        for key in raw:
+            if key not in schema:
+                raise self.error(prefix + key, "unknown key", f"use one of {', '.join(schema)}")
+        out = {}
+        for key, (kind, default, help_) in schema.items():
+            if key not in raw:
+                if default is None and key not in ("base_width", "tolerance"):
+                    raise self.error(prefix + key, "missing", f"add {key} = … ({help_})")
+                out[key] = default
+                continue
+            value = raw[key]
+            ok = (isinstance(value, float | int) and not isinstance(value, bool) if kind is float
+                  else isinstance(value, int) and not isinstance(value, bool) if kind is int
+                  else isinstance(value, kind))
+            if not ok:
+                raise self.error(prefix + key, f"{value!r} is not a{'n' if kind is int else ''} {kind.__name__}",
+                                 f"write {key} as {help_}")
+            out[key] = float(value) if kind is float else value
+        return out
+
+    def listed(self, key: str, values: list, kind: type, allowed: tuple | None = None) -> list:
+        if not values:
+            raise self.error(key, "is empty", "list at least one value")
+        for v in values:
+            if not isinstance(v, kind) or isinstance(v, bool):
+                raise self.error(key, f"{v!r} is not a{'n' if kind is int else ''} {kind.__name__}",
+                                 f"list {kind.__name__} values only")
+            if allowed is not None and v not in allowed:
+                raise self.error(key, f"unknown value '{v}'", f"use one of {', '.join(allowed)}")
+        return values
+
+    def check(self, fn, *args, key: str | None = None, context: str = ""):
+        """Run a coord-check validation and re-aim its error at the study key: `key`, or
+        the one matching the command-line option the check names."""
+        try:
+            return fn(*args)
+        except InputError as exc:
+            raise self.error(key or FIELD_KEYS.get(exc.field, "families"), context + exc.problem, exc.fix) from None
+
+
+def grid(log2_min: float, log2_max: float, log2_step: float) -> tuple[float, ...]:
+    count = int((log2_max - log2_min) / log2_step + 1e-9) + 1 if log2_step > 0 else 0
+    return tuple(round(log2_min + i * log2_step, 6) for i in range(max(count, 0)))
+
+
+def load(path: Path | str) -> Study:
+    """Parse and validate a study, resolving every family against its data, before any
+    run starts or any file is written."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("STUDY", f"{path} is not a file", "give the path of a study TOML file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(str(path), f"not valid TOML ({exc})", "fix the syntax at that line") from None
+    r = _Reader(path, text)
+    top = r.table(raw, TOP)
+    lr = r.table(top["lr"], LR, "lr.")
+    transfer = r.table(top["transfer"], TRANSFER, "transfer.")
+    families = r.listed("families", top["families"], str)
+    modes = r.listed("modes", top["modes"], str, MODES)
+    optimizers = r.listed("optimizers", top["optimizers"], str, OPTIMIZERS)
+    widths = tuple(r.listed("widths", top["widths"], int))
+    r.check(coordcheck.check_widths, widths, key="widths")
+    if top["metrics"]:
+        r.listed("metrics", top["metrics"], str, METRICS)
+    for key in ("seeds", "steps", "batch_size", "seq_len", "eval_batches", "base_width"):
+        r.check(coordcheck.check_positive, key, top[key], True, key=key)
+    for key in ("weight_decay", "mult_weight_decay"):
+        if top[key] < 0:
+            raise r.error(key, f"{top[key]} is negative", f"give {key} a value ≥ 0")
+    if lr["log2_step"] <= 0:
+        raise r.error("lr.log2_step", f"{lr['log2_step']} is not positive", "give a step > 0, e.g. 1")
+    lrs = grid(lr["log2_min"], lr["log2_max"], lr["log2_step"])
+    if len(lrs) < MIN_GRID:
+        raise r.error("lr.log2_max", f"the grid {list(lrs)} has fewer than {MIN_GRID} learning rates",
+                      f"make log2_max ≥ log2_min + {MIN_GRID - 1}·log2_step")
+    for key in ("tolerance", "diverge_factor"):
+        r.check(coordcheck.check_positive, key, transfer[key], key=f"transfer.{key}")
+    expect = {}
+    for mode, raw_expect in top["expect"].items():
+        if mode not in modes:
+            raise r.error(f"expect.{mode}", "is not one of the study's modes", f"use one of {', '.join(modes)}")
+        if not isinstance(raw_expect, dict):
+            raise r.error(f"expect.{mode}", f"{raw_expect!r} is not a table", "write it as {alpha = …, tolerance = …}")
+        e = r.table(raw_expect, EXPECT, f"expect.{mode}.")
+        tol = transfer["tolerance"] if e["tolerance"] is None else e["tolerance"]
+        r.check(coordcheck.check_positive, "tolerance", tol, key=f"expect.{mode}.tolerance")
+        expect[canonical_mode(mode)] = (e["alpha"], tol)
+    base_width = top["base_width"] or widths[0]
+    options = {k: str(v) for k, v in top["options"].items()}
+    for family in families:
+        fam = r.check(resolve, family, None, top["data"])
+        for mode in modes:
+            r.check(coordcheck.check_family, fam, widths, base_width, options, mode, context=f"{family}: ")
+        if family != "mlp":
+            r.check(resolve_source(top["data"]).check, top["seq_len"], key="seq_len")
+    specs = tuple(
+        RunSpec(family=family, mode=canonical_mode(mode), optimizer=optimizer, lr=2.0**e, width=width, seed=seed,
+                steps=top["steps"], horizon="sweep", weight_decay=top["weight_decay"],
+                batch_size=top["batch_size"], seq_len=top["seq_len"],
+                mult_weight_decay=top["mult_weight_decay"], base_width=base_width,
+                family_options=tuple(sorted(options.items())), data=top["data"],
+                metrics=tuple(top["metrics"]), eval_batches=top["eval_batches"],
+                diverge_factor=transfer["diverge_factor"])
+        for family in families for mode in modes for optimizer in optimizers
+        for width in widths for e in lrs for seed in range(top["seeds"]))
+    return Study(path, top["title"] or path.stem, specs, lrs, transfer["tolerance"], expect)
