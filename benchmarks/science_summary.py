@@ -14,7 +14,7 @@ import polars as pl
 import muscale
 from muscale.fit import first_and_last
 
-HIDDEN = ~pl.col("role").is_in(["embed", "head", "loss"])
+HIDDEN = ~pl.col("role").is_in(["embed", "head", "loss", "attn_qk"])  # logits: benchmarks/attention_ssm_summary.py
 
 
 def short_horizon(family: str, mode: str, widths) -> dict:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from . import coordcheck, gate, launch, store, study, sweep, transfer
 from .data import resolve_source
 from .errors import InputError
+from .families import MULTIPLIER_POINTS
 from .fit import first_and_last, fit_exponents
 from .report import write_report
 from .report.sweep import write_sweep_report
@@ -47,14 +48,26 @@ def _widths(ctx, param, value):
                          "write it like 64,128,256") from None
 
 
-def _options(ctx, param, value):
+def _pairs(items, option: str, example: str, convert=str) -> dict:
     out = {}
-    for item in value:
+    for item in items:
         key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise InputError("--option", f"'{item}' is not KEY=VALUE", "write it like kv_heads=2")
-        out[key] = val
+        try:
+            if not sep or not key:
+                raise ValueError
+            out[key] = convert(val)
+        except ValueError:
+            raise InputError(option, f"'{item}' is not KEY=VALUE with a {convert.__name__} value",
+                             f"write it like {example}") from None
     return out
+
+
+def _options(ctx, param, value):
+    return _pairs(value, "--option", "kv_heads=2")
+
+
+def _multipliers(ctx, param, value):
+    return _pairs(value, "--mup-multiplier", "embed=2.0", float)
 
 
 def _out_dir(value: str) -> Path:
@@ -112,7 +125,8 @@ def cli():
 @cli.command("coord-check")
 @click.option("--mode", default="lrm", show_default=True, help=f"Parametrization: {', '.join(MODES)}.")
 @click.option("--family", default="transformer", show_default=True,
-              help="mlp, transformer, or package.module:function returning an nn.Module for a width.")
+              help="mlp, transformer, mamba2, hybrid, or package.module:function returning an nn.Module "
+              "for a width.")
 @click.option("--batch", default=None, help="package.module:function returning (inputs, targets) for a user "
               "family that is not a token LM. Default: synthetic tokens (vocab 256).")
 @click.option("--widths", callback=_widths, help="Comma list, increasing. " + _both("widths"))
@@ -130,14 +144,19 @@ def cli():
 @click.option("--seq-len", type=int, help="Tokens per sequence. " + _both("seq_len"))
 @click.option("--base-width", type=int, default=64, show_default=True, help="μP base width (delta at 2×).")
 @click.option("--option", "options", multiple=True, callback=_options,
-              help="Family option KEY=VALUE, repeatable (transformer: layers, heads, kv_heads, mlp_ratio; mlp: depth).")
+              help="Family option KEY=VALUE, repeatable (transformer: layers, heads, kv_heads, mlp_ratio, "
+              "zero_query=1 to start the query at zero as mup recommends; mamba2: layers, expand, ssm_head_dim, "
+              "d_state, chunk, mlp_ratio; hybrid: all of both; mlp: depth).")
+@click.option("--mup-multiplier", "mup_multipliers", multiple=True, callback=_multipliers,
+              help="A fixed μP multiplier KEY=VALUE where Falcon-H1 places them (mup modes), repeatable; "
+              f"keys: {', '.join(MULTIPLIER_POINTS)}. Default: none (1).")
 @click.option("--out", default=None, help="Output directory. Default: out/<family>-<mode>.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto takes CUDA when present.")
 @click.option("--jobs", type=int, default=None, help="Runs in parallel processes. Default: one per CPU core "
               "on CPU, 1 on a GPU.")
 def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, weight_decay, mult_lr,
-                    mult_weight_decay, batch_size, seq_len, base_width, options, out, device, jobs):
+                    mult_weight_decay, batch_size, seq_len, base_width, options, mup_multipliers, out, device, jobs):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
     write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html."""
     out = _out_dir(out or f"out/{family.replace(':', '_')}-{mode}")
@@ -146,7 +165,7 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
     if jobs is not None and jobs < 1:
         raise InputError("--jobs", f"{jobs} is not positive", "give --jobs a whole number ≥ 1")
     specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
-                            seq_len, batch, options, mult_lr, mult_weight_decay, base_width)
+                            seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers)
     with tqdm(total=len(specs), desc=f"{mode} {family}", unit="run", file=sys.stderr) as bar:
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")

@@ -9,7 +9,7 @@ import torch
 
 from . import launch, store
 from .errors import InputError
-from .families import resolve
+from .families import MULTIPLIER_POINTS, resolve
 from .modes import hooks
 from .spec import MODES, OPTIMIZERS, RunSpec, canonical_mode, default_horizon, has_mup
 
@@ -33,6 +33,22 @@ def check_widths(widths: tuple[int, ...]):
                          "list two or more widths from small to large, such as 64,128,256")
 
 
+def check_multipliers(multipliers: dict, mode: str):
+    if not multipliers:
+        return
+    if not has_mup(mode):
+        raise InputError("--mup-multiplier", f"fixed μP multipliers do not apply in mode {mode}",
+                         "use mode mup or mup+lrm, or drop them")
+    unknown = set(multipliers) - set(MULTIPLIER_POINTS)
+    if unknown:
+        raise InputError("--mup-multiplier", f"no multiplier point {', '.join(sorted(unknown))}",
+                         f"use one of {', '.join(MULTIPLIER_POINTS)}")
+    for key, value in multipliers.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise InputError("--mup-multiplier", f"{key}={value!r} is not a positive number",
+                             f"give {key} a value > 0, e.g. {key}=2.0")
+
+
 def check_family(family, widths, base_width, options, mode):
     if family.builtin:
         allowed = set(inspect.signature(family.build).parameters) - {"width", "hooks", "vocab"}
@@ -42,7 +58,11 @@ def check_family(family, widths, base_width, options, mode):
                              f"use one of {', '.join(sorted(allowed))}")
     checked = list(widths) + ([base_width, 2 * base_width] if has_mup(mode) else [])
     for w in checked:
-        problem = family.check_width(w, options)
+        try:
+            problem = family.check_width(w, options)
+        except ValueError as exc:
+            raise InputError("--option", f"an option of {family.name} is not a number ({exc})",
+                             "give numeric options as numbers, e.g. layers=2") from None
         if problem:
             option = "--widths" if w in widths else "--base-width"
             raise InputError(option, problem, "choose widths that the family's width rules allow")
@@ -60,7 +80,8 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
          steps: int | None = None, seeds: int | None = None, optimizer: str | None = None,
          lr: float | None = None, weight_decay: float | None = None, batch_size: int | None = None,
          seq_len: int | None = None, batch: str | None = None, options: dict | None = None,
-         mult_lr: float | None = None, mult_weight_decay: float = 0.0, base_width: int = 64) -> list[RunSpec]:
+         mult_lr: float | None = None, mult_weight_decay: float = 0.0, base_width: int = 64,
+         mup_multipliers: dict | None = None) -> list[RunSpec]:
     """Validate everything a user can get wrong before any run starts or any file is written."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
@@ -80,12 +101,14 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
             raise InputError(name, f"{value} is negative", f"give {name} a value ≥ 0")
     options = {k: str(v) for k, v in (options or {}).items()}
     check_family(fam, widths, base_width, options, mode)
+    check_multipliers(mup_multipliers or {}, mode)
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
                   lr=h.lr if lr is None else lr, steps=steps or h.steps, horizon=h.name,
                   weight_decay=h.weight_decay if weight_decay is None else weight_decay,
                   batch_size=batch_size or h.batch_size, seq_len=seq_len or h.seq_len, batch=batch,
                   mult_lr=mult_lr, mult_weight_decay=mult_weight_decay, base_width=base_width,
-                  family_options=tuple(sorted(options.items())))
+                  family_options=tuple(sorted(options.items())),
+                  mup_multipliers=tuple(sorted((k, float(v)) for k, v in (mup_multipliers or {}).items())))
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 
 

@@ -21,6 +21,8 @@ def expectation(mode: str, role: str, metric: str) -> tuple[float | None, float 
         return None, None
     if role == "head" and metric in ACT:
         return None, None  # μP readout logits start at Θ(1/d) and grow to Θ(1) as training moves them
+    if role == "attn_qk" and metric in ACT:
+        return None, None  # under 1/head_dim attention the logits at init shrink like d^(-1/2); their change is the claim
     return 0.0, TOLERANCE[metric]
 
 

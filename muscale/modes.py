@@ -13,19 +13,21 @@ from .families import Family, Hooks
 from .spec import RunSpec, has_mup, multiplier_kind
 
 
-def hooks(mode: str, base_width: int) -> Hooks:
+def hooks(mode: str, base_width: int, multipliers: tuple[tuple[str, float], ...] = ()) -> Hooks:
+    """`multipliers`: Falcon-H1's fixed μP multipliers (families.MULTIPLIER_POINTS), μP modes only."""
     if not has_mup(mode):
         return Hooks()
     return Hooks(
         readout=lambda fan_in, fan_out: MuReadout(fan_in, fan_out, bias=False),
         # 1/head_dim, normalised so the scale equals SP's 1/sqrt(head_dim) at the base width.
         attn_scale=lambda head_dim, width: (head_dim * base_width / width) ** 0.5 / head_dim,
+        multipliers=multipliers,
     )
 
 
 def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]:
     """The model of one run, seeded immediately before it is built, plus its multipliers."""
-    h, options = hooks(spec.mode, spec.base_width), dict(spec.family_options)
+    h, options = hooks(spec.mode, spec.base_width, spec.mup_multipliers), dict(spec.family_options)
     if has_mup(spec.mode):
         with torch.device("meta"):
             base = family.make(spec.base_width, h, options)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import lrm
+from .families.points import ProbePoint
 from .roles import role_of
 
 POWER_ITERS_COLD = 16
@@ -20,15 +21,16 @@ EXACT_SPECTRAL_BELOW = 64
 
 
 def _probed(model: nn.Module):
-    """Modules that own parameters, less the parametrization plumbing lrm adds."""
+    """Modules that own parameters, and probe points, less the plumbing lrm adds."""
     for name, module in model.named_modules():
         if not name or "parametrizations" in name or isinstance(module, lrm.MULTIPLIERS):
             continue
-        if any(True for _ in module.parameters(recurse=False)) or lrm.matrix(module) is not None:
+        if (isinstance(module, ProbePoint) or any(True for _ in module.parameters(recurse=False))
+                or lrm.matrix(module) is not None):
             yield name, module
 
 
-ACTIVATION_METRICS = ("act_l1", "act_rms", "dact_rms")
+ACTIVATION_METRICS = ("act_l1", "act_rms", "dact_rms", "act_max", "act_mean", "attn_entropy")
 MATRIX_METRICS = ("weight_fro", "weight_spec", "spec_ratio", "update_fro", "update_spec")
 MULTIPLIER_METRICS = ("mult_scalar",) + tuple(f"mult_{side}_{stat}" for side in ("row", "col")
                                               for stat in ("rms", "mean", "min", "max"))
@@ -71,11 +73,19 @@ class Probes:
 
         def hook_for(name, role):
             def hook(module, args, output):
+                point = isinstance(module, ProbePoint)
+                if point:
+                    args = tuple(a.detach() for a in args)
+                    output = module.measure(*args)
                 if not isinstance(output, torch.Tensor):
                     return
                 y = output.detach().float()
                 self._add(name, role, "act_l1", y.abs().mean())
                 self._add(name, role, "act_rms", y.square().mean().sqrt())
+                if point:
+                    self._add(name, role, "act_max", y.abs().max())
+                    for metric, value in module.extras(*args).items():
+                        self._add(name, role, metric, value)
                 if step == 0:
                     self._act0[name] = y.clone()
                 elif name in self._act0 and self._act0[name].shape == y.shape:

@@ -5,9 +5,13 @@ import re
 from mup import MuReadout
 from torch import nn
 
+from .families.points import ProbePoint
+
 # Matched against the last one or two components of a module name, first match wins.
 _BY_NAME = [
     (r"(^|\.)(embed|wte|tok_embeddings|embed_tokens|input)$", "embed"),
+    (r"(^|\.)in_proj$", "ssm_in"),
+    (r"mixer\.out_proj$|ssm\.out_proj$", "ssm_out"),
     (r"(^|\.)(q|q_proj|query|wq)$", "attn_q"),
     (r"(^|\.)(k|k_proj|key|wk)$", "attn_k"),
     (r"(^|\.)(v|v_proj|value|wv)$", "attn_v"),
@@ -23,6 +27,8 @@ _NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d
 
 
 def role_of(name: str, module: nn.Module) -> str:
+    if isinstance(module, ProbePoint):
+        return module.role
     for pattern, role in _BY_NAME:
         if re.search(pattern, name):
             return role

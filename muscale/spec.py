@@ -79,6 +79,8 @@ class RunSpec:
     mult_weight_decay: float = 0.0
     base_width: int = 64
     family_options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # Falcon-H1-style fixed μP multipliers (families.MULTIPLIER_POINTS → value), μP modes only.
+    mup_multipliers: tuple[tuple[str, float], ...] = field(default_factory=tuple)
     data: str = "synthetic"
     # Which probe metrics to record; None records all of them.
     metrics: tuple[str, ...] | None = None
@@ -94,7 +96,8 @@ class RunSpec:
     def from_dict(cls, fields: dict) -> "RunSpec":
         """Inverse of to_dict after a trip through JSON, which turns tuples into lists."""
         fields = dict(fields)
-        fields["family_options"] = tuple(tuple(kv) for kv in fields["family_options"])
+        for key in ("family_options", "mup_multipliers"):
+            fields[key] = tuple(tuple(kv) for kv in fields[key])
         if fields["metrics"] is not None:
             fields["metrics"] = tuple(fields["metrics"])
         return cls(**fields)

@@ -13,7 +13,7 @@ from .data import resolve_source
 from .errors import InputError
 from .families import resolve
 from .probes import METRICS
-from .spec import MODES, OPTIMIZERS, RunSpec, canonical_mode
+from .spec import MODES, OPTIMIZERS, RunSpec, canonical_mode, has_mup
 
 # key: (type, default; None = required, help)
 TOP = {
@@ -33,6 +33,7 @@ TOP = {
     "metrics": (list, [], f"probe metrics to record besides the losses, among {', '.join(METRICS)}"),
     "eval_batches": (int, 4, "held-out batches behind each evaluation loss"),
     "options": (dict, {}, "family options, e.g. {layers = 2}"),
+    "mup_multipliers": (dict, {}, "fixed μP multipliers (mup modes), e.g. {embed = 2.0}"),
     "lr": (dict, None, "the learning-rate grid: [lr] log2_min, log2_max, log2_step"),
     "transfer": (dict, {}, "[transfer] tolerance, diverge_factor"),
     "expect": (dict, {}, "[expect] MODE = {alpha = …, tolerance = …}: the drift exponent `muscale gate` checks"),
@@ -187,6 +188,9 @@ def load(path: Path | str) -> Study:
         expect[canonical_mode(mode)] = (e["alpha"], tol)
     base_width = top["base_width"] or widths[0]
     options = {k: str(v) for k, v in top["options"].items()}
+    for mode in modes:
+        if has_mup(mode):
+            r.check(coordcheck.check_multipliers, top["mup_multipliers"], mode, key="mup_multipliers")
     for family in families:
         fam = r.check(resolve, family, None, top["data"])
         for mode in modes:
@@ -199,6 +203,7 @@ def load(path: Path | str) -> Study:
                 batch_size=top["batch_size"], seq_len=top["seq_len"],
                 mult_weight_decay=top["mult_weight_decay"], base_width=base_width,
                 family_options=tuple(sorted(options.items())), data=top["data"],
+                mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
                 metrics=tuple(top["metrics"]), eval_batches=top["eval_batches"],
                 diverge_factor=transfer["diverge_factor"])
         for family in families for mode in modes for optimizer in optimizers

@@ -32,6 +32,11 @@ BAD = [
     (["--option", "heads"], "--option"),
     (["--option", "colour=red"], "--option"),
     (["--batch", "families_for_tests:mlp_batch"], "--batch"),  # built-in family with a user batch
+    (["--family", "hybrid", "--option", "expand=1.5"], "--option"),
+    (["--family", "mamba2", "--widths", "60,120"], "--widths"),  # SSM heads: 2·d not divisible by 16
+    (["--mode", "sp", "--mup-multiplier", "embed=2"], "--mup-multiplier"),  # μP modes only
+    (["--mode", "mup", "--mup-multiplier", "embd=2"], "--mup-multiplier"),
+    (["--mode", "mup", "--mup-multiplier", "embed=-1"], "--mup-multiplier"),
 ]
 
 
@@ -97,3 +102,16 @@ def test_console_script_help_names_every_option_with_its_default():
                    "--weight-decay", "--batch-size", "--seq-len", "--out", "--device"):
         assert option in help_text
     assert "Default" in help_text or "default" in help_text
+
+
+@pytest.mark.parametrize("mode", ["mup", "lrm"])
+def test_hybrid_report_has_qk_logit_and_dt_figures_and_exponents(monkeypatch, capsys, tmp_path, mode):
+    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--family", "hybrid", "--mode", mode,
+                              "--widths", "32,64", "--steps", "2", "--seeds", "1", "--device", "cpu",
+                              "--jobs", "1", "--out", str(tmp_path))
+    assert code == 0, stderr
+    ex = pl.read_csv(tmp_path / "exponents.csv")
+    for role in ("attn_qk", "ssm_dt", "ssm_in", "ssm_out"):
+        assert ex.filter((pl.col("role") == role) & (pl.col("metric") == "act_rms"))["alpha"].is_finite().all()
+    html = (tmp_path / "report.html").read_text()
+    assert 'alt="coordinate check, role attn_qk"' in html and 'alt="coordinate check, role ssm_dt"' in html

@@ -16,12 +16,43 @@ from .. import data
 from ..errors import InputError
 
 
+# Where Falcon-H1 puts fixed μP multipliers (the tuned baseline learnable multipliers are
+# compared against); a built-in family applies the ones it has, a key absent means 1.
+MULTIPLIER_POINTS = {
+    "embed": "embedding output", "head": "LM head output (after the final norm)",
+    "key": "key projection output, before rotary", "attn_in": "attention input (the normed hidden state)",
+    "attn_out": "attention output (after o_proj)", "ssm_in": "SSM input (before in_proj)",
+    "ssm_out": "SSM output (after out_proj)", "in_proj_z": "in_proj's z block", "in_proj_x": "in_proj's x block",
+    "in_proj_B": "in_proj's B block", "in_proj_C": "in_proj's C block", "in_proj_dt": "in_proj's dt block",
+    "mlp_gate": "MLP gate input", "mlp_down": "MLP down-projection output",
+}
+
+
 @dataclass(frozen=True)
 class Hooks:
     """What a mode changes inside a built-in model."""
 
     readout: Callable[[int, int], nn.Module] = lambda fan_in, fan_out: nn.Linear(fan_in, fan_out, bias=False)
     attn_scale: Callable[[int, int], float] = lambda head_dim, width: head_dim**-0.5
+    multipliers: tuple[tuple[str, float], ...] = ()
+
+    def fixed(self, key: str) -> "Fixed":
+        return Fixed(dict(self.multipliers).get(key))
+
+
+class Fixed(nn.Module):
+    """A fixed (not learned) multiplier at one of MULTIPLIER_POINTS; the identity when unset,
+    so a model without multipliers computes exactly what it did before."""
+
+    def __init__(self, value: float | None):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.value is None else x * self.value
+
+    def extra_repr(self) -> str:
+        return "" if self.value is None else f"{self.value:g}"
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -101,10 +132,14 @@ def resolve(name: str, batch: str | None = None, source: str = "synthetic") -> F
     return Family(name, build, data.resolve_source(source).batch, builtin=False)
 
 
-from . import mlp, transformer  # noqa: E402  (families register below, after Family exists)
+from . import hybrid, mamba2, mlp, transformer  # noqa: E402  (families register below, after Family exists)
 
 BUILTIN = {
     "mlp": Family("mlp", mlp.build, lambda i, b, t: data.mlp_batch(i, b), True, width_rules=mlp.WIDTH_RULES),
     "transformer": Family("transformer", transformer.build, data.token_batch, True, vocab=data.VOCAB,
                           check_width=transformer.check_width, width_rules=transformer.WIDTH_RULES),
+    "mamba2": Family("mamba2", mamba2.build, data.token_batch, True, vocab=data.VOCAB,
+                     check_width=mamba2.check_width, width_rules=mamba2.WIDTH_RULES),
+    "hybrid": Family("hybrid", hybrid.build, data.token_batch, True, vocab=data.VOCAB,
+                     check_width=hybrid.check_width, width_rules=hybrid.WIDTH_RULES),
 }
