@@ -57,7 +57,8 @@ def max_rel_diff_by_step(family, mode, optimizer, widths, lr, batch_size=8, seq_
                            nseeds=SEEDS, cuda=False, fix_data=True, lossfn="xent", flatten_output=y.ndim > 1,
                            show_progress=False)
     ours = coordcheck.execute(specs, device="cpu").filter(metric="act_l1")
-    ours = ours.select("width", "seed", "step", "module", "value")
+    # Probe points (attention logits, SSM dt) measure what no module outputs: mup has no counterpart.
+    ours = ours.filter(~pl.col("role").is_in(["attn_qk", "ssm_dt"])).select("width", "seed", "step", "module", "value")
     # mup's rows carry no seed but arrive seed by seed: a module's n-th row at (width, t) is
     # seed n, for modules called once per forward (all that muscale probes).
     frame = frame[frame["module"].isin(set(ours["module"]))]
