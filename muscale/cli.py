@@ -17,7 +17,7 @@ from tqdm import tqdm
 from . import coordcheck, gate, launch, store, study, sweep, transfer
 from .data import resolve_source
 from .errors import InputError
-from .families import MULTIPLIER_POINTS
+from .families import BUILTIN, MULTIPLIER_POINTS
 from .fit import first_and_last, fit_exponents
 from .report import write_report
 from .report.sweep import write_sweep_report
@@ -94,7 +94,9 @@ def _meta(device: str) -> dict[str, str]:
 def _analyse(records: pl.DataFrame, out: Path, device: str) -> pl.DataFrame:
     exponents = fit_exponents(records)
     store.write_atomic(out / "exponents.csv", exponents.write_csv())
-    write_report(records, exponents, out / "report.html", _meta(device))
+    rules = {f: BUILTIN[f].width_rules for f in records["family"].unique().sort() if f in BUILTIN}
+    meta = _meta(device) | {f"width rules ({f})": r for f, r in rules.items()}
+    write_report(records, exponents, out / "report.html", meta)
     return exponents
 
 
@@ -133,9 +135,13 @@ def cli():
 @click.option("--steps", type=int, help="Optimizer steps; the long horizon records steps 0,1,2,4,… and the last. "
               + _both("steps"))
 @click.option("--seeds", type=int, help="Runs seeds 0…N−1. " + _both("seeds"))
-@click.option("--optimizer", help=f"{', '.join(OPTIMIZERS)}. " + _both("optimizer"))
+@click.option("--optimizer", help=f"{', '.join(OPTIMIZERS)} (Muon on hidden matrices, AdamW on the rest). "
+              + _both("optimizer"))
 @click.option("--lr", type=float, help="Learning rate (μP modes scale it per layer). " + _both("lr"))
 @click.option("--weight-decay", type=float, help="Weight decay on matrices. " + _both("weight_decay"))
+@click.option("--weight-decay-kind", default="decoupled", show_default=True,
+              help="decoupled (W ← W − η·λ·W) or spectral (W ← W − η·λ·σ₁u₁v₁ᵀ: only the top singular value "
+              "shrinks).")
 @click.option("--mult-lr", type=float, help="Learning rate of the learnable multipliers. Default: --lr.")
 @click.option("--mult-weight-decay", type=float, default=0.0, show_default=True,
               help="Weight decay of the learnable multipliers.")
@@ -150,13 +156,22 @@ def cli():
 @click.option("--mup-multiplier", "mup_multipliers", multiple=True, callback=_multipliers,
               help="A fixed μP multiplier KEY=VALUE where Falcon-H1 places them (mup modes), repeatable; "
               f"keys: {', '.join(MULTIPLIER_POINTS)}. Default: none (1).")
+@click.option("--clip", type=float, metavar="NORM", help="Clip the global gradient norm of all parameters "
+              "but the learnable multipliers to NORM, and record the clip factor. Default: no clipping.")
+@click.option("--clip-multipliers", is_flag=True, help="Count and clip the multipliers' gradients too.")
+@click.option("--muon-adjust-lr", help="torch Muon's learning-rate adjustment: original or match_rms_adamw "
+              "(update RMS ≈ AdamW's, so --lr means what it means for AdamW). μP modes scale it further with "
+              "width so that ‖ΔW‖₂ ∝ sqrt(fan_out/fan_in). Default: match_rms_adamw.")
+@click.option("--adam-eps-scaling", is_flag=True, help="μP modes: give each Adam parameter ε / width_mult, "
+              "following its gradients, which shrink like 1/width under μP.")
 @click.option("--out", default=None, help="Output directory. Default: out/<family>-<mode>.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto takes CUDA when present.")
 @click.option("--jobs", type=int, default=None, help="Runs in parallel processes. Default: one per CPU core "
               "on CPU, 1 on a GPU.")
-def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, weight_decay, mult_lr,
-                    mult_weight_decay, batch_size, seq_len, base_width, options, mup_multipliers, out, device, jobs):
+def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
+                    mult_lr, mult_weight_decay, batch_size, seq_len, base_width, options, mup_multipliers, clip,
+                    clip_multipliers, muon_adjust_lr, adam_eps_scaling, out, device, jobs):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
     write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html."""
     out = _out_dir(out or f"out/{family.replace(':', '_')}-{mode}")
@@ -165,7 +180,8 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
     if jobs is not None and jobs < 1:
         raise InputError("--jobs", f"{jobs} is not positive", "give --jobs a whole number ≥ 1")
     specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
-                            seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers)
+                            seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
+                            clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind)
     with tqdm(total=len(specs), desc=f"{mode} {family}", unit="run", file=sys.stderr) as bar:
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")
@@ -253,6 +269,19 @@ def fit_cmd(out):
     _summary(_analyse(records, out, "as recorded (re-fit)"), out)
 
 
+def _parts(out: Path, plan: dict, device: str) -> list[dict]:
+    """Fit and render every finished coordinate-check part; what the sweep report links."""
+    parts = []
+    for name, specs in sweep.read_parts(plan).items():
+        part = sweep.part_dir(out, name)
+        if not all(store.is_done(part, s) for s in specs):
+            continue
+        exponents = _analyse(pl.concat([pl.read_parquet(store.record_path(part, s)) for s in specs]), part, device)
+        parts.append({"name": name, "href": f"parts/{name}/report.html",
+                      "verdicts": dict(exponents.group_by("verdict").len().iter_rows())})
+    return parts
+
+
 def _sweep_summary(out: Path, plan: dict, specs: list, device: str) -> int:
     """Fit, report and print a sweep's transfer; the exit code says whether runs failed."""
     states = sweep.status(out, specs)
@@ -270,7 +299,8 @@ def _sweep_summary(out: Path, plan: dict, specs: list, device: str) -> int:
     sources = sorted({s.data for s in specs})
     meta = _meta(device) | {"data": ", ".join(f"{name} (fingerprint {resolve_source(name).fingerprint})"
                                                for name in sources)}
-    write_sweep_report(plan["title"], records, out / "report.html", meta, plan["tolerance"], plan["expect"])
+    parts = _parts(out, plan, device)
+    write_sweep_report(plan["title"], records, out / "report.html", meta, plan["tolerance"], plan["expect"], parts)
     with pl.Config(tbl_rows=40, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
                    tbl_width_chars=140, float_precision=3):
         click.echo("optimal learning rate vs width, η* ∝ d^α:")
@@ -330,10 +360,13 @@ def status_cmd(out):
     out = Path(out)
     if not sweep.plan_path(out).is_file():
         raise InputError("DIR", f"{out} holds no plan.json", "point at a directory written by muscale sweep")
-    _, specs = sweep.read_plan(out)
+    plan, specs = sweep.read_plan(out)
     states = sweep.status(out, specs)
     counts = dict(states.group_by("state").len().iter_rows())
     click.echo(f"{len(specs)} runs: " + " ".join(f"{s}={counts.get(s, 0)}" for s in sweep.STATES))
+    for name, part in sweep.read_parts(plan).items():
+        done = sum(store.is_done(sweep.part_dir(out, name), s) for s in part)
+        click.echo(f"coordinate check {name}: {done} of {len(part)} runs done")
     with pl.Config(tbl_rows=STATUS_SHOWN, tbl_cols=-1, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=140, fmt_str_lengths=60):
         for state in ("failed", "pending", "diverged"):

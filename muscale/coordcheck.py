@@ -11,7 +11,8 @@ from . import launch, store
 from .errors import InputError
 from .families import MULTIPLIER_POINTS, resolve
 from .modes import hooks
-from .spec import MODES, OPTIMIZERS, RunSpec, canonical_mode, default_horizon, has_mup
+from .spec import (MODES, MUON_ADJUST_LR, OPTIMIZERS, WEIGHT_DECAY_KINDS, RunSpec, canonical_mode, default_horizon,
+                   has_mup, multiplier_kind)
 
 
 def check_positive(name: str, value, integer: bool = False):
@@ -49,6 +50,35 @@ def check_multipliers(multipliers: dict, mode: str):
                              f"give {key} a value > 0, e.g. {key}=2.0")
 
 
+def check_optimizer(mode: str, optimizer: str, weight_decay: float, clip: float | None = None,
+                    clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
+                    adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled"):
+    """The optimizer options that make sense only together, or only for some modes."""
+    if weight_decay_kind not in WEIGHT_DECAY_KINDS:
+        raise InputError("--weight-decay-kind", f"unknown kind '{weight_decay_kind}'",
+                         f"use one of {', '.join(WEIGHT_DECAY_KINDS)}")
+    if weight_decay_kind == "spectral" and not weight_decay:
+        raise InputError("--weight-decay-kind", "spectral decay with weight decay 0 does nothing",
+                         "give --weight-decay a value > 0 too")
+    if adam_eps_scaling and optimizer == "sgd":
+        raise InputError("--adam-eps-scaling", "SGD has no ε", "use adam, adamw or muon, or drop it")
+    if adam_eps_scaling and not has_mup(mode):
+        raise InputError("--adam-eps-scaling", f"mode {mode} has no base shapes to scale ε by",
+                         "use mode mup or mup+lrm, or drop it")
+    if muon_adjust_lr is not None and optimizer != "muon":
+        raise InputError("--muon-adjust-lr", f"applies to Muon, not to optimizer {optimizer}",
+                         "add --optimizer muon, or drop it")
+    if muon_adjust_lr is not None and muon_adjust_lr not in MUON_ADJUST_LR:
+        raise InputError("--muon-adjust-lr", f"unknown adjustment '{muon_adjust_lr}'",
+                         f"use one of {', '.join(MUON_ADJUST_LR)}")
+    check_positive("--clip", clip)
+    if clip_multipliers and clip is None:
+        raise InputError("--clip-multipliers", "has no effect without --clip", "give --clip NORM too, or drop it")
+    if clip_multipliers and multiplier_kind(mode) is None:
+        raise InputError("--clip-multipliers", f"mode {mode} has no learnable multipliers",
+                         "use an lrm mode, or drop it")
+
+
 def check_family(family, widths, base_width, options, mode):
     if family.builtin:
         allowed = set(inspect.signature(family.build).parameters) - {"width", "hooks", "vocab"}
@@ -81,7 +111,9 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
          lr: float | None = None, weight_decay: float | None = None, batch_size: int | None = None,
          seq_len: int | None = None, batch: str | None = None, options: dict | None = None,
          mult_lr: float | None = None, mult_weight_decay: float = 0.0, base_width: int = 64,
-         mup_multipliers: dict | None = None) -> list[RunSpec]:
+         mup_multipliers: dict | None = None, clip: float | None = None,
+         clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
+         adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled") -> list[RunSpec]:
     """Validate everything a user can get wrong before any run starts or any file is written."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
@@ -102,13 +134,17 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
     options = {k: str(v) for k, v in (options or {}).items()}
     check_family(fam, widths, base_width, options, mode)
     check_multipliers(mup_multipliers or {}, mode)
+    check_optimizer(mode, optimizer, h.weight_decay if weight_decay is None else weight_decay, clip, clip_multipliers,
+                    muon_adjust_lr, adam_eps_scaling, weight_decay_kind)
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
                   lr=h.lr if lr is None else lr, steps=steps or h.steps, horizon=h.name,
                   weight_decay=h.weight_decay if weight_decay is None else weight_decay,
                   batch_size=batch_size or h.batch_size, seq_len=seq_len or h.seq_len, batch=batch,
                   mult_lr=mult_lr, mult_weight_decay=mult_weight_decay, base_width=base_width,
                   family_options=tuple(sorted(options.items())),
-                  mup_multipliers=tuple(sorted((k, float(v)) for k, v in (mup_multipliers or {}).items())))
+                  mup_multipliers=tuple(sorted((k, float(v)) for k, v in (mup_multipliers or {}).items())),
+                  clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
+                  weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr)
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 
 

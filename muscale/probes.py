@@ -12,8 +12,8 @@ from torch import nn
 from . import lrm
 from .families.points import ProbePoint
 from .roles import role_of
+from .spectral import COLD_ITERS, power_iteration
 
-POWER_ITERS_COLD = 16
 POWER_ITERS_WARM = 4
 POWER_ITERS_UPDATE = 8
 # Below this smaller dimension an exact SVD costs less than the power iteration's error is worth.
@@ -34,15 +34,20 @@ ACTIVATION_METRICS = ("act_l1", "act_rms", "dact_rms", "act_max", "act_mean", "a
 MATRIX_METRICS = ("weight_fro", "weight_spec", "spec_ratio", "update_fro", "update_spec")
 MULTIPLIER_METRICS = ("mult_scalar",) + tuple(f"mult_{side}_{stat}" for side in ("row", "col")
                                               for stat in ("rms", "mean", "min", "max"))
-METRICS = ACTIVATION_METRICS + MATRIX_METRICS + MULTIPLIER_METRICS
+# What the optimizer did: the last step's clip factor (module and role "optimizer"), and per
+# layer the share of entries where Adam's ε outweighs sqrt(v̂) in the denominator.
+OPTIMIZER_METRICS = ("clip_factor", "eps_share")
+METRICS = ACTIVATION_METRICS + MATRIX_METRICS + MULTIPLIER_METRICS + OPTIMIZER_METRICS
 
 
 class Probes:
     """`metrics` limits what is recorded (None: everything); losses are always recorded.
-    A group none of whose metrics is wanted costs nothing, spectral norms included."""
+    A group none of whose metrics is wanted costs nothing, spectral norms included.
+    `optimizer` (an optim.Optimizer) is read for what it did: clip factor, Adam's state."""
 
-    def __init__(self, model: nn.Module, metrics: tuple[str, ...] | None = None):
+    def __init__(self, model: nn.Module, metrics: tuple[str, ...] | None = None, optimizer=None):
         self.wanted = set(METRICS if metrics is None else metrics)
+        self.optimizer = optimizer
         self.layers = [(name, module, role_of(name, module)) for name, module in _probed(model)]
         self.matrices = []
         for name, module, role in self.layers:
@@ -52,6 +57,13 @@ class Probes:
                 self.matrices.append((name, role, w, fan_out, fan_in))
         self.mults = [(name, role, module.parametrizations.weight[0]) for name, module, role in self.layers
                       if hasattr(module, "parametrizations")]
+        adam = {id(p): g for g in (optimizer.param_groups if optimizer else []) if "betas" in g for p in g["params"]}
+        self.adam = []  # each layer's own Adam-trained tensors (matrix, bias, gain) with their group
+        for name, module, role in self.layers:
+            own = {id(p): p for p in (lrm.matrix(module), *module.parameters(recurse=False)) if p is not None}
+            tensors = [(p, adam[i]) for i, p in own.items() if i in adam]
+            if tensors:
+                self.adam.append((name, role, tensors))
         device = next(model.parameters()).device
         self._gen = torch.Generator(device).manual_seed(0)
         self._vec: dict[str, torch.Tensor] = {}
@@ -121,17 +133,23 @@ class Probes:
         v = self._vec.get(key)
         if v is None:
             v = torch.randn(w.shape[1], generator=self._gen, device=w.device, dtype=w.dtype)
-            iters = POWER_ITERS_COLD
+            iters = COLD_ITERS
         elif toward is not None:
             # Singular vectors have no sign: align before adding, or the two could cancel.
             v = v + toward * torch.where(torch.dot(v, toward) < 0, -1.0, 1.0)
-        for _ in range(iters):
-            u = torch.mv(w, v)
-            x = torch.mv(w.T, u)
-            norm = torch.linalg.vector_norm(x)
-            v = x / norm.clamp_min(1e-30)
-        self._vec[key] = v
-        return norm / torch.linalg.vector_norm(u).clamp_min(1e-30)
+        sigma, self._vec[key] = power_iteration(w, v, iters)
+        return sigma
+
+    def _eps_share(self, tensors: list[tuple[torch.Tensor, dict]]) -> torch.Tensor | None:
+        """Share of entries with sqrt(v̂) < ε, v̂ = exp_avg_sq / (1 − β₂^t) read from Adam's state."""
+        below, total = [], 0
+        for p, group in tensors:
+            state = self.optimizer.state.get(p, {})
+            if "exp_avg_sq" in state:
+                v_hat = state["exp_avg_sq"] / (1 - group["betas"][1] ** state["step"])
+                below.append((v_hat.sqrt() < group["eps"]).sum())
+                total += p.numel()
+        return torch.stack(below).sum() / total if below else None
 
     @torch.no_grad()
     def collect(self, step: int, **losses: torch.Tensor) -> dict[str, list]:
@@ -146,7 +164,7 @@ class Probes:
                 self._add(name, role, "update_fro", torch.linalg.vector_norm(delta))
                 # Adam's momentum keeps consecutive updates aligned: the previous step's top
                 # vector is a good start; updates recorded far apart start nearly cold.
-                iters = POWER_ITERS_UPDATE if self._last_step == step - 1 else POWER_ITERS_COLD
+                iters = POWER_ITERS_UPDATE if self._last_step == step - 1 else COLD_ITERS
                 self._add(name, role, "update_spec", self._spectral(name + "/update", delta, iters))
                 toward = self._vec.get(name + "/update")
             spec = self._spectral(name, w, POWER_ITERS_WARM, toward)
@@ -163,6 +181,12 @@ class Probes:
                 self._add(name, role, f"mult_{side}_mean", vec.mean())
                 self._add(name, role, f"mult_{side}_min", vec.min())
                 self._add(name, role, f"mult_{side}_max", vec.max())
+        for name, role, tensors in self.adam if "eps_share" in self.wanted else []:
+            share = self._eps_share(tensors)
+            if share is not None:
+                self._add(name, role, "eps_share", share)
+        if step > 0 and self.optimizer is not None and self.optimizer.clip_factor is not None:
+            self._add("optimizer", "optimizer", "clip_factor", self.optimizer.clip_factor)
         for metric, value in losses.items():
             self._add("loss", "loss", metric, value.detach())
         self._last_step = step

@@ -6,7 +6,11 @@ import json
 from dataclasses import dataclass, field
 
 MODES = ("sp", "mup", "lrm", "lrm-vector", "lrm-scalar", "mup+lrm")
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
+# torch.optim.Muon's learning-rate adjustments (its adjust_lr_fn).
+MUON_ADJUST_LR = ("original", "match_rms_adamw")
+# decoupled: the optimizer's own W ← W − η·λ·W; spectral: W ← W − η·λ·σ₁u₁v₁ᵀ (spectral.py).
+WEIGHT_DECAY_KINDS = ("decoupled", "spectral")
 
 
 def canonical_mode(mode: str) -> str:
@@ -88,6 +92,13 @@ class RunSpec:
     eval_batches: int = 0
     # A run whose held-out loss rises above this multiple of its step-0 value has diverged.
     diverge_factor: float = 1.5
+    # Largest global gradient norm (None: no clipping); multipliers count only with clip_multipliers.
+    clip: float | None = None
+    clip_multipliers: bool = False
+    muon_adjust_lr: str = "match_rms_adamw"
+    # μP modes: each Adam group's ε scaled with its expected gradient scale (optim.py).
+    adam_eps_scaling: bool = False
+    weight_decay_kind: str = "decoupled"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -104,8 +115,14 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """Readable prefix plus a hash of every field, so a finished run is recognised on re-run."""
-        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        """Readable prefix plus a hash of every field, so a finished run is recognised on re-run.
+        Fields at their default are left out of the hash: a field added in a later version
+        leaves the runs of older sweeps recognisable."""
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(self)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        fields = {k: v for k, v in self.to_dict().items() if k not in defaults or v != defaults[k]}
+        digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         family = self.family.replace(":", "_").replace("/", "_")
         return f"{family}-{self.mode}-{self.optimizer}-w{self.width}-s{self.seed}-{digest}"
 

@@ -13,7 +13,7 @@ from .data import resolve_source
 from .errors import InputError
 from .families import resolve
 from .probes import METRICS
-from .spec import MODES, OPTIMIZERS, RunSpec, canonical_mode, has_mup
+from .spec import MODES, OPTIMIZERS, RunSpec, canonical_mode, has_mup, multiplier_kind
 
 # key: (type, default; None = required, help)
 TOP = {
@@ -34,10 +34,21 @@ TOP = {
     "eval_batches": (int, 4, "held-out batches behind each evaluation loss"),
     "options": (dict, {}, "family options, e.g. {layers = 2}"),
     "mup_multipliers": (dict, {}, "fixed μP multipliers (mup modes), e.g. {embed = 2.0}"),
+    "clip": (float, None, "the largest global gradient norm, multipliers left out; default: no clipping"),
+    "clip_multipliers": (bool, False, "count and clip the multipliers' gradients too (lrm modes)"),
+    "muon_adjust_lr": (str, None, "torch Muon's lr adjustment for the muon runs: original or match_rms_adamw"),
+    "adam_eps_scaling": (bool, False, "ε / width_mult for each Adam parameter (μP modes, Adam-family runs)"),
+    "weight_decay_kind": (str, "decoupled", "decoupled (W ← W − η·λ·W) or spectral (top singular value only)"),
     "lr": (dict, None, "the learning-rate grid: [lr] log2_min, log2_max, log2_step"),
     "transfer": (dict, {}, "[transfer] tolerance, diverge_factor"),
     "expect": (dict, {}, "[expect] MODE = {alpha = …, tolerance = …}: the drift exponent `muscale gate` checks"),
+    "coord_check": (dict, None, "[coord_check] modes, widths, steps, seeds: coordinate checks run beside the "
+                    "sweep and linked from its report"),
 }
+COORD_CHECK = {"modes": (list, None, "modes to check; default: the study's"),
+               "widths": (list, None, "widths; default: the short horizon's"),
+               "steps": (int, None, "Adam steps; default: the short horizon's"),
+               "seeds": (int, None, "seeds; default: the short horizon's")}
 LR = {"log2_min": (float, None, "the smallest log2 learning rate"),
       "log2_max": (float, None, "the largest log2 learning rate"),
       "log2_step": (float, 1.0, "the grid spacing in log2 units")}
@@ -45,9 +56,19 @@ TRANSFER = {"tolerance": (float, 0.25, "|α| of the optimum's drift that still c
             "diverge_factor": (float, 1.5, "held-out loss above this multiple of its start is divergence")}
 # The study key behind each command-line option a shared validation may name.
 FIELD_KEYS = {"--widths": "widths", "--base-width": "base_width", "--option": "options", "--family": "families",
-              "--batch": "families", "data": "data"}
+              "--batch": "families", "data": "data", "--clip": "clip", "--clip-multipliers": "clip_multipliers",
+              "--muon-adjust-lr": "muon_adjust_lr", "--adam-eps-scaling": "adam_eps_scaling",
+              "--weight-decay-kind": "weight_decay_kind"}
+# Optimizer keys that apply to some runs only: a study sets them on the runs they apply to,
+# and refuses them, as the command line does, when they apply to none.
+SCOPED = {"clip_multipliers": lambda mode, optimizer: multiplier_kind(mode) is not None,
+          "muon_adjust_lr": lambda mode, optimizer: optimizer == "muon",
+          "adam_eps_scaling": lambda mode, optimizer: optimizer != "sgd" and has_mup(mode)}
+TRAINING = ("clip", "clip_multipliers", "muon_adjust_lr", "adam_eps_scaling", "weight_decay_kind")
 EXPECT = {"alpha": (float, None, "the expected drift exponent of η* ∝ d^α"),
           "tolerance": (float, None, "how far α may stray; default: [transfer] tolerance")}
+# Keys whose absence means "derive it" (None), not an error.
+OPTIONAL = ("base_width", "tolerance", "coord_check", "clip", "muon_adjust_lr", *COORD_CHECK)
 MIN_GRID = 3  # a quadratic around the best point needs both neighbours
 
 
@@ -60,6 +81,8 @@ class Study:
     tolerance: float
     # mode → (expected α, tolerance) of the optimum's drift, for `muscale gate`.
     expect: dict[str, tuple[float, float]]
+    # Coordinate checks beside the sweep, by part name (family-mode), each its own report.
+    parts: dict[str, tuple[RunSpec, ...]]
 
     def baseline(self) -> list[dict]:
         """The expectations as gate rows, one per family × optimizer × expected mode."""
@@ -102,7 +125,7 @@ class _Reader:
         out = {}
         for key, (kind, default, help_) in schema.items():
             if key not in raw:
-                if default is None and key not in ("base_width", "tolerance"):
+                if default is None and key not in OPTIONAL:
                     raise self.error(prefix + key, "missing", f"add {key} = … ({help_})")
                 out[key] = default
                 continue
@@ -191,6 +214,7 @@ def load(path: Path | str) -> Study:
     for mode in modes:
         if has_mup(mode):
             r.check(coordcheck.check_multipliers, top["mup_multipliers"], mode, key="mup_multipliers")
+    training = _training(r, top, modes, optimizers)
     for family in families:
         fam = r.check(resolve, family, None, top["data"])
         for mode in modes:
@@ -205,7 +229,44 @@ def load(path: Path | str) -> Study:
                 family_options=tuple(sorted(options.items())), data=top["data"],
                 mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
                 metrics=tuple(top["metrics"]), eval_batches=top["eval_batches"],
-                diverge_factor=transfer["diverge_factor"])
+                diverge_factor=transfer["diverge_factor"], **training[mode, optimizer])
         for family in families for mode in modes for optimizer in optimizers
         for width in widths for e in lrs for seed in range(top["seeds"]))
-    return Study(path, top["title"] or path.stem, specs, lrs, transfer["tolerance"], expect)
+    return Study(path, top["title"] or path.stem, specs, lrs, transfer["tolerance"], expect,
+                 _parts(r, top, families, modes, options, base_width))
+
+
+def _training(r: _Reader, top: dict, modes: list[str], optimizers: list[str]) -> dict[tuple[str, str], dict]:
+    """The optimizer keys of each mode × optimizer, validated as coord-check validates them."""
+    runs = {}
+    for mode in modes:
+        for optimizer in optimizers:
+            fields = {key: top[key] if SCOPED.get(key, lambda m, o: True)(mode, optimizer) else TOP[key][1]
+                      for key in TRAINING}
+            r.check(lambda: coordcheck.check_optimizer(mode, optimizer, top["weight_decay"], **fields))
+            runs[mode, optimizer] = {key: value for key, value in fields.items() if value is not None}
+    for key, applies in SCOPED.items():
+        if top[key] != TOP[key][1] and not any(applies(m, o) for m in modes for o in optimizers):
+            fields = runs[modes[0], optimizers[0]] | {key: top[key]}
+            r.check(lambda: coordcheck.check_optimizer(modes[0], optimizers[0], top["weight_decay"], **fields))
+    return runs
+
+
+def _parts(r: _Reader, top: dict, families: list[str], modes: list[str], options: dict,
+           base_width: int) -> dict[str, tuple[RunSpec, ...]]:
+    """The [coord_check] table as coordinate-check run specs, validated like the command's."""
+    if top["coord_check"] is None:
+        return {}
+    raw = top["coord_check"]
+    cc = r.table(raw, COORD_CHECK, "coord_check.")
+    part_modes = r.listed("coord_check.modes", cc["modes"], str, MODES) if "modes" in raw else modes
+    widths = tuple(r.listed("coord_check.widths", cc["widths"], int)) if "widths" in raw else None
+    parts = {}
+    for family in families:
+        for mode in part_modes:
+            multipliers = top["mup_multipliers"] if has_mup(mode) else None
+            parts[f"{family.replace(':', '_')}-{mode}"] = tuple(r.check(
+                lambda: coordcheck.plan(mode, family, widths, steps=cc["steps"], seeds=cc["seeds"], options=options,
+                                        base_width=base_width, mup_multipliers=multipliers),
+                key="coord_check"))
+    return parts

@@ -1,7 +1,9 @@
 """A sweep on disk: the plan of a study, what has run, and what is left.
 
 DIR/plan.json lists every run of the study, so `muscale status` can tell pending runs
-from finished ones; records and failures are written by the runs themselves."""
+from finished ones; records and failures are written by the runs themselves. A study's
+coordinate-check parts run after the sweep, each into DIR/parts/<family>-<mode>/ as a
+`muscale coord-check` would write it."""
 
 import json
 import math
@@ -10,7 +12,7 @@ from typing import Callable
 
 import polars as pl
 
-from . import launch, store
+from . import coordcheck, launch, store
 from .spec import RunSpec
 from .study import Study
 
@@ -23,7 +25,8 @@ def plan_path(out: Path) -> Path:
 
 def write_plan(out: Path, study: Study) -> None:
     plan = {"study": str(study.path), "title": study.title, "tolerance": study.tolerance,
-            "expect": study.baseline(), "runs": [s.to_dict() for s in study.specs]}
+            "expect": study.baseline(), "runs": [s.to_dict() for s in study.specs],
+            "parts": {name: [s.to_dict() for s in specs] for name, specs in study.parts.items()}}
     store.write_atomic(plan_path(out), json.dumps(plan, indent=1))
     store.write_atomic(Path(out) / "study.toml", study.path.read_text(encoding="utf-8"))
 
@@ -31,6 +34,14 @@ def write_plan(out: Path, study: Study) -> None:
 def read_plan(out: Path) -> tuple[dict, list[RunSpec]]:
     plan = json.loads(plan_path(out).read_text(encoding="utf-8"))
     return plan, [RunSpec.from_dict(d) for d in plan["runs"]]
+
+
+def part_dir(out: Path, name: str) -> Path:
+    return Path(out) / "parts" / name
+
+
+def read_parts(plan: dict) -> dict[str, list[RunSpec]]:
+    return {name: [RunSpec.from_dict(d) for d in specs] for name, specs in plan.get("parts", {}).items()}
 
 
 def status(out: Path, specs: list[RunSpec]) -> pl.DataFrame:
@@ -63,6 +74,8 @@ def run(study: Study, out: Path, device: str, jobs: int, launcher: str, slurm: d
         launch.local(todo, out, device, jobs, on_run, keep_going=True)
     else:
         launch.submitit(todo, out, device, "slurm" if launcher == "slurm" else "local", slurm, on_run)
+    for name, specs in study.parts.items():
+        coordcheck.execute(list(specs), part_dir(out, name), device, jobs, on_run)
 
 
 def records(out: Path, specs: list[RunSpec]) -> pl.DataFrame:

@@ -50,7 +50,7 @@ def run(spec: RunSpec, device: torch.device | str = "cpu") -> pl.DataFrame:
     model, multipliers = modes.build(spec, family)
     model.to(device).train()
     opt = optim.build(spec, model, multipliers)
-    probes = Probes(model, spec.metrics)
+    probes = Probes(model, spec.metrics, opt)
     fixed = [t.to(device) for t in family.batch(PROBE_INDEX, spec.batch_size, spec.seq_len)]
     recorded = set(spec.record_steps)
     columns: dict[str, list] = {"step": [], "module": [], "role": [], "metric": [], "value": []}

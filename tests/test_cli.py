@@ -37,6 +37,16 @@ BAD = [
     (["--mode", "sp", "--mup-multiplier", "embed=2"], "--mup-multiplier"),  # μP modes only
     (["--mode", "mup", "--mup-multiplier", "embd=2"], "--mup-multiplier"),
     (["--mode", "mup", "--mup-multiplier", "embed=-1"], "--mup-multiplier"),
+    (["--clip", "0"], "--clip"),
+    (["--clip", "-1"], "--clip"),
+    (["--clip-multipliers"], "--clip-multipliers"),  # nothing to clip without --clip
+    (["--mode", "mup", "--clip", "1", "--clip-multipliers"], "--clip-multipliers"),  # no multipliers in mup
+    (["--muon-adjust-lr", "original"], "--muon-adjust-lr"),  # the optimizer is not muon
+    (["--optimizer", "muon", "--muon-adjust-lr", "moonshot"], "--muon-adjust-lr"),
+    (["--mode", "mup", "--optimizer", "sgd", "--adam-eps-scaling"], "--adam-eps-scaling"),
+    (["--mode", "sp", "--adam-eps-scaling"], "--adam-eps-scaling"),  # no base shapes to scale by
+    (["--weight-decay-kind", "nuclear"], "--weight-decay-kind"),
+    (["--weight-decay-kind", "spectral", "--weight-decay", "0"], "--weight-decay-kind"),  # nothing to decay
 ]
 
 

@@ -54,7 +54,7 @@ def test_probes_do_not_change_the_training_step():
     for probe in (True, False):
         model, mults = modes.build(spec, resolve("mlp"))
         opt = optim.build(spec, model, mults)
-        probes = Probes(model)
+        probes = Probes(model, optimizer=opt)
         x, y = resolve("mlp").batch(PROBE_INDEX, spec.batch_size, spec.seq_len)
         for step in range(4):
             with probes.watch(step) if probe else contextlib.nullcontext():

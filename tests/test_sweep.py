@@ -219,3 +219,32 @@ def test_each_local_worker_takes_its_own_gpu_and_thread_share(monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert seen == ["0", "1", "0"]
+
+
+PARTS = """
+[coord_check]
+widths = [16, 32]
+steps = 2
+seeds = 1
+"""
+
+
+def test_study_report_links_its_coordinate_check_parts(monkeypatch, capsys, tmp_path):
+    path = write(tmp_path, TINY.replace("steps = 6", "steps = 2") + PARTS)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(monkeypatch, capsys, "sweep", str(path), "--out", str(out), "--jobs", "1")
+    assert code == 0, stderr
+    html = (out / "report.html").read_text()
+    for name in ("transformer-sp", "transformer-mup"):
+        part = out / "parts" / name
+        assert len(list((part / "records").glob("*.parquet"))) == 2  # two widths, one seed
+        assert (part / "report.html").is_file() and (part / "exponents.csv").is_file()
+        assert f'href="parts/{name}/report.html"' in html
+    _, stdout, _ = run_cli(monkeypatch, capsys, "status", str(out))
+    assert "coordinate check transformer-mup: 2 of 2 runs done" in stdout
+
+
+def test_bad_coord_check_part_names_its_key(tmp_path):
+    path = write(tmp_path, TINY + PARTS.replace("seeds = 1", "sedes = 1"))
+    with pytest.raises(Exception, match=r"study.toml:22: coord_check.sedes: unknown key"):
+        study.load(path)

@@ -44,15 +44,17 @@ OPTIMUM_PANEL = (4.2, 3.0)
 
 def write_sweep_report(title: str, records: pl.DataFrame, path: str | os.PathLike,
                        meta: Mapping[str, str] | None = None, tolerance: float = 0.25,
-                       expect: Sequence[Mapping] = ()) -> Path:
+                       expect: Sequence[Mapping] = (), parts: Sequence[Mapping] = ()) -> Path:
     """Render the report of a learning-rate sweep fully in memory, then swap the file in.
 
     `records`: the long records of the sweep's runs (eval_loss, train_loss and diverged rows).
     `tolerance`: the largest |α| of η* ∝ width^α that still counts as transfer.
     `expect`: the study's expectations as gate rows (`Study.baseline()`); each is checked
-    exactly as `muscale gate` checks it, and the banner then reports those checks."""
+    exactly as `muscale gate` checks it, and the banner then reports those checks.
+    `parts`: the study's coordinate checks ({name, href relative to the report, verdicts:
+    verdict → count}), linked from the report."""
     _check(records)
-    html = _render(title, _Sweep(records, tolerance, expect), meta or {})
+    html = _render(title, _Sweep(records, tolerance, expect), meta or {}, parts)
     path = Path(path)
     write_atomic(path, html)
     return path
@@ -200,7 +202,7 @@ def _width_rows(sweep: _Sweep) -> list[dict]:
     return rows
 
 
-def _render(title: str, sweep: _Sweep, meta: Mapping[str, str]) -> str:
+def _render(title: str, sweep: _Sweep, meta: Mapping[str, str], parts: Sequence[Mapping] = ()) -> str:
     palette = figures.width_palette(sweep.all_widths)
     return _env.get_template("sweep.html.j2").render(
         title=title,
@@ -215,6 +217,9 @@ def _render(title: str, sweep: _Sweep, meta: Mapping[str, str]) -> str:
         drift=_drift_rows(sweep), drift_verdicts=list(VERDICT_KIND),
         widths=_width_rows(sweep), width_statuses=list(STATUS_KIND),
         meta=meta,
+        parts=[{**p, "verdicts": " ".join(f"{v}={p['verdicts'].get(v, 0)}" for v in ("pass", "warn", "fail", "info")),
+                "kind": "fail" if p["verdicts"].get("fail") else "warn" if p["verdicts"].get("warn") else "pass"}
+               for p in parts],
     )
 
 
