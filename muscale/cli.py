@@ -14,7 +14,7 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from . import coordcheck, gate, launch, store, study, sweep, transfer
+from . import checkpoint, coordcheck, gate, launch, store, study, sweep, transfer
 from .data import resolve_source
 from .errors import InputError
 from .families import BUILTIN, MULTIPLIER_POINTS
@@ -164,6 +164,11 @@ def cli():
               "width so that ‖ΔW‖₂ ∝ sqrt(fan_out/fan_in). Default: match_rms_adamw.")
 @click.option("--adam-eps-scaling", is_flag=True, help="μP modes: give each Adam parameter ε / width_mult, "
               "following its gradients, which shrink like 1/width under μP.")
+@click.option("--lrm-impl", help="lrm modes: autograd (the product r·W·c in the forward pass) or fused (the "
+              "forward and backward on W̄ alone, its gradient turned into the factors' in closed form); the two "
+              "train alike. Default: autograd.")
+@click.option("--save-models", is_flag=True, help="Also write each run's trained model to OUT/models/<run_id>.pt "
+              "(for muscale merge).")
 @click.option("--out", default=None, help="Output directory. Default: out/<family>-<mode>.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto takes CUDA when present.")
@@ -171,7 +176,7 @@ def cli():
               "on CPU, 1 on a GPU.")
 def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
                     mult_lr, mult_weight_decay, batch_size, seq_len, base_width, options, mup_multipliers, clip,
-                    clip_multipliers, muon_adjust_lr, adam_eps_scaling, out, device, jobs):
+                    clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, save_models, out, device, jobs):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
     write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html."""
     out = _out_dir(out or f"out/{family.replace(':', '_')}-{mode}")
@@ -181,12 +186,13 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
         raise InputError("--jobs", f"{jobs} is not positive", "give --jobs a whole number ≥ 1")
     specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
                             seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
-                            clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind)
+                            clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl)
     with tqdm(total=len(specs), desc=f"{mode} {family}", unit="run", file=sys.stderr) as bar:
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")
             bar.update()
-        records = coordcheck.execute(specs, out, device, jobs or launch.default_jobs(device), on_run=tick)
+        records = coordcheck.execute(specs, out, device, jobs or launch.default_jobs(device), on_run=tick,
+                                     save_models=save_models)
     _summary(_analyse(records, out, device), out)
 
 
@@ -201,6 +207,17 @@ def _read_exponents(out: Path) -> pl.DataFrame:
     except FileNotFoundError:
         raise InputError("DIR", f"{out} holds neither exponents.csv nor records",
                          "point at a directory written by muscale coord-check") from None
+
+
+@cli.command("merge")
+@click.argument("source", metavar="CHECKPOINT")
+@click.option("-o", "--output", required=True, help="Merged checkpoint to write (.pt).")
+def merge_cmd(source, output):
+    """Fold the learnable multipliers of a checkpoint (from coord-check --save-models) into
+    its matrices: a plain model with the same outputs, for inference. The merged file
+    loads into the model of the same spec in mode sp (mup for mup+lrm)."""
+    checkpoint.merge(Path(source), Path(output))
+    click.echo(f"merged → {output}")
 
 
 @cli.command("baseline")

@@ -11,8 +11,8 @@ from . import launch, store
 from .errors import InputError
 from .families import MULTIPLIER_POINTS, resolve
 from .modes import hooks
-from .spec import (MODES, MUON_ADJUST_LR, OPTIMIZERS, WEIGHT_DECAY_KINDS, RunSpec, canonical_mode, default_horizon,
-                   has_mup, multiplier_kind)
+from .spec import (LRM_IMPLS, MODES, MUON_ADJUST_LR, OPTIMIZERS, WEIGHT_DECAY_KINDS, RunSpec, canonical_mode,
+                   default_horizon, has_mup, multiplier_kind)
 
 
 def check_positive(name: str, value, integer: bool = False):
@@ -52,8 +52,13 @@ def check_multipliers(multipliers: dict, mode: str):
 
 def check_optimizer(mode: str, optimizer: str, weight_decay: float, clip: float | None = None,
                     clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
-                    adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled"):
+                    adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
+                    lrm_impl: str | None = None):
     """The optimizer options that make sense only together, or only for some modes."""
+    if lrm_impl is not None and lrm_impl not in LRM_IMPLS:
+        raise InputError("--lrm-impl", f"unknown implementation '{lrm_impl}'", f"use one of {', '.join(LRM_IMPLS)}")
+    if lrm_impl is not None and multiplier_kind(mode) is None:
+        raise InputError("--lrm-impl", f"mode {mode} has no learnable multipliers", "use an lrm mode, or drop it")
     if weight_decay_kind not in WEIGHT_DECAY_KINDS:
         raise InputError("--weight-decay-kind", f"unknown kind '{weight_decay_kind}'",
                          f"use one of {', '.join(WEIGHT_DECAY_KINDS)}")
@@ -113,7 +118,8 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
          mult_lr: float | None = None, mult_weight_decay: float = 0.0, base_width: int = 64,
          mup_multipliers: dict | None = None, clip: float | None = None,
          clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
-         adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled") -> list[RunSpec]:
+         adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
+         lrm_impl: str | None = None) -> list[RunSpec]:
     """Validate everything a user can get wrong before any run starts or any file is written."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
@@ -135,7 +141,7 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
     check_family(fam, widths, base_width, options, mode)
     check_multipliers(mup_multipliers or {}, mode)
     check_optimizer(mode, optimizer, h.weight_decay if weight_decay is None else weight_decay, clip, clip_multipliers,
-                    muon_adjust_lr, adam_eps_scaling, weight_decay_kind)
+                    muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl)
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
                   lr=h.lr if lr is None else lr, steps=steps or h.steps, horizon=h.name,
                   weight_decay=h.weight_decay if weight_decay is None else weight_decay,
@@ -144,18 +150,22 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                   family_options=tuple(sorted(options.items())),
                   mup_multipliers=tuple(sorted((k, float(v)) for k, v in (mup_multipliers or {}).items())),
                   clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
-                  weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr)
+                  weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr,
+                  lrm_impl=lrm_impl or RunSpec.lrm_impl)
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 
 
 def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto", jobs: int = 1,
-            on_run: Callable[[RunSpec], None] = lambda spec: None) -> pl.DataFrame:
+            on_run: Callable[[RunSpec], None] = lambda spec: None, save_models: bool = False) -> pl.DataFrame:
     """Run specs, stopping at the first crash; with `out`, finished runs are read back
-    instead of re-run. Records come back in spec order whatever order workers finish in."""
-    done = {s: pl.read_parquet(store.record_path(out, s)) for s in specs if out is not None and store.is_done(out, s)}
+    instead of re-run (with `save_models`, only those whose model was saved too). Records
+    come back in spec order whatever order workers finish in."""
+    done = {s: pl.read_parquet(store.record_path(out, s)) for s in specs if out is not None and store.is_done(out, s)
+            and (not save_models or store.model_path(out, s).exists())}
     for spec in done:
         on_run(spec)
-    done.update(launch.local([s for s in specs if s not in done], out, device, jobs, on_run))
+    done.update(launch.local([s for s in specs if s not in done], out, device, jobs, on_run,
+                             save_models=save_models))
     return pl.concat([done[s] for s in specs])
 
 

@@ -33,11 +33,13 @@ def default_jobs(device: str) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run_one(spec: RunSpec, device: str, out: Path | None, keep_going: bool = False) -> pl.DataFrame | None:
-    """Run a spec and store what happened. With `keep_going` a crash is stored as the
-    run's failure and None returned, so one bad run does not stop a sweep."""
+def run_one(spec: RunSpec, device: str, out: Path | None, keep_going: bool = False,
+            save_models: bool = False) -> pl.DataFrame | None:
+    """Run a spec and store what happened, with `save_models` its trained model too (before
+    the record, so a recorded run has its model). With `keep_going` a crash is stored as
+    the run's failure and None returned, so one bad run does not stop a sweep."""
     try:
-        records = train.run(spec, device)
+        records = train.run(spec, device, store.model_path(out, spec) if save_models and out is not None else None)
     except Exception as exc:
         exc.add_note(f"muscale: in run {spec.run_id} (width {spec.width}, seed {spec.seed})")
         if not keep_going or out is None:
@@ -58,12 +60,13 @@ def _pin(slots, threads: int, gpus: int):
 
 
 def local(specs: list[RunSpec], out: Path | None, device: str, jobs: int,
-          on_run: Callable[[RunSpec], None], keep_going: bool = False) -> dict[RunSpec, pl.DataFrame | None]:
+          on_run: Callable[[RunSpec], None], keep_going: bool = False,
+          save_models: bool = False) -> dict[RunSpec, pl.DataFrame | None]:
     jobs = max(1, min(jobs, len(specs)))
     results: dict[RunSpec, pl.DataFrame | None] = {}
     if jobs == 1:
         for spec in specs:
-            results[spec] = run_one(spec, device, out, keep_going)
+            results[spec] = run_one(spec, device, out, keep_going, save_models)
             on_run(spec)
         return results
     gpus = torch.cuda.device_count() if train.pick_device(device).type == "cuda" else 0
@@ -75,7 +78,7 @@ def local(specs: list[RunSpec], out: Path | None, device: str, jobs: int,
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_pin, initargs=(slots, threads, gpus)) as pool:
         # Widest first: the longest runs start early and the pool drains evenly.
         ordered = sorted(specs, key=lambda s: -s.width)
-        futures = {pool.submit(run_one, s, device, out, keep_going): s for s in ordered}
+        futures = {pool.submit(run_one, s, device, out, keep_going, save_models): s for s in ordered}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             on_run(futures[future])

@@ -43,4 +43,4 @@ def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]
     elif has_readout:
         set_base_shapes(model, None)  # mup's own way to run a μP-ready model in standard parametrization
     kind = multiplier_kind(spec.mode)
-    return model, (lrm.apply(model, kind) if kind else [])
+    return model, (lrm.apply(model, kind, spec.lrm_impl) if kind else [])

@@ -11,6 +11,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 MUON_ADJUST_LR = ("original", "match_rms_adamw")
 # decoupled: the optimizer's own W ← W − η·λ·W; spectral: W ← W − η·λ·σ₁u₁v₁ᵀ (spectral.py).
 WEIGHT_DECAY_KINDS = ("decoupled", "spectral")
+# How learnable multipliers are computed (lrm.py): equal trajectories, different cost.
+LRM_IMPLS = ("autograd", "fused")
 
 
 def canonical_mode(mode: str) -> str:
@@ -24,6 +26,11 @@ def has_mup(mode: str) -> bool:
 def multiplier_kind(mode: str) -> str | None:
     """`vector` (W̄_ij = r_i·W_ij·c_j), `scalar` (W̄ = s·W) or None."""
     return {"lrm": "vector", "lrm-vector": "vector", "mup+lrm": "vector", "lrm-scalar": "scalar"}.get(mode)
+
+
+def merged_mode(mode: str) -> str:
+    """The mode whose model a merged checkpoint (multipliers folded into W) loads into."""
+    return "mup" if has_mup(mode) else "sp"
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,7 @@ class RunSpec:
     # μP modes: each Adam group's ε scaled with its expected gradient scale (optim.py).
     adam_eps_scaling: bool = False
     weight_decay_kind: str = "decoupled"
+    lrm_impl: str = "autograd"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

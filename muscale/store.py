@@ -15,6 +15,11 @@ def record_path(out: Path, spec: RunSpec) -> Path:
     return Path(out) / "records" / f"{spec.run_id}.parquet"
 
 
+def model_path(out: Path, spec: RunSpec) -> Path:
+    """The trained model of a run (checkpoint.py), when it was asked to be saved."""
+    return Path(out) / "models" / f"{spec.run_id}.pt"
+
+
 def is_done(out: Path, spec: RunSpec) -> bool:
     return record_path(out, spec).exists()
 

@@ -39,6 +39,7 @@ TOP = {
     "muon_adjust_lr": (str, None, "torch Muon's lr adjustment for the muon runs: original or match_rms_adamw"),
     "adam_eps_scaling": (bool, False, "ε / width_mult for each Adam parameter (μP modes, Adam-family runs)"),
     "weight_decay_kind": (str, "decoupled", "decoupled (W ← W − η·λ·W) or spectral (top singular value only)"),
+    "lrm_impl": (str, None, "how learnable multipliers are computed for the lrm runs: autograd or fused"),
     "lr": (dict, None, "the learning-rate grid: [lr] log2_min, log2_max, log2_step"),
     "transfer": (dict, {}, "[transfer] tolerance, diverge_factor"),
     "expect": (dict, {}, "[expect] MODE = {alpha = …, tolerance = …}: the drift exponent `muscale gate` checks"),
@@ -58,17 +59,18 @@ TRANSFER = {"tolerance": (float, 0.25, "|α| of the optimum's drift that still c
 FIELD_KEYS = {"--widths": "widths", "--base-width": "base_width", "--option": "options", "--family": "families",
               "--batch": "families", "data": "data", "--clip": "clip", "--clip-multipliers": "clip_multipliers",
               "--muon-adjust-lr": "muon_adjust_lr", "--adam-eps-scaling": "adam_eps_scaling",
-              "--weight-decay-kind": "weight_decay_kind"}
+              "--weight-decay-kind": "weight_decay_kind", "--lrm-impl": "lrm_impl"}
 # Optimizer keys that apply to some runs only: a study sets them on the runs they apply to,
 # and refuses them, as the command line does, when they apply to none.
 SCOPED = {"clip_multipliers": lambda mode, optimizer: multiplier_kind(mode) is not None,
           "muon_adjust_lr": lambda mode, optimizer: optimizer == "muon",
-          "adam_eps_scaling": lambda mode, optimizer: optimizer != "sgd" and has_mup(mode)}
-TRAINING = ("clip", "clip_multipliers", "muon_adjust_lr", "adam_eps_scaling", "weight_decay_kind")
+          "adam_eps_scaling": lambda mode, optimizer: optimizer != "sgd" and has_mup(mode),
+          "lrm_impl": lambda mode, optimizer: multiplier_kind(mode) is not None}
+TRAINING = ("clip", "clip_multipliers", "muon_adjust_lr", "adam_eps_scaling", "weight_decay_kind", "lrm_impl")
 EXPECT = {"alpha": (float, None, "the expected drift exponent of η* ∝ d^α"),
           "tolerance": (float, None, "how far α may stray; default: [transfer] tolerance")}
 # Keys whose absence means "derive it" (None), not an error.
-OPTIONAL = ("base_width", "tolerance", "coord_check", "clip", "muon_adjust_lr", *COORD_CHECK)
+OPTIONAL = ("base_width", "tolerance", "coord_check", "clip", "muon_adjust_lr", "lrm_impl", *COORD_CHECK)
 MIN_GRID = 3  # a quadratic around the best point needs both neighbours
 
 

@@ -2,13 +2,14 @@
 
 import contextlib
 import math
+from pathlib import Path
 
 import polars as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import modes, optim
+from . import checkpoint, modes, optim
 from .data import PROBE_INDEX
 from .families import resolve
 from .probes import Probes
@@ -38,13 +39,14 @@ def _eval_loss(model: nn.Module, family, spec: RunSpec, device: torch.device) ->
     return torch.stack(losses).mean()
 
 
-def run(spec: RunSpec, device: torch.device | str = "cpu") -> pl.DataFrame:
+def run(spec: RunSpec, device: torch.device | str = "cpu", model_path: Path | None = None) -> pl.DataFrame:
     """Short horizon: the training forward on the fixed batch is the measurement. Long
     horizon: train on streamed batches, measure on the fixed batch at recorded steps.
 
     With `eval_batches`, held-out loss is recorded too, and a run whose loss turns
     non-finite or rises above `diverge_factor` × its start stops there with a `diverged`
-    row: a diverging learning rate is a result of a sweep, not a crash."""
+    row: a diverging learning rate is a result of a sweep, not a crash. With `model_path`,
+    the trained model is saved there as a checkpoint."""
     device = pick_device(str(device))
     family = resolve(spec.family, spec.batch, spec.data)
     model, multipliers = modes.build(spec, family)
@@ -88,6 +90,8 @@ def run(spec: RunSpec, device: torch.device | str = "cpu") -> pl.DataFrame:
         if step + 1 in recorded:
             probes.snapshot()
         opt.step()
+    if model_path is not None:
+        checkpoint.save(model_path, spec, model)
     if spec.eval_batches:
         _append_losses(columns, torch.stack(train_losses).tolist() if train_losses else [], diverged, step)
     keys = {"run_id": spec.run_id, "family": spec.family, "mode": spec.mode, "optimizer": spec.optimizer,

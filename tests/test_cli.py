@@ -47,6 +47,9 @@ BAD = [
     (["--mode", "sp", "--adam-eps-scaling"], "--adam-eps-scaling"),  # no base shapes to scale by
     (["--weight-decay-kind", "nuclear"], "--weight-decay-kind"),
     (["--weight-decay-kind", "spectral", "--weight-decay", "0"], "--weight-decay-kind"),  # nothing to decay
+    (["--lrm-impl", "triton"], "--lrm-impl"),
+    (["--mode", "mup", "--lrm-impl", "fused"], "--lrm-impl"),  # no multipliers to compute
+    (["--mode", "sp", "--lrm-impl", "autograd"], "--lrm-impl"),
 ]
 
 
