@@ -139,6 +139,18 @@ def _existing(name: str, path: str) -> Path:
 
 
 def _text(name: str, path: Path) -> Source:
+    return _text_at(name, path, _modified(path))
+
+
+def _modified(path: Path) -> tuple[int, int]:
+    """The newest modification time and the file count under `path`: a changed corpus is a new key."""
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return max((p.stat().st_mtime_ns for p in files), default=0), len(files)
+
+
+@functools.cache
+def _text_at(name: str, path: Path, modified: tuple[int, int]) -> Source:
+    """Read once per process (a sweep's runs share a worker), again only after a change."""
     if path.is_dir():
         files = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
         raw = b"".join(p.read_bytes() for p in files)

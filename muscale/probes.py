@@ -21,12 +21,18 @@ EXACT_SPECTRAL_BELOW = 64
 
 
 def _probed(model: nn.Module):
-    """Modules that own parameters, and probe points, less the plumbing lrm adds."""
+    """Modules that own parameters, and probe points, less the plumbing lrm adds. A block
+    that owns only vectors around layers of its own (a Mamba2 mixer's A_log, dt_bias, D) is
+    left out: its output is its last layer's, which is probed already."""
     for name, module in model.named_modules():
         if not name or "parametrizations" in name or isinstance(module, lrm.MULTIPLIERS):
             continue
-        if (isinstance(module, ProbePoint) or any(True for _ in module.parameters(recurse=False))
-                or lrm.matrix(module) is not None):
+        if isinstance(module, ProbePoint) or lrm.matrix(module) is not None:
+            yield name, module
+            continue
+        own = list(module.parameters(recurse=False))
+        block = all(p.ndim < 2 for p in own) and any(True for c in module.children() for _ in c.parameters())
+        if own and not block:
             yield name, module
 
 

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -134,3 +136,13 @@ def test_bad_sources_raise_input_errors(tmp_path):
         short.check(16)
     assert err.value.field == "data"
     short.check(3)
+
+
+def test_a_text_corpus_is_read_again_after_it_changes(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"a" * 400)
+    first = resolve_source(f"text:{path}")
+    assert resolve_source(f"text:{path}") is first  # cached: a sweep's runs share one read
+    path.write_bytes(b"b" * 500)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert resolve_source(f"text:{path}").fingerprint != first.fingerprint

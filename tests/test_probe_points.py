@@ -46,3 +46,10 @@ def test_a_watched_forward_computes_what_an_unwatched_one_does():
         with Probes(model).watch(0):
             watched = model(x)
     assert torch.equal(plain, watched)
+
+
+def test_a_mixer_block_is_probed_through_its_layers_not_twice():
+    model = resolve("mamba2").make(32, Hooks(), {"layers": "1"})
+    names = {name for name, _, _ in Probes(model).layers}
+    assert {"blocks.0.ssm.in_proj", "blocks.0.ssm.out_proj", "blocks.0.ssm.dt", "blocks.0.ssm.norm"} <= names
+    assert "blocks.0.ssm" not in names  # its output is out_proj's
