@@ -21,17 +21,6 @@ def exponents(mode: str, family: str, jobs: int = 2) -> pl.DataFrame:
     return muscale.fit_exponents(records).filter(pl.col("step") >= 1)
 
 
-@pytest.fixture(scope="module")
-def results():
-    return {}
-
-
-def cached(results, key, fn):
-    if key not in results:
-        results[key] = fn()
-    return results[key]
-
-
 def qk_change(ex: pl.DataFrame) -> pl.DataFrame:
     return ex.filter((pl.col("role") == "attn_qk") & (pl.col("metric") == "dact_rms")).select("module", "step", "alpha")
 
@@ -40,7 +29,7 @@ def qk_change(ex: pl.DataFrame) -> pl.DataFrame:
 def test_sp_qk_logit_change_grows(results, family):
     """Grows at every layer and step, like d^0.5 or faster in the median. (The hybrid's second
     block grows like d^0.41…0.48 at steps 1–2; README, "What we measured".)"""
-    alphas = qk_change(cached(results, (family, "sp"), lambda: exponents("sp", family)))
+    alphas = qk_change(results((family, "sp"), lambda: exponents("sp", family)))
     assert alphas.height == 2 * 5, alphas
     assert alphas["alpha"].min() > 0 and alphas["alpha"].median() > 0.5, alphas
 
@@ -48,14 +37,14 @@ def test_sp_qk_logit_change_grows(results, family):
 @pytest.mark.parametrize("family", ATTENTION)
 @pytest.mark.parametrize("mode", ["mup", "mup+lrm"])
 def test_mup_qk_logit_change_stays_flat(results, family, mode):
-    alphas = qk_change(cached(results, (family, mode), lambda: exponents(mode, family)))["alpha"].abs()
+    alphas = qk_change(results((family, mode), lambda: exponents(mode, family)))["alpha"].abs()
     assert alphas.median() < 0.35, alphas
 
 
 @pytest.mark.parametrize("family", ATTENTION)
 def test_teeth_sqrt_head_dim_attention_under_mup_grows(results, family, monkeypatch):
     """The μP model with SP's attention scale, in-process (the patch does not reach workers)."""
-    mup = qk_change(cached(results, (family, "mup"), lambda: exponents("mup", family)))
+    mup = qk_change(results((family, "mup"), lambda: exponents("mup", family)))
     mup_hooks = modes.hooks
 
     def sqrt_scale(mode, base_width, multipliers=()):
@@ -63,7 +52,7 @@ def test_teeth_sqrt_head_dim_attention_under_mup_grows(results, family, monkeypa
         return Hooks(readout=h.readout, attn_scale=lambda head_dim, width: head_dim**-0.5, multipliers=multipliers)
 
     monkeypatch.setattr(modes, "hooks", sqrt_scale)
-    kept = qk_change(cached(results, (family, "mup-sqrt"), lambda: exponents("mup", family, jobs=1)))
+    kept = qk_change(results((family, "mup-sqrt"), lambda: exponents("mup", family, jobs=1)))
     both = mup.join(kept, on=["module", "step"], suffix="_sqrt")
     assert both.height == 2 * 5
     assert (both["alpha_sqrt"] - both["alpha"]).min() >= 0.3, both
@@ -77,7 +66,7 @@ def ssm_exponents(ex: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 @pytest.mark.parametrize("family", SSM)
 @pytest.mark.parametrize("mode", ["mup", "mup+lrm"])
 def test_mup_dt_and_projectors_stay_flat(results, family, mode):
-    acts, dacts = ssm_exponents(cached(results, (family, mode), lambda: exponents(mode, family)))
+    acts, dacts = ssm_exponents(results((family, mode), lambda: exponents(mode, family)))
     assert set(acts["role"]) == {"ssm_dt", "ssm_in", "ssm_out"}
     assert acts["alpha"].abs().max() < 0.15, acts.sort("alpha")
     assert dacts["alpha"].abs().median() < 0.15, dacts.sort("alpha")
@@ -86,5 +75,5 @@ def test_mup_dt_and_projectors_stay_flat(results, family, mode):
 def test_teeth_ssm_under_mup_with_plain_adam_grows(results, monkeypatch):
     """μP's learning-rate scaling switched off on mamba2: the projectors' change must grow."""
     monkeypatch.setitem(optim._MUP, "adam", torch.optim.Adam)
-    _, dacts = ssm_exponents(cached(results, ("mamba2", "mup-plain-adam"), lambda: exponents("mup", "mamba2", jobs=1)))
+    _, dacts = ssm_exponents(results(("mamba2", "mup-plain-adam"), lambda: exponents("mup", "mamba2", jobs=1)))
     assert dacts["alpha"].abs().median() >= 0.15, dacts.sort("alpha")

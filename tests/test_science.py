@@ -34,21 +34,10 @@ def mup_holds(ex) -> bool:
     return acts.max() < 0.15 and dacts.median() < 0.15 and dacts.max() < 0.35
 
 
-@pytest.fixture(scope="module")
-def results():
-    return {}
-
-
-def cached(results, key, fn):
-    if key not in results:
-        results[key] = fn()
-    return results[key]
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("mode", ["mup", "mup+lrm"])
 def test_mup_activations_and_changes_stay_flat(results, family, mode):
-    ex = cached(results, (family, mode), lambda: exponents(mode, family))
+    ex = results((family, mode), lambda: exponents(mode, family))
     acts, dacts = act_alphas(ex), dact_alphas(ex)
     assert acts.abs().max() < 0.15, ex.filter(pl.col("metric").is_in(["act_rms", "act_l1"])).sort("alpha")
     assert dacts.abs().median() < 0.15
@@ -58,7 +47,7 @@ def test_mup_activations_and_changes_stay_flat(results, family, mode):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_sp_activation_change_grows_with_width(results, family):
-    ex = cached(results, (family, "sp"), lambda: exponents("sp", family))
+    ex = results((family, "sp"), lambda: exponents("sp", family))
     assert dact_alphas(ex, from_step=2).median() > 0.5
 
 
@@ -67,13 +56,13 @@ def test_teeth_mup_model_with_plain_adam_fails(results, family, monkeypatch):
     """μP's per-layer learning-rate scaling switched off: the model is μP, the optimizer is
     not. In-process (jobs=1), since the patch does not reach worker processes."""
     monkeypatch.setitem(optim._MUP, "adam", torch.optim.Adam)
-    ex = cached(results, (family, "mup-plain-adam"), lambda: exponents("mup", family, jobs=1))
+    ex = results((family, "mup-plain-adam"), lambda: exponents("mup", family, jobs=1))
     assert not mup_holds(ex)
     assert "fail" in set(ex["verdict"])
 
 
 def test_teeth_width_dependent_gain_fails(results):
-    ex = cached(results, "gain", lambda: exponents("mup", "families_for_tests:gain_mlp",
+    ex = results("gain", lambda: exponents("mup", "families_for_tests:gain_mlp",
                                                    batch="families_for_tests:mlp_batch"))
     assert not mup_holds(ex)
     hidden = ex.filter((pl.col("module") == "hidden.0") & (pl.col("metric") == "act_rms"))
