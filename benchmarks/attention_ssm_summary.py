@@ -39,12 +39,12 @@ def row(family: str, label: str, ex: pl.DataFrame) -> dict:
             "median |α| SSM dt/projector dact": f"{dacts.abs().median():.3f}" if len(dacts) else "—"}
 
 
+MUP_HOOKS = modes.hooks
+
+
 def sqrt_scale(mode, base_width, multipliers=()):
     h = MUP_HOOKS(mode, base_width, multipliers)
     return Hooks(readout=h.readout, attn_scale=lambda head_dim, width: head_dim**-0.5, multipliers=multipliers)
-
-
-MUP_HOOKS = modes.hooks
 
 
 def main():
