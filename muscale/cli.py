@@ -14,14 +14,16 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, coordcheck, gate, launch, store, study, sweep, transfer
+from . import checkpoint, coordcheck, equilibrium, gate, launch, store, study, sweep, transfer, width
 from .data import resolve_source
 from .errors import InputError
 from .families import BUILTIN, MULTIPLIER_POINTS
 from .fit import first_and_last, fit_exponents
 from .report import write_report
+from .report.equilibrium import write_equilibrium_report
 from .report.sweep import write_sweep_report
-from .spec import MODES, OPTIMIZERS, default_horizon
+from .report.width import write_width_report
+from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, default_horizon
 
 SHORT, LONG = default_horizon("mup", "transformer"), default_horizon("lrm", "transformer")
 MLP_SHORT = default_horizon("mup", "mlp")
@@ -32,10 +34,12 @@ def _both(field: str) -> str:
     short, long = getattr(SHORT, field), getattr(LONG, field)
     if isinstance(short, tuple):
         short, long = ",".join(map(str, short)), ",".join(map(str, long))
-    return f"Default: {short} short (sp, mup, mup+lrm), {long} long (lrm, lrm-scalar)."
+    return f"Default: {short} short (sp, mup, mup-lr, mup+lrm), {long} long (lrm, lrm-scalar)."
 
 WORST_SHOWN = 8
 STATUS_SHOWN = 20
+TABLE = dict(tbl_rows=40, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+             tbl_width_chars=140, float_precision=3)
 
 
 def _widths(ctx, param, value):
@@ -68,6 +72,10 @@ def _options(ctx, param, value):
 
 def _multipliers(ctx, param, value):
     return _pairs(value, "--mup-multiplier", "embed=2.0", float)
+
+
+def _placement(ctx, param, value):
+    return _pairs(value, "--multiplier", "attn_k=scalar")
 
 
 def _out_dir(value: str) -> Path:
@@ -143,8 +151,15 @@ def cli():
               help="decoupled (W ← W − η·λ·W) or spectral (W ← W − η·λ·σ₁u₁v₁ᵀ: only the top singular value "
               "shrinks).")
 @click.option("--mult-lr", type=float, help="Learning rate of the learnable multipliers. Default: --lr.")
-@click.option("--mult-weight-decay", type=float, default=0.0, show_default=True,
-              help="Weight decay of the learnable multipliers.")
+@click.option("--mult-weight-decay", type=float, default=MULT_WEIGHT_DECAY, show_default=True,
+              help="Weight decay of the learnable multipliers: small, so that directions of the product the "
+              "output cannot see (s·W = (a·s)·(W/a)) do not drift without bound.")
+@click.option("--multiplier", "multipliers", multiple=True, callback=_placement,
+              help="lrm modes: ROLE=KIND places multipliers by role, repeatable; kinds: none, scalar, row, col, "
+              "both. Default (lrm, mup+lrm): both on projectors, scalar on the query (the QK product), none on "
+              "the key, row on the head; lrm-scalar: scalar everywhere.")
+@click.option("--mult-init", type=float, default=1.0, show_default=True,
+              help="Start value of every learnable multiplier.")
 @click.option("--batch-size", type=int, help="Sequences (or examples) per batch. " + _both("batch_size")
               + f" The mlp family takes {MLP_SHORT.batch_size} short.")
 @click.option("--seq-len", type=int, help="Tokens per sequence. " + _both("seq_len"))
@@ -152,7 +167,7 @@ def cli():
 @click.option("--option", "options", multiple=True, callback=_options,
               help="Family option KEY=VALUE, repeatable (transformer: layers, heads, kv_heads, mlp_ratio, "
               "zero_query=1 to start the query at zero as mup recommends; mamba2: layers, expand, ssm_head_dim, "
-              "d_state, chunk, mlp_ratio; hybrid: all of both; mlp: depth).")
+              "d_state, chunk, mlp_ratio; hybrid: all of both; mlp: depth, norm=layernorm).")
 @click.option("--mup-multiplier", "mup_multipliers", multiple=True, callback=_multipliers,
               help="A fixed μP multiplier KEY=VALUE where Falcon-H1 places them (mup modes), repeatable; "
               f"keys: {', '.join(MULTIPLIER_POINTS)}. Default: none (1).")
@@ -175,8 +190,9 @@ def cli():
 @click.option("--jobs", type=int, default=None, help="Runs in parallel processes. Default: one per CPU core "
               "on CPU, 1 on a GPU.")
 def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
-                    mult_lr, mult_weight_decay, batch_size, seq_len, base_width, options, mup_multipliers, clip,
-                    clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, save_models, out, device, jobs):
+                    mult_lr, mult_weight_decay, multipliers, mult_init, batch_size, seq_len, base_width, options,
+                    mup_multipliers, clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, save_models,
+                    out, device, jobs):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
     write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html."""
     out = _out_dir(out or f"out/{family.replace(':', '_')}-{mode}")
@@ -186,7 +202,8 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
         raise InputError("--jobs", f"{jobs} is not positive", "give --jobs a whole number ≥ 1")
     specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
                             seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
-                            clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl)
+                            clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl,
+                            multipliers, mult_init)
     with tqdm(total=len(specs), desc=f"{mode} {family}", unit="run", file=sys.stderr) as bar:
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")
@@ -197,9 +214,10 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
 
 
 def _read_exponents(out: Path) -> pl.DataFrame:
-    """DIR/exponents.csv (a coord-check) or DIR/transfer.csv (a sweep: the drift of η*)
-    when present, else a fit of DIR/records."""
-    for name in ("exponents.csv", "transfer.csv"):
+    """DIR/exponents.csv (a coord-check), DIR/transfer.csv (a sweep: the drift of η*) or
+    DIR/equilibrium.csv (an equilibrium study: norms against η and λ) when present, else a
+    fit of DIR/records."""
+    for name in ("exponents.csv", "transfer.csv", "equilibrium.csv"):
         if (out / name).is_file():
             return pl.read_csv(out / name)
     try:
@@ -240,6 +258,15 @@ def baseline_cmd(out, output, tol, metrics, last_step):
     click.echo(f"{len(rows)} exponents → {output}")
 
 
+def _study_expect(out: Path) -> list[dict]:
+    """The gate rows of the study that wrote `out`: its plan's, or for a width study its gated
+    claims, which the fits turn into rows once they say which modules a claim covers."""
+    plan = sweep.read_plan(out)[0]
+    if plan.get("kind") == "width":
+        return width.baseline(width.from_plan(plan), _read_exponents(out))
+    return plan["expect"]
+
+
 @cli.command("gate")
 @click.argument("out", metavar="DIR", type=click.Path(file_okay=False))
 @click.option("--baseline", "baseline_path", default=None, help="Baseline file from `muscale baseline`. "
@@ -253,10 +280,11 @@ def gate_cmd(out, baseline_path, tol, junit):
         raise InputError("--tol", f"{tol} is negative", "give --tol a value ≥ 0")
     if baseline_path is not None:
         baseline = gate.read_baseline(Path(baseline_path))
-    elif sweep.plan_path(Path(out)).is_file() and sweep.read_plan(Path(out))[0]["expect"]:
-        baseline = sweep.read_plan(Path(out))[0]["expect"]
+    elif sweep.plan_path(Path(out)).is_file() and (expect := _study_expect(Path(out))):
+        baseline = expect
     else:
-        raise InputError("--baseline", f"none given and {out} holds no study with an [expect] table",
+        raise InputError("--baseline", f"none given and {out} holds no study with expectations (an [expect] "
+                         "table, or claims with gate = true)",
                          "pass --baseline FILE (write one with `muscale baseline DIR -o FILE`)")
     checks = gate.check(_read_exponents(Path(out)), baseline, tol)
     for c in checks:
@@ -300,7 +328,7 @@ def _parts(out: Path, plan: dict, device: str) -> list[dict]:
 
 
 def _sweep_summary(out: Path, plan: dict, specs: list, device: str) -> int:
-    """Fit, report and print a sweep's transfer; the exit code says whether runs failed."""
+    """Fit, report and print a sweep as its study's kind asks; the exit code says whether runs failed."""
     states = sweep.status(out, specs)
     counts = dict(states.group_by("state").len().iter_rows())
     click.echo(" ".join(f"{s}={counts.get(s, 0)}" for s in sweep.STATES))
@@ -308,27 +336,77 @@ def _sweep_summary(out: Path, plan: dict, specs: list, device: str) -> int:
         click.echo(f"no finished runs to fit; see {out / 'failed'}", err=True)
         return 1
     records = sweep.records(out, specs)
-    losses = transfer.final_losses(records)
-    best = transfer.optima(losses)
-    drift = transfer.drift(best, plan["tolerance"])
-    store.write_atomic(out / "optima.csv", transfer.per_width(best).write_csv())
-    store.write_atomic(out / "transfer.csv", drift.write_csv())
     sources = sorted({s.data for s in specs})
     meta = _meta(device) | {"data": ", ".join(f"{name} (fingerprint {resolve_source(name).fingerprint})"
                                                for name in sources)}
-    parts = _parts(out, plan, device)
-    write_sweep_report(plan["title"], records, out / "report.html", meta, plan["tolerance"], plan["expect"], parts)
-    with pl.Config(tbl_rows=40, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                   tbl_width_chars=140, float_precision=3):
-        click.echo("optimal learning rate vs width, η* ∝ d^α:")
-        click.echo(drift.select(*transfer.SETTING, "alpha", "ci_low", "ci_high", "r2", "unbracketed",
-                                "diverged_runs", "verdict"))
+    ANALYSES[plan.get("kind", "lr_transfer")](out, plan, specs, records, meta, device)
     click.echo(f"report: {out / 'report.html'}")
     if counts.get("failed"):
         click.echo(f"{counts['failed']} runs failed; see {out / 'failed'} and run the same command again",
                    err=True)
         return 1
     return 0
+
+
+def _transfer_analysis(out: Path, plan: dict, specs: list, records: pl.DataFrame, meta: dict, device: str):
+    """η* per width and its drift: OUT/optima.csv, OUT/transfer.csv, the report and its coordinate-check parts."""
+    losses = transfer.final_losses(records)
+    best = transfer.optima(losses)
+    drift = transfer.drift(best, plan["tolerance"])
+    store.write_atomic(out / "optima.csv", transfer.per_width(best).write_csv())
+    store.write_atomic(out / "transfer.csv", drift.write_csv())
+    parts = _parts(out, plan, device)
+    write_sweep_report(plan["title"], records, out / "report.html", meta, plan["tolerance"], plan["expect"], parts)
+    with pl.Config(**TABLE):
+        click.echo("optimal learning rate vs width, η* ∝ d^α:")
+        click.echo(drift.select(*transfer.SETTING, "alpha", "ci_low", "ci_high", "r2", "unbracketed",
+                                "diverged_runs", "verdict"))
+
+
+def _equilibrium_analysis(out: Path, plan: dict, specs: list, records: pl.DataFrame, meta: dict, device: str):
+    """Steady-state norms and their exponents in η and λ: OUT/steady.csv, OUT/equilibrium.csv, the report."""
+    result = equilibrium.analyse(records, plan, specs)
+    store.write_atomic(out / "steady.csv", result.norms.join(result.state, on=equilibrium.RUN_KEYS).write_csv())
+    store.write_atomic(out / "equilibrium.csv", result.fits.write_csv())
+    write_equilibrium_report(plan, result, out / "report.html", meta)
+    def ci(r: dict, name: str) -> str:
+        return f"{r[name]:+.2f} [{r[name + '_low']:+.2f}, {r[name + '_high']:+.2f}]"
+
+    table = pl.DataFrame([{"variant": r["variant"], "mode": r["mode"], "module": r["module"],
+                           "invariant": r["invariant"], "p [95%]": ci(r, "p"), "q [95%]": ci(r, "q"), "R²": r["r2"],
+                           "r (η/λ)": r["r"], "R² (η/λ)": r["r2_ratio"]}
+                          for r in equilibrium.wide(result.fits, "weight_fro").iter_rows(named=True)])
+    with pl.Config(**TABLE, fmt_str_lengths=40):
+        click.echo("steady-state ‖W‖_F ∝ η^p · λ^q (r: the exponent of η/λ alone):")
+        click.echo(table)
+
+
+def _width_analysis(out: Path, plan: dict, specs: list, records: pl.DataFrame, meta: dict, device: str):
+    """Width exponents of every recorded and derived metric and the study's claims judged on
+    them: OUT/exponents.csv, OUT/claims.csv, the report."""
+    records = pl.concat([records, width.derived(records)])
+    exponents = fit_exponents(records)
+    verdicts, modules = width.judge(exponents, width.from_plan(plan))
+    store.write_atomic(out / "exponents.csv", exponents.write_csv())
+    store.write_atomic(out / "claims.csv", verdicts.write_csv())
+    write_width_report(plan["title"], records, exponents, verdicts, modules, out / "report.html",
+                       meta | width.training(specs))
+    if verdicts.is_empty():
+        click.echo("the study makes no claims")
+        return
+    with pl.Config(**TABLE | {"tbl_width_chars": 200}, fmt_str_lengths=40):
+        click.echo("claims at the last step (α: median over the modules a claim covers; interval: their 95% "
+                   "intervals' envelope; modules: reproduced/not/inconclusive):")
+        click.echo(verdicts.select(
+            "name", "mode", "family", "metric", "expected", pl.col("tolerance").alias("±"),
+            pl.col("alpha_median").alias("α"), pl.format("[{}, {}]", pl.col("ci_low").round(2),
+                                                         pl.col("ci_high").round(2)).alias("interval"),
+            pl.format("{}/{}/{}", "reproduced", "not reproduced", "inconclusive").alias("modules"),
+            "gate", "status"))
+
+
+# A study's kind → what `muscale sweep` and `muscale fit` make of its records (study.KINDS reads its file).
+ANALYSES = {"lr_transfer": _transfer_analysis, "equilibrium": _equilibrium_analysis, "width": _width_analysis}
 
 
 @cli.command("sweep")
@@ -348,9 +426,11 @@ def _sweep_summary(out: Path, plan: dict, specs: list, device: str) -> int:
 @click.option("--gpus-per-run", type=int, default=0, show_default=True, help="GPUs per array task (slurm).")
 def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_minutes, slurm_parallel,
               gpus_per_run):
-    """Train every run of a study (widths × learning rates × modes × seeds), find each width's
-    optimal learning rate and fit its drift with width. Running the same command again
-    skips finished runs. Writes OUT/records, OUT/transfer.csv, OUT/optima.csv, OUT/report.html."""
+    """Train every run of a study and analyse them as its kind asks. lr_transfer (widths ×
+    learning rates × modes × seeds): each width's optimal learning rate and its drift with
+    width, OUT/transfer.csv and OUT/optima.csv; equilibrium (learning rate × weight decay at
+    one width): steady-state norms against η and λ, OUT/equilibrium.csv and OUT/steady.csv.
+    Running the same command again skips finished runs. Writes OUT/records and OUT/report.html."""
     plan = study.load(study_path)
     out = _out_dir(out or f"out/{Path(study_path).stem}")
     if device == "cuda" and not torch.cuda.is_available():

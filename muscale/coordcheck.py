@@ -7,12 +7,12 @@ from typing import Callable, Iterable
 import polars as pl
 import torch
 
-from . import launch, store
+from . import launch, lrm, store
 from .errors import InputError
 from .families import MULTIPLIER_POINTS, resolve
 from .modes import hooks
-from .spec import (LRM_IMPLS, MODES, MUON_ADJUST_LR, OPTIMIZERS, WEIGHT_DECAY_KINDS, RunSpec, canonical_mode,
-                   default_horizon, has_mup, multiplier_kind)
+from .spec import (LRM_IMPLS, MODES, MULT_WEIGHT_DECAY, MUON_ADJUST_LR, OPTIMIZERS, WEIGHT_DECAY_KINDS, RunSpec,
+                   canonical_mode, default_horizon, has_mup, has_mup_lr, multiplier_kind)
 
 
 def check_positive(name: str, value, integer: bool = False):
@@ -50,6 +50,22 @@ def check_multipliers(multipliers: dict, mode: str):
                              f"give {key} a value > 0, e.g. {key}=2.0")
 
 
+def check_placement(placement: dict, mode: str, init: float = 1.0):
+    """Per-role multiplier kinds (lrm.placement) and their start value."""
+    if (placement or init != 1.0) and multiplier_kind(mode) is None:
+        raise InputError("--multiplier", f"mode {mode} has no learnable multipliers", "use an lrm mode, or drop it")
+    for role, kind in placement.items():
+        if role not in lrm.ROLES:
+            raise InputError("--multiplier", f"no role '{role}' to place multipliers on",
+                             f"use one of {', '.join(lrm.ROLES)}")
+        if kind not in lrm.KINDS:
+            raise InputError("--multiplier", f"{role}={kind!r} is not a multiplier kind",
+                             f"use one of {', '.join(lrm.KINDS)}, e.g. {role}=scalar")
+    if isinstance(init, bool) or not isinstance(init, int | float) or not init > 0:
+        raise InputError("--mult-init", f"{init!r} is not a positive number",
+                         "start the multipliers at a value > 0, e.g. 1.0")
+
+
 def check_optimizer(mode: str, optimizer: str, weight_decay: float, clip: float | None = None,
                     clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
                     adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
@@ -67,9 +83,9 @@ def check_optimizer(mode: str, optimizer: str, weight_decay: float, clip: float 
                          "give --weight-decay a value > 0 too")
     if adam_eps_scaling and optimizer == "sgd":
         raise InputError("--adam-eps-scaling", "SGD has no ε", "use adam, adamw or muon, or drop it")
-    if adam_eps_scaling and not has_mup(mode):
+    if adam_eps_scaling and not has_mup_lr(mode):
         raise InputError("--adam-eps-scaling", f"mode {mode} has no base shapes to scale ε by",
-                         "use mode mup or mup+lrm, or drop it")
+                         "use mode mup, mup-lr or mup+lrm, or drop it")
     if muon_adjust_lr is not None and optimizer != "muon":
         raise InputError("--muon-adjust-lr", f"applies to Muon, not to optimizer {optimizer}",
                          "add --optimizer muon, or drop it")
@@ -91,7 +107,7 @@ def check_family(family, widths, base_width, options, mode):
         if unknown:
             raise InputError("--option", f"family {family.name} has no option {', '.join(sorted(unknown))}",
                              f"use one of {', '.join(sorted(allowed))}")
-    checked = list(widths) + ([base_width, 2 * base_width] if has_mup(mode) else [])
+    checked = list(widths) + ([base_width, 2 * base_width] if has_mup_lr(mode) else [])
     for w in checked:
         try:
             problem = family.check_width(w, options)
@@ -107,19 +123,22 @@ def check_family(family, widths, base_width, options, mode):
     except InputError:
         raise
     except Exception as exc:
-        raise InputError("--family", f"building {family.name} at width {widths[0]} failed: {exc}",
-                         "fix the family or its options") from None
+        # A built-in family is known to build, so a failure there comes from its options.
+        blame_options = family.builtin and options
+        raise InputError("--option" if blame_options else "--family",
+                         f"building {family.name} at width {widths[0]} failed: {exc}",
+                         "fix the option" if blame_options else "fix the family or its options") from None
 
 
 def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] | None = None,
          steps: int | None = None, seeds: int | None = None, optimizer: str | None = None,
          lr: float | None = None, weight_decay: float | None = None, batch_size: int | None = None,
          seq_len: int | None = None, batch: str | None = None, options: dict | None = None,
-         mult_lr: float | None = None, mult_weight_decay: float = 0.0, base_width: int = 64,
+         mult_lr: float | None = None, mult_weight_decay: float = MULT_WEIGHT_DECAY, base_width: int = 64,
          mup_multipliers: dict | None = None, clip: float | None = None,
          clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
          adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
-         lrm_impl: str | None = None) -> list[RunSpec]:
+         lrm_impl: str | None = None, multipliers: dict | None = None, mult_init: float = 1.0) -> list[RunSpec]:
     """Validate everything a user can get wrong before any run starts or any file is written."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
@@ -140,6 +159,7 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
     options = {k: str(v) for k, v in (options or {}).items()}
     check_family(fam, widths, base_width, options, mode)
     check_multipliers(mup_multipliers or {}, mode)
+    check_placement(multipliers or {}, mode, mult_init)
     check_optimizer(mode, optimizer, h.weight_decay if weight_decay is None else weight_decay, clip, clip_multipliers,
                     muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl)
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
@@ -151,7 +171,8 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                   mup_multipliers=tuple(sorted((k, float(v)) for k, v in (mup_multipliers or {}).items())),
                   clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
                   weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr,
-                  lrm_impl=lrm_impl or RunSpec.lrm_impl)
+                  lrm_impl=lrm_impl or RunSpec.lrm_impl, multipliers=tuple(sorted((multipliers or {}).items())),
+                  mult_init=float(mult_init))
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 
 

@@ -9,6 +9,8 @@ from scipy import stats
 
 KEYS = ["mode", "family", "optimizer", "lr", "module", "role", "metric", "step"]
 ACT = ("act_l1", "act_rms")
+# Signed log-ratios that start at 0 (probes' mult_drift): no power of width; drawn against step.
+UNFITTED = ("mult_drift",)
 
 # μP's promise (DESIGN.md, fact 1): activations and their change since init stay Θ(1).
 # dact_rms gets a wider band: at finite width the first Adam steps make it drift slightly.
@@ -32,7 +34,7 @@ def _slope(x: str, y: str) -> pl.Expr:
 
 def fit_exponents(records: pl.DataFrame) -> pl.DataFrame:
     keys = [k for k in KEYS if k in records.columns]
-    data = (records.filter(pl.col("value").is_finite())
+    data = (records.filter(pl.col("value").is_finite() & ~pl.col("metric").is_in(UNFITTED))
             .with_columns(x=pl.col("width").cast(pl.Float64).log()))
     widths = data.group_by("mode").agg(total=pl.col("width").n_unique())
     # A group is fitted only when every width has a positive value in every seed.

@@ -3,6 +3,14 @@
 Applied with torch's parametrizations, so every `nn.Linear` of any model — built-in or
 user — gets them without changing its module names, and `weight` reads as W̄.
 
+Where they go is chosen per role (`placement`): none, a scalar s, a row vector r (one
+per output feature), a column vector c (one per input feature), or both r and c. The
+default is the paper's placement as the multipliers issue states it: row and column
+multipliers on every projector, one scalar on the QK product, row multipliers on the
+head. The QK scalar sits on the query alone: the logits see s_q·s_k only, so a second
+scalar on the key would add nothing but a direction the loss cannot see (see
+`mult_drift` in probes.py). `lrm-scalar` puts a scalar on every matrix.
+
 Two implementations with one parameter layout (so one state dict, one optimizer and the
 same probes serve both):
 
@@ -17,24 +25,46 @@ same probes serve both):
   not seen."""
 
 import copy
-import functools
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .roles import role_of
+
+KINDS = ("none", "scalar", "row", "col", "both")
+# The roles a placement can name: every role a matrix layer can have (norms own no matrix).
+ROLES = ("embed", "attn_q", "attn_k", "attn_v", "attn_out", "mlp_up", "mlp_gate", "mlp_down", "head",
+         "ssm_in", "ssm_out", "hidden", "other")
+PAPER_PLACEMENT = {"attn_q": "scalar", "attn_k": "none", "head": "row"}
+
+
+def placement(kind: str, overrides: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """Role → multiplier kind: `vector` modes start from the paper's placement (`both`
+    on roles it does not name), `scalar` from a scalar everywhere; `overrides` win."""
+    default = {role: "both" for role in ROLES} | PAPER_PLACEMENT if kind == "vector" else dict.fromkeys(ROLES, "scalar")
+    return default | dict(overrides)
+
 
 class VectorMultiplier(nn.Module):
-    def __init__(self, fan_out: int, fan_in: int, init: float = 1.0):
+    """W̄_ij = r_i·W_ij·c_j, with either vector left out (`row` or `col` False)."""
+
+    def __init__(self, fan_out: int, fan_in: int, init: float = 1.0, row: bool = True, col: bool = True):
         super().__init__()
-        self.row = nn.Parameter(torch.full((fan_out,), init))
-        self.col = nn.Parameter(torch.full((fan_in,), init))
+        self.row = nn.Parameter(torch.full((fan_out,), init)) if row else None
+        self.col = nn.Parameter(torch.full((fan_in,), init)) if col else None
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return self.effective(weight)
 
     def effective(self, weight: torch.Tensor) -> torch.Tensor:
-        return self.row[:, None] * weight * self.col[None, :]
+        if self.row is not None:
+            weight = self.row[:, None] * weight
+        return weight if self.col is None else weight * self.col[None, :]
+
+    def scale(self) -> torch.Tensor:
+        """The multiplier's overall size: the product of its vectors' RMS."""
+        return torch.stack([v.detach().float().square().mean().sqrt() for v in self.parameters()]).prod()
 
 
 class ScalarMultiplier(nn.Module):
@@ -48,29 +78,38 @@ class ScalarMultiplier(nn.Module):
     def effective(self, weight: torch.Tensor) -> torch.Tensor:
         return self.scalar * weight
 
+    def scale(self) -> torch.Tensor:
+        return self.scalar.detach().float().abs()
+
 
 MULTIPLIERS = (VectorMultiplier, ScalarMultiplier)
 
 
 class _Fused:
-    """W̄ held as a leaf tensor; `factor_grads` (G, W) → the gradients of (W, *multipliers)."""
+    """W̄ held as a leaf tensor, its gradient G turned into the factors' in closed form. W̄'s
+    storage is written in place at each refresh and G's becomes W's gradient: on a CPU
+    every fresh matrix-sized buffer costs page faults, a pass over memory of its own."""
 
     _bar: torch.Tensor | None = None
     _key: tuple = ()
+    _factors: tuple = ()
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         factors = (weight, *self.parameters())
         key = tuple((t.data_ptr(), t._version) for t in factors)
         if key != self._key:
+            bar = self._bar
+            if bar is None or (bar.shape, bar.dtype, bar.device) != (weight.shape, weight.dtype, weight.device):
+                self._bar = bar = torch.empty_like(weight, requires_grad=True)
+                bar.register_post_accumulate_grad_hook(self._backward)
             with torch.no_grad():
-                self._bar = self.effective(weight).requires_grad_()
-            self._bar.register_post_accumulate_grad_hook(functools.partial(self._backward, factors))
-            self._key = key
+                self.effective_into(weight, bar)
+            self._key, self._factors = key, factors
         return self._bar
 
     @torch.no_grad()
-    def _backward(self, factors: tuple[torch.Tensor, ...], bar: torch.Tensor):
-        for p, g in zip(factors, self.factor_grads(bar.grad, factors[0])):
+    def _backward(self, bar: torch.Tensor):
+        for p, g in zip(self._factors, self.factor_grads(bar.grad, self._factors[0])):
             if p.requires_grad:
                 p.grad = g if p.grad is None else p.grad.add_(g)
         bar.grad = None
@@ -78,34 +117,60 @@ class _Fused:
     def __deepcopy__(self, memo):
         """A copy computes its own W̄ from its own tensors; the cache is never shared."""
         replica = memo[id(self)] = self.__class__.__new__(self.__class__)
-        replica.__dict__ = copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("_bar", "_key")}, memo)
+        skip = ("_bar", "_key", "_factors")
+        replica.__dict__ = copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in skip}, memo)
         return replica
 
 
 class FusedVectorMultiplier(_Fused, VectorMultiplier):
-    def factor_grads(self, grad: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """∂L/∂W_ij = r_i·c_j·G_ij, ∂L/∂r_i = Σ_j G_ij·W_ij·c_j, ∂L/∂c_j = Σ_i G_ij·r_i·W_ij."""
+    def effective_into(self, weight: torch.Tensor, out: torch.Tensor):
+        first, *rest = [v for v in (self.row[:, None] if self.row is not None else None,
+                                    self.col[None, :] if self.col is not None else None) if v is not None]
+        torch.mul(weight, first, out=out)
+        for v in rest:
+            out.mul_(v)
+
+    def factor_grads(self, grad: torch.Tensor, weight: torch.Tensor) -> list[torch.Tensor]:
+        """∂L/∂r_i = Σ_j G_ij·W_ij·c_j, ∂L/∂c_j = Σ_i G_ij·r_i·W_ij, ∂L/∂W_ij = r_i·c_j·G_ij (written
+        over G, which is spent); a missing vector counts as ones."""
         gw = grad * weight
-        return torch.outer(self.row, self.col).mul_(grad), gw @ self.col, self.row @ gw
+        row = None if self.row is None else gw.sum(1) if self.col is None else gw @ self.col
+        col = None if self.col is None else gw.sum(0) if self.row is None else self.row @ gw
+        del gw
+        if self.row is not None:
+            grad.mul_(self.row[:, None])
+        if self.col is not None:
+            grad.mul_(self.col[None, :])
+        return [g for g in (grad, row, col) if g is not None]
 
 
 class FusedScalarMultiplier(_Fused, ScalarMultiplier):
-    def factor_grads(self, grad: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """∂L/∂W = s·G, ∂L/∂s = Σ G·W."""
-        return grad * self.scalar, (grad * weight).sum()
+    def effective_into(self, weight: torch.Tensor, out: torch.Tensor):
+        torch.mul(weight, self.scalar, out=out)
+
+    def factor_grads(self, grad: torch.Tensor, weight: torch.Tensor) -> list[torch.Tensor]:
+        """∂L/∂s = Σ G·W, ∂L/∂W = s·G (written over G)."""
+        scalar = torch.tensordot(grad, weight, dims=grad.ndim)
+        return [grad.mul_(self.scalar), scalar]
 
 
-_CLASSES = {("vector", "autograd"): VectorMultiplier, ("scalar", "autograd"): ScalarMultiplier,
-            ("vector", "fused"): FusedVectorMultiplier, ("scalar", "fused"): FusedScalarMultiplier}
+def _multiplier(kind: str, impl: str, shape: torch.Size, init: float) -> nn.Module:
+    if kind == "scalar":
+        return (FusedScalarMultiplier if impl == "fused" else ScalarMultiplier)(init)
+    cls = FusedVectorMultiplier if impl == "fused" else VectorMultiplier
+    return cls(*shape, init=init, row=kind in ("row", "both"), col=kind in ("col", "both"))
 
 
-def apply(model: nn.Module, kind: str, impl: str = "autograd") -> list[nn.Parameter]:
-    """Wrap every linear layer; returns the multiplier parameters for their own optimizer group."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    for linear in linears:
+def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init: float = 1.0) -> list[nn.Parameter]:
+    """Wrap every linear layer whose role `where` gives a kind other than none; returns the
+    multiplier parameters for their own optimizer group."""
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    for name, linear in linears:
+        kind = where.get(role_of(name, linear), "none")
+        if kind == "none":
+            continue
         original = linear.weight
-        cls = _CLASSES[kind, impl]
-        mult = cls(*original.shape) if kind == "vector" else cls()
+        mult = _multiplier(kind, impl, original.shape, init)
         parametrize.register_parametrization(linear, "weight", mult.to(original.device))
         if hasattr(original, "infshape"):
             # mup's MuReadout asks `self.weight.infshape`, which the parametrized W̄ lacks.

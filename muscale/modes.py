@@ -1,7 +1,9 @@
-"""Modes: how a family's model is parametrized (sp, mup, lrm, lrm-scalar, mup+lrm).
+"""Modes: how a family's model is parametrized (sp, mup, mup-lr, lrm, lrm-scalar, mup+lrm).
 
 μP goes through the `mup` package: base and delta shapes built on the meta device (free
-at any width), `MuReadout` readout, and μP optimizers in `optim.py`."""
+at any width), `MuReadout` readout, and μP optimizers in `optim.py`. `mup-lr` is the SP
+model (init, forward and plain head untouched) given mup's base shapes only, so that the
+μP optimizers scale its learning rates."""
 
 import torch
 from mup import MuReadout, set_base_shapes
@@ -10,7 +12,7 @@ from torch import nn
 from . import lrm
 from .errors import InputError
 from .families import Family, Hooks
-from .spec import RunSpec, has_mup, multiplier_kind
+from .spec import RunSpec, has_mup, has_mup_lr, multiplier_kind
 
 
 def hooks(mode: str, base_width: int, multipliers: tuple[tuple[str, float], ...] = ()) -> Hooks:
@@ -28,7 +30,7 @@ def hooks(mode: str, base_width: int, multipliers: tuple[tuple[str, float], ...]
 def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]:
     """The model of one run, seeded immediately before it is built, plus its multipliers."""
     h, options = hooks(spec.mode, spec.base_width, spec.mup_multipliers), dict(spec.family_options)
-    if has_mup(spec.mode):
+    if has_mup_lr(spec.mode):
         with torch.device("meta"):
             base = family.make(spec.base_width, h, options)
             delta = family.make(2 * spec.base_width, h, options)
@@ -40,7 +42,16 @@ def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]
             raise InputError("--family", f"mode {spec.mode} needs the model's readout to be a mup.MuReadout",
                              "build the output layer with mup.MuReadout, as mup asks")
         set_base_shapes(model, base, delta=delta)
+    elif has_mup_lr(spec.mode):
+        if has_readout:
+            raise InputError("--family", f"mode {spec.mode} keeps SP's forward, which a mup.MuReadout would "
+                             "change by its width multiplier", "build the output layer with nn.Linear, or use mode mup")
+        # Base shapes for the optimizer alone: no μP rescaling of the init, and the plain head
+        # (finite fan-out, infinite fan-in) that mup's assertion would refuse is SP's own.
+        set_base_shapes(model, base, delta=delta, rescale_params=False, do_assert=False)
     elif has_readout:
         set_base_shapes(model, None)  # mup's own way to run a μP-ready model in standard parametrization
     kind = multiplier_kind(spec.mode)
-    return model, (lrm.apply(model, kind, spec.lrm_impl) if kind else [])
+    if not kind:
+        return model, []
+    return model, lrm.apply(model, lrm.placement(kind, spec.multipliers), spec.lrm_impl, spec.mult_init)

@@ -51,7 +51,7 @@ from torch import nn
 
 from . import lrm
 from .roles import role_of
-from .spec import RunSpec, has_mup
+from .spec import RunSpec, has_mup_lr
 from .spectral import SpectralDecay
 
 _PLAIN = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -118,7 +118,7 @@ def muon_width_scale(p: nn.Parameter, adjust: str) -> float:
 def _muon(spec: RunSpec, params: list[nn.Parameter]) -> torch.optim.Muon:
     by_scale = collections.defaultdict(list)
     for p in params:
-        by_scale[muon_width_scale(p, spec.muon_adjust_lr) if has_mup(spec.mode) else 1.0].append(p)
+        by_scale[muon_width_scale(p, spec.muon_adjust_lr) if has_mup_lr(spec.mode) else 1.0].append(p)
     groups = [{"params": ps, "lr": spec.lr * m, "weight_decay": spec.weight_decay / m} for m, ps in by_scale.items()]
     return torch.optim.Muon(groups, lr=spec.lr, weight_decay=spec.weight_decay, adjust_lr_fn=spec.muon_adjust_lr)
 
@@ -147,7 +147,7 @@ def build(spec: RunSpec, model: nn.Module, multipliers: list[nn.Parameter]) -> O
     groups = [g for g in groups if g["params"]]
     if spec.adam_eps_scaling:
         groups = _eps_scaled(groups)
-    cls = (_MUP if has_mup(spec.mode) else _PLAIN)["adamw" if spec.optimizer == "muon" else spec.optimizer]
+    cls = (_MUP if has_mup_lr(spec.mode) else _PLAIN)["adamw" if spec.optimizer == "muon" else spec.optimizer]
     # foreach: one fused kernel per op over all tensors; on CPU torch defaults to a loop.
     opt = cls(groups, lr=spec.lr, foreach=True)
     if multipliers:

@@ -9,7 +9,7 @@ import contextlib
 import torch
 from torch import nn
 
-from . import lrm
+from . import lrm, symmetry
 from .families.points import ProbePoint
 from .roles import role_of
 from .spectral import COLD_ITERS, power_iteration
@@ -38,8 +38,8 @@ def _probed(model: nn.Module):
 
 ACTIVATION_METRICS = ("act_l1", "act_rms", "dact_rms", "act_max", "act_mean", "attn_entropy")
 MATRIX_METRICS = ("weight_fro", "weight_spec", "spec_ratio", "update_fro", "update_spec")
-MULTIPLIER_METRICS = ("mult_scalar",) + tuple(f"mult_{side}_{stat}" for side in ("row", "col")
-                                              for stat in ("rms", "mean", "min", "max"))
+MULTIPLIER_METRICS = ("mult_scalar", "mult_drift") + tuple(f"mult_{side}_{stat}" for side in ("row", "col")
+                                                            for stat in ("rms", "mean", "min", "max"))
 # What the optimizer did: the last step's clip factor (module and role "optimizer"), and per
 # layer the share of entries where Adam's ε outweighs sqrt(v̂) in the denominator.
 OPTIMIZER_METRICS = ("clip_factor", "eps_share")
@@ -63,6 +63,9 @@ class Probes:
                 self.matrices.append((name, role, w, fan_out, fan_in))
         self.mults = [(name, role, module.parametrizations.weight[0]) for name, module, role in self.layers
                       if hasattr(module, "parametrizations")]
+        self.model = model
+        self.pairs = symmetry.pairs(model) if "mult_drift" in self.wanted else []
+        self._drift0: dict[str, torch.Tensor] = {}
         adam = {id(p): g for g in (optimizer.param_groups if optimizer else []) if "betas" in g for p in g["params"]}
         self.adam = []  # each layer's own Adam-trained tensors (matrix, bias, gain) with their group
         for name, module, role in self.layers:
@@ -112,11 +115,14 @@ class Probes:
 
         layers = self.layers if self.wanted.intersection(ACTIVATION_METRICS) else []
         handles = [m.register_forward_hook(hook_for(n, r)) for n, m, r in layers]
+        trace = symmetry.GainTrace(self.model) if step == 0 and self.pairs else None
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
+            if trace is not None:
+                self.pairs += trace.finish()
 
     @torch.no_grad()
     def snapshot(self):
@@ -182,11 +188,16 @@ class Probes:
                 self._add(name, role, "mult_scalar", mult.scalar.detach())
                 continue
             for side, vec in (("row", mult.row), ("col", mult.col)):
+                if vec is None:
+                    continue
                 vec = vec.detach().float()
                 self._add(name, role, f"mult_{side}_rms", vec.square().mean().sqrt())
                 self._add(name, role, f"mult_{side}_mean", vec.mean())
                 self._add(name, role, f"mult_{side}_min", vec.min())
                 self._add(name, role, f"mult_{side}_max", vec.max())
+        for pair in self.pairs:
+            ratio = pair.log_ratio()
+            self._add(pair.name, pair.role, "mult_drift", ratio - self._drift0.setdefault(pair.name, ratio))
         for name, role, tensors in self.adam if "eps_share" in self.wanted else []:
             share = self._eps_share(tensors)
             if share is not None:

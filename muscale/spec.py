@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-MODES = ("sp", "mup", "lrm", "lrm-vector", "lrm-scalar", "mup+lrm")
+MODES = ("sp", "mup", "mup-lr", "lrm", "lrm-vector", "lrm-scalar", "mup+lrm")
 OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 # torch.optim.Muon's learning-rate adjustments (its adjust_lr_fn).
 MUON_ADJUST_LR = ("original", "match_rms_adamw")
@@ -13,6 +13,9 @@ MUON_ADJUST_LR = ("original", "match_rms_adamw")
 WEIGHT_DECAY_KINDS = ("decoupled", "spectral")
 # How learnable multipliers are computed (lrm.py): equal trajectories, different cost.
 LRM_IMPLS = ("autograd", "fused")
+# The multipliers' default decoupled weight decay: small, to hold the directions along which
+# a product of learnable factors can drift without changing the output (lrm.py, probes.py).
+MULT_WEIGHT_DECAY = 0.01
 
 
 def canonical_mode(mode: str) -> str:
@@ -20,7 +23,15 @@ def canonical_mode(mode: str) -> str:
 
 
 def has_mup(mode: str) -> bool:
+    """A μP model: MuReadout head, 1/head_dim attention, Falcon-H1's fixed multipliers."""
     return mode in ("mup", "mup+lrm")
+
+
+def has_mup_lr(mode: str) -> bool:
+    """mup's base shapes, and with them μP's per-layer learning rates (MuAdam, MuAdamW,
+    MuSGD, Muon's width scale, ε scaling). `mup-lr` has these on an SP model: it asks whether
+    μP's optimizer alone, without its forward, makes width scaling right."""
+    return has_mup(mode) or mode == "mup-lr"
 
 
 def multiplier_kind(mode: str) -> str | None:
@@ -87,7 +98,10 @@ class RunSpec:
     seq_len: int = 16
     batch: str | None = None
     mult_lr: float | None = None
-    mult_weight_decay: float = 0.0
+    mult_weight_decay: float = MULT_WEIGHT_DECAY
+    # Learnable multipliers per role (lrm.placement): overrides of the mode's placement, and their start.
+    multipliers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    mult_init: float = 1.0
     base_width: int = 64
     family_options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     # Falcon-H1-style fixed μP multipliers (families.MULTIPLIER_POINTS → value), μP modes only.
@@ -115,8 +129,9 @@ class RunSpec:
     def from_dict(cls, fields: dict) -> "RunSpec":
         """Inverse of to_dict after a trip through JSON, which turns tuples into lists."""
         fields = dict(fields)
-        for key in ("family_options", "mup_multipliers"):
-            fields[key] = tuple(tuple(kv) for kv in fields[key])
+        for key in ("family_options", "mup_multipliers", "multipliers"):
+            if key in fields:  # a plan written before a field existed lacks it
+                fields[key] = tuple(tuple(kv) for kv in fields[key])
         if fields["metrics"] is not None:
             fields["metrics"] = tuple(fields["metrics"])
         return cls(**fields)

@@ -1,4 +1,9 @@
-"""Study files: a TOML file that expands into the runs of a learning-rate sweep.
+"""Study files: a TOML file that expands into the runs of a study.
+
+A study's `kind` (KINDS, at the end) says what its runs are for and how its file reads:
+`lr_transfer` (the default) sweeps learning rates across widths; `equilibrium`
+(equilibrium_study.py) sweeps learning rate × weight decay at one width; `width`
+(width_study.py) trains schemes across widths and judges claims about their exponents.
 
 Every error names the file, the line and the key, because a study is written by hand and
 read long after. `tomllib` keeps no positions, so a key's line is looked up in the text."""
@@ -7,13 +12,14 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from . import coordcheck
+from . import coordcheck, equilibrium_study
 from .data import resolve_source
 from .errors import InputError
 from .families import resolve
 from .probes import METRICS
-from .spec import MODES, OPTIMIZERS, RunSpec, canonical_mode, has_mup, multiplier_kind
+from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, RunSpec, canonical_mode, has_mup, has_mup_lr, multiplier_kind
 
 # key: (type, default; None = required, help)
 TOP = {
@@ -27,7 +33,9 @@ TOP = {
     "batch_size": (int, 8, "sequences per batch"),
     "seq_len": (int, 64, "tokens per sequence"),
     "weight_decay": (float, 0.0, "weight decay on matrices"),
-    "mult_weight_decay": (float, 0.0, "weight decay on learnable multipliers"),
+    "mult_weight_decay": (float, MULT_WEIGHT_DECAY, "weight decay on learnable multipliers"),
+    "multipliers": (dict, {}, "lrm modes: learnable multipliers by role, e.g. {attn_k = \"scalar\", head = \"none\"}"),
+    "mult_init": (float, 1.0, "the learnable multipliers' start value"),
     "base_width": (int, None, "μP base width; default: the smallest width"),
     "data": (str, "stdlib", "synthetic, stdlib, text:PATH or tokens:PATH"),
     "metrics": (list, [], f"probe metrics to record besides the losses, among {', '.join(METRICS)}"),
@@ -59,12 +67,13 @@ TRANSFER = {"tolerance": (float, 0.25, "|α| of the optimum's drift that still c
 FIELD_KEYS = {"--widths": "widths", "--base-width": "base_width", "--option": "options", "--family": "families",
               "--batch": "families", "data": "data", "--clip": "clip", "--clip-multipliers": "clip_multipliers",
               "--muon-adjust-lr": "muon_adjust_lr", "--adam-eps-scaling": "adam_eps_scaling",
-              "--weight-decay-kind": "weight_decay_kind", "--lrm-impl": "lrm_impl"}
+              "--weight-decay-kind": "weight_decay_kind", "--lrm-impl": "lrm_impl",
+              "--multiplier": "multipliers", "--mult-init": "mult_init"}
 # Optimizer keys that apply to some runs only: a study sets them on the runs they apply to,
 # and refuses them, as the command line does, when they apply to none.
 SCOPED = {"clip_multipliers": lambda mode, optimizer: multiplier_kind(mode) is not None,
           "muon_adjust_lr": lambda mode, optimizer: optimizer == "muon",
-          "adam_eps_scaling": lambda mode, optimizer: optimizer != "sgd" and has_mup(mode),
+          "adam_eps_scaling": lambda mode, optimizer: optimizer != "sgd" and has_mup_lr(mode),
           "lrm_impl": lambda mode, optimizer: multiplier_kind(mode) is not None}
 TRAINING = ("clip", "clip_multipliers", "muon_adjust_lr", "adam_eps_scaling", "weight_decay_kind", "lrm_impl")
 EXPECT = {"alpha": (float, None, "the expected drift exponent of η* ∝ d^α"),
@@ -85,6 +94,11 @@ class Study:
     expect: dict[str, tuple[float, float]]
     # Coordinate checks beside the sweep, by part name (family-mode), each its own report.
     parts: dict[str, tuple[RunSpec, ...]]
+    kind: ClassVar[str] = "lr_transfer"
+
+    def settings(self) -> dict:
+        """What the analysis needs besides the runs, saved in plan.json."""
+        return {"tolerance": self.tolerance}
 
     def baseline(self) -> list[dict]:
         """The expectations as gate rows, one per family × optimizer × expected mode."""
@@ -141,6 +155,17 @@ class _Reader:
             out[key] = float(value) if kind is float else value
         return out
 
+    def log2_grid(self, key: str, raw: dict, schema: dict, what: str) -> tuple[float, ...]:
+        """The [key] table (log2_min, log2_max, log2_step) as its grid of at least MIN_GRID log2 values."""
+        g = self.table(raw, schema, f"{key}.")
+        if g["log2_step"] <= 0:
+            raise self.error(f"{key}.log2_step", f"{g['log2_step']} is not positive", "give a step > 0, e.g. 1")
+        values = grid(g["log2_min"], g["log2_max"], g["log2_step"])
+        if len(values) < MIN_GRID:
+            raise self.error(f"{key}.log2_max", f"the grid {list(values)} has fewer than {MIN_GRID} {what}",
+                             f"make log2_max ≥ log2_min + {MIN_GRID - 1}·log2_step")
+        return values
+
     def listed(self, key: str, values: list, kind: type, allowed: tuple | None = None) -> list:
         if not values:
             raise self.error(key, "is empty", "list at least one value")
@@ -166,9 +191,9 @@ def grid(log2_min: float, log2_max: float, log2_step: float) -> tuple[float, ...
     return tuple(round(log2_min + i * log2_step, 6) for i in range(max(count, 0)))
 
 
-def load(path: Path | str) -> Study:
-    """Parse and validate a study, resolving every family against its data, before any
-    run starts or any file is written."""
+def load(path: Path | str) -> "Study | equilibrium_study.EquilibriumStudy":
+    """Parse and validate a study of any kind, resolving every family against its data,
+    before any run starts or any file is written."""
     path = Path(path)
     if not path.is_file():
         raise InputError("STUDY", f"{path} is not a file", "give the path of a study TOML file")
@@ -178,64 +203,93 @@ def load(path: Path | str) -> Study:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(str(path), f"not valid TOML ({exc})", "fix the syntax at that line") from None
     r = _Reader(path, text)
+    kind = raw.pop("kind", "lr_transfer")
+    if kind not in KINDS:
+        raise r.error("kind", f"unknown kind {kind!r}", f"use one of {', '.join(KINDS)}")
+    return KINDS[kind](r, raw)
+
+
+def _lr_transfer(r: _Reader, raw: dict) -> Study:
+    """A learning-rate transfer sweep: family × mode × optimizer × width × learning rate × seed."""
+    path = r.path
     top = r.table(raw, TOP)
-    lr = r.table(top["lr"], LR, "lr.")
     transfer = r.table(top["transfer"], TRANSFER, "transfer.")
-    families = r.listed("families", top["families"], str)
-    modes = r.listed("modes", top["modes"], str, MODES)
-    optimizers = r.listed("optimizers", top["optimizers"], str, OPTIMIZERS)
-    widths = tuple(r.listed("widths", top["widths"], int))
-    r.check(coordcheck.check_widths, widths, key="widths")
+    runs = across_widths(r, top)
     if top["metrics"]:
         r.listed("metrics", top["metrics"], str, METRICS)
-    for key in ("seeds", "steps", "batch_size", "seq_len", "eval_batches", "base_width"):
-        r.check(coordcheck.check_positive, key, top[key], True, key=key)
-    for key in ("weight_decay", "mult_weight_decay"):
-        if top[key] < 0:
-            raise r.error(key, f"{top[key]} is negative", f"give {key} a value ≥ 0")
-    if lr["log2_step"] <= 0:
-        raise r.error("lr.log2_step", f"{lr['log2_step']} is not positive", "give a step > 0, e.g. 1")
-    lrs = grid(lr["log2_min"], lr["log2_max"], lr["log2_step"])
-    if len(lrs) < MIN_GRID:
-        raise r.error("lr.log2_max", f"the grid {list(lrs)} has fewer than {MIN_GRID} learning rates",
-                      f"make log2_max ≥ log2_min + {MIN_GRID - 1}·log2_step")
+    r.check(coordcheck.check_positive, "eval_batches", top["eval_batches"], True, key="eval_batches")
+    lrs = r.log2_grid("lr", top["lr"], LR, "learning rates")
     for key in ("tolerance", "diverge_factor"):
         r.check(coordcheck.check_positive, key, transfer[key], key=f"transfer.{key}")
     expect = {}
     for mode, raw_expect in top["expect"].items():
-        if mode not in modes:
-            raise r.error(f"expect.{mode}", "is not one of the study's modes", f"use one of {', '.join(modes)}")
+        if mode not in runs.modes:
+            raise r.error(f"expect.{mode}", "is not one of the study's modes", f"use one of {', '.join(runs.modes)}")
         if not isinstance(raw_expect, dict):
             raise r.error(f"expect.{mode}", f"{raw_expect!r} is not a table", "write it as {alpha = …, tolerance = …}")
         e = r.table(raw_expect, EXPECT, f"expect.{mode}.")
         tol = transfer["tolerance"] if e["tolerance"] is None else e["tolerance"]
         r.check(coordcheck.check_positive, "tolerance", tol, key=f"expect.{mode}.tolerance")
         expect[canonical_mode(mode)] = (e["alpha"], tol)
+    specs = tuple(
+        RunSpec(**fields, lr=2.0**e, width=width, seed=seed, horizon="sweep", metrics=tuple(top["metrics"]),
+                eval_batches=top["eval_batches"], diverge_factor=transfer["diverge_factor"])
+        for fields in runs.fields for width in runs.widths for e in lrs for seed in range(top["seeds"]))
+    return Study(path, top["title"] or path.stem, specs, lrs, transfer["tolerance"], expect,
+                 _parts(r, top, runs.families, runs.modes, runs.options, runs.base_width))
+
+
+@dataclass(frozen=True)
+class Runs:
+    """What the keys every study across widths shares say (across_widths)."""
+
+    families: list[str]
+    modes: list[str]
+    widths: tuple[int, ...]
+    base_width: int
+    options: dict[str, str]
+    # Per family × mode × optimizer, the RunSpec fields those keys give.
+    fields: list[dict]
+
+
+def across_widths(r: _Reader, top: dict) -> Runs:
+    """Validate the keys a study across widths shares (families, modes, optimizers, widths,
+    seeds, steps, batches, weight decays, multipliers, options, training keys)."""
+    families = r.listed("families", top["families"], str)
+    modes = r.listed("modes", top["modes"], str, MODES)
+    optimizers = r.listed("optimizers", top["optimizers"], str, OPTIMIZERS)
+    widths = tuple(r.listed("widths", top["widths"], int))
+    r.check(coordcheck.check_widths, widths, key="widths")
+    for key in ("seeds", "steps", "batch_size", "seq_len", "base_width"):
+        r.check(coordcheck.check_positive, key, top[key], True, key=key)
+    for key in ("weight_decay", "mult_weight_decay"):
+        if top[key] < 0:
+            raise r.error(key, f"{top[key]} is negative", f"give {key} a value ≥ 0")
     base_width = top["base_width"] or widths[0]
     options = {k: str(v) for k, v in top["options"].items()}
     for mode in modes:
         if has_mup(mode):
             r.check(coordcheck.check_multipliers, top["mup_multipliers"], mode, key="mup_multipliers")
     training = _training(r, top, modes, optimizers)
+    placement = tuple(sorted(top["multipliers"].items()))
+    r.check(coordcheck.check_placement, top["multipliers"], next((m for m in modes if multiplier_kind(m)), modes[0]),
+            top["mult_init"])
     for family in families:
         fam = r.check(resolve, family, None, top["data"])
         for mode in modes:
             r.check(coordcheck.check_family, fam, widths, base_width, options, mode, context=f"{family}: ")
         if family != "mlp":
             r.check(resolve_source(top["data"]).check, top["seq_len"], key="seq_len")
-    specs = tuple(
-        RunSpec(family=family, mode=canonical_mode(mode), optimizer=optimizer, lr=2.0**e, width=width, seed=seed,
-                steps=top["steps"], horizon="sweep", weight_decay=top["weight_decay"],
-                batch_size=top["batch_size"], seq_len=top["seq_len"],
-                mult_weight_decay=top["mult_weight_decay"], base_width=base_width,
-                family_options=tuple(sorted(options.items())), data=top["data"],
-                mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
-                metrics=tuple(top["metrics"]), eval_batches=top["eval_batches"],
-                diverge_factor=transfer["diverge_factor"], **training[mode, optimizer])
-        for family in families for mode in modes for optimizer in optimizers
-        for width in widths for e in lrs for seed in range(top["seeds"]))
-    return Study(path, top["title"] or path.stem, specs, lrs, transfer["tolerance"], expect,
-                 _parts(r, top, families, modes, options, base_width))
+    fields = [dict(family=family, mode=canonical_mode(mode), optimizer=optimizer, steps=top["steps"],
+                   weight_decay=top["weight_decay"], batch_size=top["batch_size"], seq_len=top["seq_len"],
+                   mult_weight_decay=top["mult_weight_decay"], base_width=base_width,
+                   multipliers=placement if multiplier_kind(mode) else (),
+                   mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0,
+                   family_options=tuple(sorted(options.items())), data=top["data"],
+                   mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
+                   **training[mode, optimizer])
+              for family in families for mode in modes for optimizer in optimizers]
+    return Runs(families, modes, widths, base_width, options, fields)
 
 
 def _training(r: _Reader, top: dict, modes: list[str], optimizers: list[str]) -> dict[tuple[str, str], dict]:
@@ -269,6 +323,15 @@ def _parts(r: _Reader, top: dict, families: list[str], modes: list[str], options
             multipliers = top["mup_multipliers"] if has_mup(mode) else None
             parts[f"{family.replace(':', '_')}-{mode}"] = tuple(r.check(
                 lambda: coordcheck.plan(mode, family, widths, steps=cc["steps"], seeds=cc["seeds"], options=options,
-                                        base_width=base_width, mup_multipliers=multipliers),
+                                        base_width=base_width, mup_multipliers=multipliers,
+                                        multipliers=top["multipliers"] if multiplier_kind(mode) else None,
+                                        mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0),
                 key="coord_check"))
     return parts
+
+
+# A study's `kind` → its reader: (_Reader, the parsed TOML less `kind`) → a study with
+# `specs`, `parts`, `kind`, `settings()` and `baseline()` (what sweep.write_plan saves).
+from . import width_study  # noqa: E402  (it builds on the readers above)
+
+KINDS = {"lr_transfer": _lr_transfer, "equilibrium": equilibrium_study.load, "width": width_study.load}

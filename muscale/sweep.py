@@ -13,6 +13,7 @@ from typing import Callable
 import polars as pl
 
 from . import coordcheck, launch, store
+from .equilibrium_study import EquilibriumStudy
 from .spec import RunSpec
 from .study import Study
 
@@ -23,8 +24,8 @@ def plan_path(out: Path) -> Path:
     return Path(out) / "plan.json"
 
 
-def write_plan(out: Path, study: Study) -> None:
-    plan = {"study": str(study.path), "title": study.title, "tolerance": study.tolerance,
+def write_plan(out: Path, study: Study | EquilibriumStudy) -> None:
+    plan = {"study": str(study.path), "kind": study.kind, "title": study.title, **study.settings(),
             "expect": study.baseline(), "runs": [s.to_dict() for s in study.specs],
             "parts": {name: [s.to_dict() for s in specs] for name, specs in study.parts.items()}}
     store.write_atomic(plan_path(out), json.dumps(plan, indent=1))
@@ -62,7 +63,7 @@ def status(out: Path, specs: list[RunSpec]) -> pl.DataFrame:
                           "state": state(s)} for s in specs])
 
 
-def run(study: Study, out: Path, device: str, jobs: int, launcher: str, slurm: dict,
+def run(study: Study | EquilibriumStudy, out: Path, device: str, jobs: int, launcher: str, slurm: dict,
         on_run: Callable[[RunSpec], None]) -> None:
     """Run every planned run that has no record yet; failed runs are tried again."""
     write_plan(out, study)

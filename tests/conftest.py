@@ -20,3 +20,13 @@ def results():
         return done[key]
 
     return cached
+
+
+@pytest.fixture
+def one_thread():
+    """In-process runs on one thread: models this small run many times slower when two
+    threads contend with a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

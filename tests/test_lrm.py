@@ -9,6 +9,8 @@ import muscale
 from muscale import lrm, modes, optim
 from muscale.families import resolve
 from muscale.fit import first_and_last
+from muscale.roles import role_of
+from torch.nn.utils import parametrize
 
 SMALL = dict(widths=(16, 32, 64), steps=8, seeds=2, device="cpu", jobs=1)
 
@@ -26,8 +28,9 @@ def test_multipliers_start_at_one_and_leave_the_function_unchanged(mode):
     tokens = torch.randint(0, 256, (2, 8))
     assert mults and all(torch.all(p == 1) for p in mults)
     assert torch.allclose(plain(tokens), wrapped(tokens), atol=1e-6)
-    linears = [m for m in wrapped.modules() if isinstance(m, torch.nn.Linear)]
-    assert all(lrm.matrix(m) is m.parametrizations.weight.original for m in linears)
+    bare = {role_of(n, m) for n, m in wrapped.named_modules()
+            if isinstance(m, torch.nn.Linear) and not parametrize.is_parametrized(m)}
+    assert bare == ({"attn_k"} if mode != "lrm-scalar" else set())  # the paper's placement: one scalar for QK
 
 
 def test_multipliers_have_their_own_group_with_their_own_lr_and_weight_decay():
@@ -44,15 +47,19 @@ def test_lrm_exponent_table_has_multiplier_and_activation_exponents_first_and_la
     steps = sorted(set(ex["step"]))
     assert steps[0] == 0 and steps[-1] == 8
     linears = set(ex.filter(pl.col("metric") == "weight_spec")["module"]) - {"embed"}
+    roles = dict(ex.select("module", "role").unique().rows())
+    where = lrm.placement("vector")
     for step in (1, 8):
         at = ex.filter(pl.col("step") == step)
-        for metric in ("mult_row_rms", "mult_col_rms"):
-            assert set(at.filter(pl.col("metric") == metric)["module"]) == linears
+        for metric, kinds in (("mult_row_rms", ("row", "both")), ("mult_col_rms", ("col", "both")),
+                              ("mult_scalar", ("scalar",))):
+            assert set(at.filter(pl.col("metric") == metric)["module"]) == {
+                m for m in linears if where[roles[m]] in kinds}, metric
         assert set(at.filter(pl.col("metric") == "act_rms")["module"]) >= linears
     assert set(ex["verdict"]) == {"info"}  # the paper's expectations come with the multipliers issue
     table = first_and_last(ex).filter(pl.col("metric") == "mult_col_rms")
     assert set(table["first_step"]) == {1} and set(table["last_step"]) == {8}
-    assert set(table["role"]) == set(ex.filter(pl.col("module").is_in(linears))["role"])
+    assert set(table["role"]) == {roles[m] for m in linears if where[roles[m]] in ("col", "both")}
     learned = records.filter((pl.col("metric") == "mult_row_rms") & (pl.col("step") == 8))["value"]
     assert (learned - 1).abs().max() > 1e-3
 

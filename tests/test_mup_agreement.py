@@ -29,14 +29,7 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models are tiny, so a second intra-op thread buys nothing; with two threads this file
-    took 40 s instead of 5 s while another muscale job held a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def max_rel_diff_by_step(family, mode, optimizer, widths, lr, batch_size=8, seq_len=16,

@@ -19,6 +19,7 @@ import polars as pl
 
 from muscale.errors import InputError
 from muscale.fit import first_and_last
+from muscale.roles import ROLES
 from muscale.spec import MODES
 from muscale.store import write_atomic
 from muscale.report import figures
@@ -30,8 +31,7 @@ RECORD_COLUMNS = ("family", "mode", "optimizer", "lr", "weight_decay", "width", 
 EXPONENT_COLUMNS = ("mode", "family", "optimizer", "module", "role", "metric", "step", "alpha",
                     "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "verdict")
 VERDICTS = ("fail", "warn", "pass", "info")
-ROLE_ORDER = ("embed", "attn_q", "attn_k", "attn_qk", "attn_v", "attn_out", "ssm_in", "ssm_dt", "ssm_out",
-              "mlp_up", "mlp_gate", "mlp_down", "hidden", "head", "norm", "other")
+ROLE_ORDER = ROLES
 # act_l1 is left to the table: it scales like act_rms, and every panel costs ~60 ms to draw.
 COORD_METRICS = ("act_rms", "dact_rms", "update_spec", "spec_ratio",
                  "mult_scalar", "mult_row_rms", "mult_col_rms")
@@ -40,6 +40,7 @@ WORST_ROWS = 10
 DRILL_METRICS = ("act_rms", "dact_rms")
 # ~0.15 s and ~15 kB per module; past this many, only the modules with the largest misses are drawn.
 DRILL_MAX_MODULES = 12
+DRIFT_SHOWN = 8
 VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
 DASH = "—"
 
@@ -187,8 +188,9 @@ def _over_seeds(df: pl.DataFrame, *keys: str) -> pl.DataFrame:
     return df.group_by(*keys).agg(value.mean().alias("mean"), value.min().alias("lo"), value.max().alias("hi"))
 
 
-def _trajectories(exponents: pl.DataFrame) -> list[dict]:
-    metrics = list(figures.TRAJECTORY_COLORS)
+def _trajectories(exponents: pl.DataFrame, colors: dict = figures.TRAJECTORY_COLORS) -> list[dict]:
+    """α against step per setting, for the metrics `colors` names."""
+    metrics = list(colors)
     alpha = pl.col("alpha").fill_nan(None)
     data = (
         exponents.filter(pl.col("metric").is_in(metrics) & alpha.is_not_null())
@@ -201,7 +203,7 @@ def _trajectories(exponents: pl.DataFrame) -> list[dict]:
     for setting in _settings(data):
         part = data.filter(pl.col("setting") == setting)
         roles = _ordered(part["role"], ROLE_ORDER)
-        out.append({"setting": setting, "png": figures.alpha_trajectory(part, roles)})
+        out.append({"setting": setting, "png": figures.alpha_trajectory(part, roles, colors)})
     return out
 
 
@@ -293,6 +295,27 @@ def _drilldown(records: pl.DataFrame, exponents: pl.DataFrame) -> tuple[list[dic
     return out, omitted
 
 
+def _drift(records: pl.DataFrame) -> dict | None:
+    """The symmetric directions of learnable multipliers (probes' mult_drift): per role and
+    width the trajectory of the pair furthest from 0 at the end, and the pairs that moved most
+    by the end at the largest width."""
+    keys = ["setting", "mode", "role", "module", "step", "width"]
+    pairs = (records.filter((pl.col("metric") == "mult_drift") & pl.col("value").is_finite())
+             .group_by(*keys, "seed").agg(pl.col("value").mean()))
+    if pairs.is_empty():
+        return None
+    means = pairs.group_by(keys).agg(pl.col("value").mean())
+    last = means.filter(pl.col("step") == pl.col("step").max().over("setting"))
+    furthest = last.sort(pl.col("value").abs()).group_by("setting", "role", "width").agg(pl.col("module").last())
+    lines = pairs.join(furthest, on=["setting", "role", "width", "module"]).pipe(
+        _over_seeds, "setting", "mode", "role", "step", "width")
+    panels = [(s, r) for s in _settings(lines)
+              for r in _ordered(lines.filter(pl.col("setting") == s)["role"], ROLE_ORDER)]
+    top = last.filter(pl.col("width") == pl.col("width").max().over("setting")).sort(pl.col("value").abs(), descending=True).head(DRIFT_SHOWN)
+    return {"png": figures.drift(lines, panels),
+            "top": [r | {"value": _signed(r["value"])} for r in top.iter_rows(named=True)]}
+
+
 def _loss(records: pl.DataFrame, log_steps: bool) -> str | None:
     loss = (
         records.filter((pl.col("metric") == "loss") & pl.col("value").is_finite())
@@ -323,6 +346,7 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
         modules=modules, modules_omitted=omitted, anchors={m["module"]: m["anchor"] for m in modules},
         drill_metrics=DRILL_METRICS, drill_max=DRILL_MAX_MODULES,
         loss=_loss(records, log_steps=long_horizon),
+        drift=_drift(records),
         log_step_label=figures.STEP_LOG_LABEL,
         exponents=[_exponent_row(r) for r in exponents.iter_rows(named=True)],
         meta=meta,

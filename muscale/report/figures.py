@@ -190,8 +190,9 @@ def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> 
 
 
 @matplotlib.rc_context(_RC)
-def alpha_trajectory(data: pl.DataFrame, roles: list[str]) -> str:
-    """One setting: fitted α vs training step, a panel per role, a line per metric.
+def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJECTORY_COLORS) -> str:
+    """One setting: fitted α vs training step, a panel per role, a line per metric, coloured
+    as `colors` says (every metric in `data` needs a colour).
 
     `data`: role, metric, step, mean, lo, hi (α over the role's modules and its CI envelope).
     """
@@ -200,7 +201,7 @@ def alpha_trajectory(data: pl.DataFrame, roles: list[str]) -> str:
     fig, axes = _grid(math.ceil(len(roles) / ncols), ncols)
     panels = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("role", as_dict=True)
     for k, (ax, role) in enumerate(zip(axes.flat, roles)):
-        _band_lines(ax, panels[(role,)], "step + 1", "metric", TRAJECTORY_COLORS)
+        _band_lines(ax, panels[(role,)], "step + 1", "metric", colors)
         _log2_x(ax, last_step + 1)
         ax.axhline(0, color="0.25", linewidth=0.8)
         lo, hi = ax.get_ylim()
@@ -213,7 +214,29 @@ def alpha_trajectory(data: pl.DataFrame, roles: list[str]) -> str:
     for ax in axes.flat[len(roles):]:
         ax.set_axis_off()
     present = set(data["metric"].to_list())
-    _legend(fig, {m: c for m, c in TRAJECTORY_COLORS.items() if m in present}, "metric")
+    _legend(fig, {m: c for m, c in colors.items() if m in present}, "metric")
+    return _png(fig)
+
+
+@matplotlib.rc_context(_RC)
+def drift(data: pl.DataFrame, panels: list[tuple[str, str]]) -> str:
+    """Symmetric directions: log(size A / size B) since init vs step, a panel per (setting, role),
+    a line per width, drawn for the role's pair furthest from 0 at each step.
+
+    `data`: setting, role, step, width, mean, lo, hi (the band is the spread over seeds).
+    """
+    palette = width_palette(sorted(data["width"].unique().to_list()))
+    fig, axes = _panels(len(panels), 4, STEP_LOG_LABEL, "log(A / B) since init")
+    parts = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("setting", "role", as_dict=True)
+    for ax, (setting, role) in zip(axes, panels):
+        _band_lines(ax, parts[(setting, role)], "step + 1", "width", palette)
+        _log2_x(ax, data["step"].max() + 1)
+        ax.axhline(0, color="0.25", linewidth=0.8)
+        lo, hi = ax.get_ylim()
+        bound = max(abs(lo), abs(hi), 0.05)  # symmetric, and float noise is not blown up into a trend
+        ax.set_ylim(-bound, bound)
+        _title(ax, f"{setting} · {role}" if len({s for s, _ in panels}) > 1 else role)
+    _legend(fig, palette, "width")
     return _png(fig)
 
 
