@@ -429,7 +429,9 @@ def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_mi
     """Train every run of a study and analyse them as its kind asks. lr_transfer (widths ×
     learning rates × modes × seeds): each width's optimal learning rate and its drift with
     width, OUT/transfer.csv and OUT/optima.csv; equilibrium (learning rate × weight decay at
-    one width): steady-state norms against η and λ, OUT/equilibrium.csv and OUT/steady.csv.
+    one width): steady-state norms against η and λ, OUT/equilibrium.csv and OUT/steady.csv;
+    width (schemes × widths × seeds on the long horizon): width exponents of every metric and
+    the study's claims judged from them, OUT/exponents.csv and OUT/claims.csv.
     Running the same command again skips finished runs. Writes OUT/records and OUT/report.html."""
     plan = study.load(study_path)
     out = _out_dir(out or f"out/{Path(study_path).stem}")
@@ -441,13 +443,23 @@ def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_mi
     if launcher == "slurm":
         slurm.update(slurm_array_parallelism=slurm_parallel,
                      **({"slurm_partition": slurm_partition} if slurm_partition else {}))
+    # The bar names a finished run by the fields that tell this study's runs apart.
+    varying = [f for f in ("family", "mode", "width", "lr", "weight_decay", "seed")
+               if len({getattr(spec, f) for spec in plan.specs}) > 1]
     with tqdm(total=len(plan.specs), desc=plan.title[:40], unit="run", file=sys.stderr) as bar:
         def tick(spec):
-            bar.set_postfix_str(f"{spec.mode} width {spec.width} lr 2^{math.log2(spec.lr):g}")
+            bar.set_postfix_str(" ".join(_run_field(f, getattr(spec, f)) for f in varying))
             bar.update()
         sweep.run(plan, out, device, jobs or launch.default_jobs(device), launcher, slurm, tick)
     saved, specs = sweep.read_plan(out)
     sys.exit(_sweep_summary(out, saved, specs, device))
+
+
+def _run_field(field: str, value) -> str:
+    if field in ("lr", "weight_decay"):
+        name = "lr" if field == "lr" else "wd"
+        return f"{name} 2^{math.log2(value):.3g}" if value > 0 else f"{name} 0"
+    return str(value) if field in ("family", "mode") else f"{field} {value}"
 
 
 @cli.command("status")

@@ -38,7 +38,7 @@ TOP = {
     "seq_len": (int, 64, "tokens per sequence (token LM families)"),
     "data": (str, "synthetic", "synthetic, stdlib, text:PATH or tokens:PATH"),
     "eval_batches": (int, 4, "held-out batches behind each evaluation loss"),
-    "mult_weight_decay": (float, 0.0, "weight decay on the learnable multipliers (the paper's: none)"),
+    "mult_weight_decay": (float, 0.0, "weight decay on the learnable multipliers (0: a free multiplier, the question of part (c))"),
     "eta_lambda_steps": (float, 6.0, "η·λ·steps of every run, e.g. 6: steps = ceil(6 / (η·λ))"),
     "max_steps": (int, 50_000, "the most steps one run may take"),
     "steady_fraction": (float, 0.25, "the last part of each run whose recorded norms make its steady state"),

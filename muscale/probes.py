@@ -153,13 +153,14 @@ class Probes:
         return sigma
 
     def _eps_share(self, tensors: list[tuple[torch.Tensor, dict]]) -> torch.Tensor | None:
-        """Share of entries with sqrt(v̂) < ε, v̂ = exp_avg_sq / (1 − β₂^t) read from Adam's state."""
+        """Share of entries with sqrt(v̂) < ε, v̂ = exp_avg_sq / (1 − β₂^t) read from Adam's state,
+        tested as exp_avg_sq < ε²·(1 − β₂^t): one pass over the state instead of four."""
         below, total = [], 0
         for p, group in tensors:
             state = self.optimizer.state.get(p, {})
             if "exp_avg_sq" in state:
-                v_hat = state["exp_avg_sq"] / (1 - group["betas"][1] ** state["step"])
-                below.append((v_hat.sqrt() < group["eps"]).sum())
+                threshold = group["eps"] ** 2 * (1 - group["betas"][1] ** state["step"])
+                below.append(torch.count_nonzero(state["exp_avg_sq"] < threshold))
                 total += p.numel()
         return torch.stack(below).sum() / total if below else None
 

@@ -45,6 +45,11 @@ def _rms(t: torch.Tensor) -> Callable[[], torch.Tensor]:
     return lambda: t.detach().float().square().mean().sqrt()
 
 
+def _geometric_mean(sizes: list[Callable[[], torch.Tensor]]) -> Callable[[], torch.Tensor]:
+    """One size for a gain's several readers (q, k and v read the same norm)."""
+    return lambda: torch.stack([size().log() for size in sizes]).mean().exp()
+
+
 def _side(mult: nn.Module, side: str) -> Callable[[], torch.Tensor] | None:
     """The size of what scales a layer's outputs (`row`) or inputs (`col`), if anything does."""
     if isinstance(mult, lrm.ScalarMultiplier):
@@ -114,6 +119,5 @@ class GainTrace:
         for norm, readers in self.readers.items():
             sides = [_side(self.layers[r][2], "col") if r in self.layers else None for r in dict.fromkeys(readers)]
             if all(side is not None for side in sides):
-                mean_log = lambda sides=sides: torch.stack([s().log() for s in sides]).mean().exp()  # noqa: E731
-                out.append(Pair(f"{norm}[gain~col]", "norm", _rms(self.gains[norm]), mean_log))
+                out.append(Pair(f"{norm}[gain~col]", "norm", _rms(self.gains[norm]), _geometric_mean(sides)))
         return out
