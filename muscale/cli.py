@@ -182,6 +182,9 @@ def cli():
 @click.option("--lrm-impl", help="lrm modes: autograd (the product r·W·c in the forward pass) or fused (the "
               "forward and backward on W̄ alone, its gradient turned into the factors' in closed form); the two "
               "train alike. Default: autograd.")
+@click.option("--metric", "metrics", multiple=True, help="Record only this probe metric (repeatable; the loss is "
+              "always recorded): a check that skips the spectral and update norms of every matrix runs faster. "
+              "Default: every metric.")
 @click.option("--save-models", is_flag=True, help="Also write each run's trained model to OUT/models/<run_id>.pt "
               "(for muscale merge).")
 @click.option("--out", default=None, help="Output directory. Default: out/<family>-<mode>.")
@@ -191,8 +194,8 @@ def cli():
               "on CPU, 1 on a GPU.")
 def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
                     mult_lr, mult_weight_decay, multipliers, mult_init, batch_size, seq_len, base_width, options,
-                    mup_multipliers, clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, save_models,
-                    out, device, jobs):
+                    mup_multipliers, clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, metrics,
+                    save_models, out, device, jobs):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
     write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html."""
     out = _out_dir(out or f"out/{family.replace(':', '_')}-{mode}")
@@ -203,7 +206,7 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
     specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
                             seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
                             clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl,
-                            multipliers, mult_init)
+                            multipliers, mult_init, metrics)
     with tqdm(total=len(specs), desc=f"{mode} {family}", unit="run", file=sys.stderr) as bar:
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")

@@ -11,6 +11,7 @@ from . import launch, lrm, store
 from .errors import InputError
 from .families import MULTIPLIER_POINTS, resolve
 from .modes import hooks
+from .probes import METRICS
 from .spec import (LRM_IMPLS, MODES, MULT_WEIGHT_DECAY, MUON_ADJUST_LR, OPTIMIZERS, WEIGHT_DECAY_KINDS, RunSpec,
                    canonical_mode, default_horizon, has_mup, has_mup_lr, multiplier_kind)
 
@@ -130,6 +131,16 @@ def check_family(family, widths, base_width, options, mode):
                          "fix the option" if blame_options else "fix the family or its options") from None
 
 
+def check_metrics(metrics: Iterable[str] | None) -> tuple[str, ...] | None:
+    """None or empty: every metric. The loss is always recorded."""
+    metrics = tuple(dict.fromkeys(metrics or ()))
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise InputError("--metric", f"unknown metric {', '.join(map(repr, unknown))}",
+                         f"use some of {', '.join(METRICS)}")
+    return metrics or None
+
+
 def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] | None = None,
          steps: int | None = None, seeds: int | None = None, optimizer: str | None = None,
          lr: float | None = None, weight_decay: float | None = None, batch_size: int | None = None,
@@ -138,7 +149,8 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
          mup_multipliers: dict | None = None, clip: float | None = None,
          clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
          adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
-         lrm_impl: str | None = None, multipliers: dict | None = None, mult_init: float = 1.0) -> list[RunSpec]:
+         lrm_impl: str | None = None, multipliers: dict | None = None, mult_init: float = 1.0,
+         metrics: Iterable[str] | None = None) -> list[RunSpec]:
     """Validate everything a user can get wrong before any run starts or any file is written."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
@@ -160,6 +172,7 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
     check_family(fam, widths, base_width, options, mode)
     check_multipliers(mup_multipliers or {}, mode)
     check_placement(multipliers or {}, mode, mult_init)
+    metrics = check_metrics(metrics)
     check_optimizer(mode, optimizer, h.weight_decay if weight_decay is None else weight_decay, clip, clip_multipliers,
                     muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl)
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
@@ -172,7 +185,7 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                   clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
                   weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr,
                   lrm_impl=lrm_impl or RunSpec.lrm_impl, multipliers=tuple(sorted((multipliers or {}).items())),
-                  mult_init=float(mult_init))
+                  mult_init=float(mult_init), metrics=metrics)
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 
 

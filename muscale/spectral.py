@@ -1,6 +1,7 @@
-"""Top singular directions by power iteration, warm-started from the previous call's vector,
-and spectral weight decay built on them. A trained matrix turns slowly, so a few
-iterations per step from last step's vector keep up with it."""
+"""Top singular values and directions, warm-started from the previous call's vector: the
+power iteration (spectral weight decay, which needs u₁ and v₁ only roughly) and Lanczos
+(the probes, which report σ₁). A trained matrix turns slowly, so a few rounds per step from
+last step's vector keep up with it."""
 
 import torch
 
@@ -16,6 +17,37 @@ def power_iteration(w: torch.Tensor, v: torch.Tensor, iters: int) -> tuple[torch
         norm = torch.linalg.vector_norm(x)
         v = x / norm.clamp_min(1e-30)
     return norm / torch.linalg.vector_norm(u).clamp_min(1e-30), v
+
+
+def top_singular(w: torch.Tensor, v: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """σ₁ and its right vector from `steps` rounds of Golub–Kahan–Lanczos bidiagonalization
+    started at v, each round one product with W and one with Wᵀ, as a power iteration's.
+
+    Why not the power iteration: a random or freshly trained matrix has σ₂/σ₁ close to 1,
+    where the power iteration's error shrinks like (σ₂/σ₁)^(2k) and Lanczos' like a
+    Chebyshev polynomial in the gap: at equal cost it gets σ₁ to a fraction of a percent
+    where the power iteration is off by several. Bases are re-orthogonalized in full (they
+    hold `steps` vectors); σ from the small bidiagonal is a lower bound on σ₁. No host sync."""
+    tiny = torch.finfo(w.dtype).tiny
+    rights = [v / torch.linalg.vector_norm(v).clamp_min(tiny)]
+    lefts, alphas, betas = [], [], []
+    for j in range(steps):
+        u = torch.mv(w, rights[j])
+        if lefts:
+            basis = torch.stack(lefts, 1)
+            u = u - basis @ (basis.T @ u)
+        alpha = torch.linalg.vector_norm(u)
+        lefts.append(u / alpha.clamp_min(tiny))
+        x = torch.mv(w.T, lefts[j])
+        basis = torch.stack(rights, 1)
+        x = x - basis @ (basis.T @ x)
+        beta = torch.linalg.vector_norm(x)
+        rights.append(x / beta.clamp_min(tiny))
+        alphas.append(alpha)
+        betas.append(beta)
+    bidiag = torch.diag(torch.stack(alphas)) + torch.diag(torch.stack(betas[:-1]), 1) if steps > 1 else alphas[0].reshape(1, 1)
+    _, sigma, vh = torch.linalg.svd(bidiag)
+    return sigma[0], torch.stack(rights[:steps], 1) @ vh[0]
 
 
 class SpectralDecay:

@@ -50,6 +50,7 @@ BAD = [
     (["--lrm-impl", "triton"], "--lrm-impl"),
     (["--mode", "mup", "--lrm-impl", "fused"], "--lrm-impl"),  # no multipliers to compute
     (["--mode", "sp", "--lrm-impl", "autograd"], "--lrm-impl"),
+    (["--metric", "spectral"], "--metric"),
 ]
 
 
@@ -98,6 +99,13 @@ def test_same_command_twice_gives_identical_records(monkeypatch, capsys, tmp_pat
     a = pl.read_parquet(tmp_path / "a" / "records" / "*.parquet").sort("run_id", "step", "module", "metric")
     b = pl.read_parquet(tmp_path / "b" / "records" / "*.parquet").sort("run_id", "step", "module", "metric")
     assert a.height > 0 and a.equals(b)
+
+
+def test_metric_keeps_only_the_statistics_asked_for(monkeypatch, capsys, tmp_path):
+    coord_check(monkeypatch, capsys, tmp_path, "--metric", "act_l1", "--metric", "update_spec")
+    records = pl.read_parquet(tmp_path / "records" / "*.parquet")
+    assert set(records["metric"]) == {"act_l1", "update_spec", "loss"}
+    assert set(pl.read_csv(tmp_path / "exponents.csv")["metric"]) == {"act_l1", "update_spec", "loss"}
 
 
 def test_rerun_skips_finished_runs(monkeypatch, capsys, tmp_path):
