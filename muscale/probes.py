@@ -18,7 +18,7 @@ from .spectral import top_singular
 # last recorded step's top vector for W, and for W's update (benchmarks/spectral_accuracy.py:
 # within 2.4% of an exact SVD, where the power iteration needed 16/4/8 rounds for 3.4%).
 SPECTRAL_COLD, SPECTRAL_WARM, SPECTRAL_UPDATE = 12, 3, 4
-# Below this smaller dimension an exact SVD costs less than the power iteration's error is worth.
+# Below this smaller dimension an exact answer costs less than Lanczos' error is worth.
 EXACT_SPECTRAL_BELOW = 64
 
 

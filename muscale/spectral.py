@@ -27,7 +27,7 @@ def top_singular(w: torch.Tensor, v: torch.Tensor, steps: int) -> tuple[torch.Te
     where the power iteration's error shrinks like (σ₂/σ₁)^(2k) and Lanczos' like a
     Chebyshev polynomial in the gap: at equal cost it gets σ₁ to a fraction of a percent
     where the power iteration is off by several. Bases are re-orthogonalized in full (they
-    hold `steps` vectors); σ from the small bidiagonal is a lower bound on σ₁. No host sync."""
+    hold `steps` vectors); σ from the small bidiagonal is a lower bound on σ₁."""
     tiny = torch.finfo(w.dtype).tiny
     rights = [v / torch.linalg.vector_norm(v).clamp_min(tiny)]
     lefts, alphas, betas = [], [], []
@@ -45,7 +45,9 @@ def top_singular(w: torch.Tensor, v: torch.Tensor, steps: int) -> tuple[torch.Te
         rights.append(x / beta.clamp_min(tiny))
         alphas.append(alpha)
         betas.append(beta)
-    bidiag = torch.diag(torch.stack(alphas)) + torch.diag(torch.stack(betas[:-1]), 1) if steps > 1 else alphas[0].reshape(1, 1)
+    bidiag = torch.diag(torch.stack(alphas))
+    if steps > 1:
+        bidiag = bidiag + torch.diag(torch.stack(betas[:-1]), 1)
     _, sigma, vh = torch.linalg.svd(bidiag)
     return sigma[0], torch.stack(rights[:steps], 1) @ vh[0]
 
