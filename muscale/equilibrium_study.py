@@ -19,7 +19,6 @@ import torch
 from . import coordcheck, invariance
 from .data import PROBE_INDEX, resolve_source
 from .equilibrium import OPTIMIZER, exponent_name
-from .errors import InputError
 from .families import Hooks, resolve
 from .roles import role_of
 from .spec import RunSpec
@@ -165,17 +164,11 @@ def _variant(r, name: str, raw: dict, top: dict) -> Variant:
     v = r.table(raw, VARIANT, f"{key}.")
     options = {k: str(value) for k, value in v["options"].items()}
     fields = {"data": "data", "--option": f"{key}.options", "--widths": "width"}
-
-    def check(fn, *args):
-        try:
-            return fn(*args)
-        except InputError as exc:
-            raise r.error(fields.get(exc.field, f"{key}.family"), exc.problem, exc.fix) from None
-
-    family = check(resolve, v["family"], None, top["data"])
-    check(coordcheck.check_family, family, (top["width"],), top["width"], options, "sp")
+    family = r.check(resolve, v["family"], None, top["data"], key=f"{key}.family", fields=fields)
+    r.check(coordcheck.check_family, family, (top["width"],), top["width"], options, "sp", key=f"{key}.family",
+            fields=fields)
     if not (family.builtin and family.vocab is None):
-        check(resolve_source(top["data"]).check, top["seq_len"])
+        r.check(resolve_source(top["data"]).check, top["seq_len"], key=f"{key}.family", fields=fields)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = family.make(top["width"], Hooks(), options)  # check_family built it already

@@ -177,13 +177,15 @@ class _Reader:
                 raise self.error(key, f"unknown value '{v}'", f"use one of {', '.join(allowed)}")
         return values
 
-    def check(self, fn, *args, key: str | None = None, context: str = ""):
-        """Run a coord-check validation and re-aim its error at the study key: `key`, or
-        the one matching the command-line option the check names."""
+    def check(self, fn, *args, key: str | None = None, context: str = "", fields: dict[str, str] | None = None):
+        """Run a coord-check validation and re-aim its error at the study key: the one
+        `fields` gives for the command-line option the check names, else `key`, else the
+        study-wide key of that option."""
         try:
             return fn(*args)
         except InputError as exc:
-            raise self.error(key or FIELD_KEYS.get(exc.field, "families"), context + exc.problem, exc.fix) from None
+            target = (fields or {}).get(exc.field) or key or FIELD_KEYS.get(exc.field, "families")
+            raise self.error(target, context + exc.problem, exc.fix) from None
 
 
 def grid(log2_min: float, log2_max: float, log2_step: float) -> tuple[float, ...]:

@@ -15,14 +15,7 @@ import pytest
 from muscale import study, sweep, transfer
 
 from clirun import run_cli
-from studies_for_tests import TINY
-
-
-
-def write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
+from studies_for_tests import TINY, assert_study_error, write_study as write
 
 
 BAD = [
@@ -46,13 +39,7 @@ BAD = [
 @pytest.mark.parametrize("old,new,key,line", BAD, ids=[n for _, n, _, _ in BAD])
 def test_malformed_study_exits_2_naming_key_and_line(monkeypatch, capsys, tmp_path, old, new, key, line):
     assert old in TINY
-    path = write(tmp_path, TINY.replace(old, new))
-    out = tmp_path / "out"
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "sweep", str(path), "--out", str(out))
-    assert code == 2
-    assert f"{path}:{line}: {key}:" in stderr, stderr
-    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
-    assert not out.exists()
+    assert_study_error(monkeypatch, capsys, tmp_path, TINY.replace(old, new), key, line)
 
 
 def test_study_without_lr_grid_names_the_table(tmp_path):

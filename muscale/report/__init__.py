@@ -139,9 +139,13 @@ def _signed(x: float | None, digits: int = 3) -> str:
     return f"{x:+.{digits}f}" if _finite(x) else DASH
 
 
+def _interval(lo: float | None, hi: float | None, digits: int = 2) -> str:
+    """A 95% interval as text, empty when either end is missing."""
+    return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]" if _finite(lo) and _finite(hi) else ""
+
+
 def _exponent_row(r: dict) -> dict:
-    ci = (f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
-          if _finite(r["ci_low"]) and _finite(r["ci_high"]) else DASH)
+    ci = _interval(r["ci_low"], r["ci_high"]) or DASH
     expected = DASH
     if _finite(r["expected"]):
         expected = _signed(r["expected"], 2)

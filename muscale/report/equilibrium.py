@@ -23,7 +23,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from muscale import equilibrium, gate
-from muscale.report import DASH, _env, _finite, _signed, figures
+from muscale.report import DASH, _env, _finite, _interval, _signed, figures
 from muscale.store import write_atomic
 
 __all__ = ["write_equilibrium_report"]
@@ -92,10 +92,6 @@ def _banner(study: _Study) -> dict:
 def _pq(row: Mapping) -> str:
     return (f"p = {_signed(row['p'], 2)} {_interval(row['p_low'], row['p_high'])}, "
             f"q = {_signed(row['q'], 2)} {_interval(row['q_low'], row['q_high'])}")
-
-
-def _interval(lo: float | None, hi: float | None) -> str:
-    return f"[{lo:+.2f}, {hi:+.2f}]" if _finite(lo) and _finite(hi) else ""
 
 
 def _claims(study: _Study) -> list[dict]:

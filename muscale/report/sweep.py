@@ -27,7 +27,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from muscale import gate, transfer
 from muscale.errors import InputError
-from muscale.report import DASH, _env, _finite, _require, _settings, _signed, _with_setting, figures
+from muscale.report import DASH, _env, _finite, _interval, _require, _settings, _signed, _with_setting, figures
 from muscale.store import write_atomic
 
 __all__ = ["write_sweep_report"]
@@ -155,10 +155,6 @@ def _banner(sweep: _Sweep) -> dict:
               "expected": _expected(_check_of(sweep, r))}
              for r in rows.iter_rows(named=True)]
     return {"overall": overall, "line": line, "settings": chips}
-
-
-def _interval(lo: float | None, hi: float | None, digits: int = 2) -> str:
-    return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]" if _finite(lo) and _finite(hi) else ""
 
 
 def _expected(check: gate.Check | None) -> str:

@@ -17,8 +17,8 @@ from pathlib import Path
 import polars as pl
 import seaborn as sns
 
-from muscale.report import (DASH, ROLE_ORDER, _env, _finite, _loss, _ordered, _settings, _signed, _trajectories,
-                            _with_setting)
+from muscale.report import (DASH, ROLE_ORDER, _env, _finite, _interval, _loss, _ordered, _settings, _signed,
+                            _trajectories, _with_setting)
 from muscale.store import write_atomic
 from muscale.width import STATUSES
 
@@ -70,10 +70,6 @@ def _banner(verdicts: pl.DataFrame) -> dict:
             "counts": list(counts.items())}
 
 
-def _interval(lo, hi) -> str:
-    return f"[{lo:+.2f}, {hi:+.2f}]" if _finite(lo) and _finite(hi) else DASH
-
-
 def _claim_rows(verdicts: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
     out = []
     for v in verdicts.iter_rows(named=True):
@@ -83,12 +79,12 @@ def _claim_rows(verdicts: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
             "expected": f"{v['expected']:+.2f} ± {v['tolerance']:.2f}", "step": v["step"] if v["step"] is not None
             else DASH, "alpha": _signed(v["alpha_median"], 2),
             "range": f"{v['alpha_min']:+.2f} … {v['alpha_max']:+.2f}" if v["modules"] else DASH,
-            "envelope": _interval(v["ci_low"], v["ci_high"]),
+            "envelope": _interval(v["ci_low"], v["ci_high"]) or DASH,
             "counts": f"{v['reproduced']} / {v['not reproduced']} / {v['inconclusive']}",
             "gate": "gated" if v["gate"] else "reported", "status": v["status"], "kind": STATUS_KIND[v["status"]],
             "note": v["note"],
             "modules": [{"module": m["module"], "role": m["role"], "alpha": _signed(m["alpha"]),
-                         "ci": _interval(m["ci_low"], m["ci_high"]), "status": m["status"],
+                         "ci": _interval(m["ci_low"], m["ci_high"]) or DASH, "status": m["status"],
                          "kind": STATUS_KIND[m["status"]]} for m in behind.iter_rows(named=True)],
         })
     return out
@@ -115,7 +111,7 @@ def _alpha_tables(records: pl.DataFrame, exponents: pl.DataFrame) -> list[dict]:
 def _cell(fit: dict | None) -> dict:
     if fit is None:
         return {"alpha": "", "ci": ""}
-    return {"alpha": _signed(fit["alpha"], 2), "ci": _interval(fit["ci_low"], fit["ci_high"])}
+    return {"alpha": _signed(fit["alpha"], 2), "ci": _interval(fit["ci_low"], fit["ci_high"]) or DASH}
 
 
 def _multiplier_values(records: pl.DataFrame) -> list[dict]:
