@@ -36,6 +36,8 @@ def _both(field: str) -> str:
         short, long = ",".join(map(str, short)), ",".join(map(str, long))
     return f"Default: {short} short (sp, mup, mup-lr, mup+lrm), {long} long (lrm, lrm-scalar)."
 
+# Columns of exponents.csv, transfer.csv and equilibrium.csv that hold names, whatever they look like.
+TEXT_COLUMNS = ("family", "mode", "optimizer", "module", "role", "metric", "verdict", "variant", "invariant")
 WORST_SHOWN = 8
 STATUS_SHOWN = 20
 TABLE = dict(tbl_rows=40, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
@@ -104,6 +106,8 @@ def _analyse(records: pl.DataFrame, out: Path, device: str) -> pl.DataFrame:
     store.write_atomic(out / "exponents.csv", exponents.write_csv())
     rules = {f: BUILTIN[f].width_rules for f in records["family"].unique().sort() if f in BUILTIN}
     meta = _meta(device) | {f"width rules ({f})": r for f, r in rules.items()}
+    if diverged := coordcheck.diverged_runs(records):
+        meta["diverged runs (stopped at their first non-finite step)"] = ", ".join(diverged)
     write_report(records, exponents, out / "report.html", meta)
     return exponents
 
@@ -126,6 +130,10 @@ def _summary(exponents: pl.DataFrame, out: Path):
     click.echo(f"report: {out / 'report.html'}")
 
 
+# coord-check's exit code when it finished but some run's loss or statistics turned non-finite.
+DIVERGED = 3
+
+
 @click.group()
 @click.version_option(package_name="muscale")
 def cli():
@@ -139,6 +147,8 @@ def cli():
               "for a width.")
 @click.option("--batch", default=None, help="package.module:function returning (inputs, targets) for a user "
               "family that is not a token LM. Default: synthetic tokens (vocab 256).")
+@click.option("--loss", default="cross_entropy", show_default=True, help="cross_entropy, mse, or "
+              "package.module:function taking (output, target) and returning a scalar tensor.")
 @click.option("--widths", callback=_widths, help="Comma list, increasing. " + _both("widths"))
 @click.option("--steps", type=int, help="Optimizer steps; the long horizon records steps 0,1,2,4,… and the last. "
               + _both("steps"))
@@ -167,7 +177,8 @@ def cli():
 @click.option("--option", "options", multiple=True, callback=_options,
               help="Family option KEY=VALUE, repeatable (transformer: layers, heads, kv_heads, mlp_ratio, "
               "zero_query=1 to start the query at zero as mup recommends; mamba2: layers, expand, ssm_head_dim, "
-              "d_state, chunk, mlp_ratio; hybrid: all of both; mlp: depth, norm=layernorm).")
+              "d_state, chunk, mlp_ratio; hybrid: all of both; mlp: depth, norm=layernorm; hf:TYPE: layers, heads, "
+              "mlp_ratio and any config field; a user family: its function's keyword parameters).")
 @click.option("--mup-multiplier", "mup_multipliers", multiple=True, callback=_multipliers,
               help="A fixed μP multiplier KEY=VALUE where Falcon-H1 places them (mup modes), repeatable; "
               f"keys: {', '.join(MULTIPLIER_POINTS)}. Default: none (1).")
@@ -192,12 +203,13 @@ def cli():
               help="auto takes CUDA when present.")
 @click.option("--jobs", type=int, default=None, help="Runs in parallel processes. Default: one per CPU core "
               "on CPU, 1 on a GPU.")
-def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
+def coord_check_cmd(mode, family, batch, loss, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
                     mult_lr, mult_weight_decay, multipliers, mult_init, batch_size, seq_len, base_width, options,
                     mup_multipliers, clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, metrics,
                     save_models, out, device, jobs):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
-    write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html."""
+    write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html. Exits 3 when some
+    run diverged (the rest are fitted and reported)."""
     out = _out_dir(out or f"out/{family.replace(':', '_')}-{mode}")
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device", "cuda was asked for but no CUDA device is visible", "use --device auto or cpu")
@@ -206,14 +218,18 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
     specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
                             seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
                             clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl,
-                            multipliers, mult_init, metrics)
-    with tqdm(total=len(specs), desc=f"{mode} {family}", unit="run", file=sys.stderr) as bar:
+                            multipliers, mult_init, metrics, loss=loss)
+    # No bar where stderr is no terminal: logs, and the one line of an error, stay clean.
+    with tqdm(total=len(specs), desc=f"{mode} {family}", unit="run", file=sys.stderr, disable=None) as bar:
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")
             bar.update()
         records = coordcheck.execute(specs, out, device, jobs or launch.default_jobs(device), on_run=tick,
                                      save_models=save_models)
     _summary(_analyse(records, out, device), out)
+    if diverged := coordcheck.diverged_runs(records):
+        click.echo(f"{len(diverged)} runs diverged: {', '.join(diverged)}", err=True)
+        sys.exit(DIVERGED)
 
 
 def _read_exponents(out: Path) -> pl.DataFrame:
@@ -222,7 +238,8 @@ def _read_exponents(out: Path) -> pl.DataFrame:
     fit of DIR/records."""
     for name in ("exponents.csv", "transfer.csv", "equilibrium.csv"):
         if (out / name).is_file():
-            return pl.read_csv(out / name)
+            # Names stay text: an nn.Sequential's modules are called 0, 2, 4.
+            return pl.read_csv(out / name, schema_overrides=dict.fromkeys(TEXT_COLUMNS, pl.String))
     try:
         return fit_exponents(store.read_records(out))
     except FileNotFoundError:
@@ -449,7 +466,7 @@ def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_mi
     # The bar names a finished run by the fields that tell this study's runs apart.
     varying = [f for f in ("family", "mode", "width", "lr", "weight_decay", "seed")
                if len({getattr(spec, f) for spec in plan.specs}) > 1]
-    with tqdm(total=len(plan.specs), desc=plan.title[:40], unit="run", file=sys.stderr) as bar:
+    with tqdm(total=len(plan.specs), desc=plan.title[:40], unit="run", file=sys.stderr, disable=None) as bar:
         def tick(spec):
             bar.set_postfix_str(" ".join(_run_field(f, getattr(spec, f)) for f in varying))
             bar.update()

@@ -1,15 +1,17 @@
 """A coordinate check: validated request → run specs → runs → records."""
 
 import inspect
+import math
 from pathlib import Path
 from typing import Callable, Iterable
 
 import polars as pl
 import torch
 
-from . import launch, lrm, store
+from . import launch, losses, lrm, store
 from .errors import InputError
-from .families import MULTIPLIER_POINTS, resolve
+from .data import PROBE_INDEX
+from .families import BUILTIN, MULTIPLIER_POINTS, reference, resolve, unknown_options
 from .modes import hooks
 from .probes import METRICS
 from .spec import (LRM_IMPLS, MODES, MULT_WEIGHT_DECAY, MUON_ADJUST_LR, OPTIMIZERS, WEIGHT_DECAY_KINDS, RunSpec,
@@ -21,8 +23,8 @@ def check_positive(name: str, value, integer: bool = False):
         return
     if integer and (not isinstance(value, int) or isinstance(value, bool)):
         raise InputError(name, f"{value!r} is not a whole number", f"give {name} a whole number ≥ 1")
-    if not value > 0:
-        raise InputError(name, f"{value} is not positive", f"give {name} a value > 0")
+    if not value > 0 or not math.isfinite(value):
+        raise InputError(name, f"{value} is not a positive finite number", f"give {name} a finite value > 0")
 
 
 def check_widths(widths: tuple[int, ...]):
@@ -103,11 +105,16 @@ def check_optimizer(mode: str, optimizer: str, weight_decay: float, clip: float 
 
 def check_family(family, widths, base_width, options, mode):
     if family.builtin:
-        allowed = set(inspect.signature(family.build).parameters) - {"width", "hooks", "vocab"}
+        params = inspect.signature(family.build).parameters
+        allowed = set(params) - {"width", "hooks", "vocab"}
         unknown = set(options) - allowed
-        if unknown:
+        # A builder that takes **options (hf: any config field) checks them itself.
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             raise InputError("--option", f"family {family.name} has no option {', '.join(sorted(unknown))}",
                              f"use one of {', '.join(sorted(allowed))}")
+    elif options and (problem := unknown_options(family.build, options, skip=1)):
+        raise InputError("--option", f"{family.name} takes no option {problem}",
+                         "pass only options the function accepts as keywords")
     checked = list(widths) + ([base_width, 2 * base_width] if has_mup_lr(mode) else [])
     for w in checked:
         try:
@@ -131,6 +138,25 @@ def check_family(family, widths, base_width, options, mode):
                          "fix the option" if blame_options else "fix the family or its options") from None
 
 
+def check_output(family, width: int, options: dict, loss: str, batch_size: int, seq_len: int):
+    """A user's model (or a Hugging Face one) against its data and loss, by one forward of the
+    narrowest model at SP, so a misfit is one line before any run starts. The global RNG is
+    left as it was."""
+    if family.name in BUILTIN:
+        return
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        model = family.make(width, hooks("sp", width), options)
+        x, y = family.batch(PROBE_INDEX, batch_size, seq_len)
+        try:
+            output = losses.output_of(model(x))
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError("--family", f"{family.name} at width {width} failed on its data: {exc}",
+                             "make the model's forward take the batch --batch or the data source gives") from None
+        losses.check(loss, family.name, output, y)
+
+
 def check_metrics(metrics: Iterable[str] | None) -> tuple[str, ...] | None:
     """None or empty: every metric. The loss is always recorded."""
     metrics = tuple(dict.fromkeys(metrics or ()))
@@ -150,11 +176,14 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
          clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
          adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
          lrm_impl: str | None = None, multipliers: dict | None = None, mult_init: float = 1.0,
-         metrics: Iterable[str] | None = None) -> list[RunSpec]:
-    """Validate everything a user can get wrong before any run starts or any file is written."""
+         metrics: Iterable[str] | None = None, loss: str | Callable = "cross_entropy") -> list[RunSpec]:
+    """Validate everything a user can get wrong before any run starts or any file is written.
+    `family`, `batch` and `loss` may be module-level functions (families.reference)."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
+    family, batch, loss = reference(family, "--family"), reference(batch, "--batch"), reference(loss, "--loss")
     fam = resolve(family, batch)
+    losses.resolve(loss)
     h = default_horizon(mode, family)
     widths = tuple(h.widths if widths is None else widths)
     check_widths(widths)
@@ -166,13 +195,14 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                                  ("--base-width", base_width, True), ("--mult-lr", mult_lr, False)):
         check_positive(name, value, integer)
     for name, value in (("--weight-decay", weight_decay), ("--mult-weight-decay", mult_weight_decay)):
-        if value is not None and value < 0:
-            raise InputError(name, f"{value} is negative", f"give {name} a value ≥ 0")
+        if value is not None and not 0 <= value < math.inf:
+            raise InputError(name, f"{value} is not a finite number ≥ 0", f"give {name} a finite value ≥ 0")
     options = {k: str(v) for k, v in (options or {}).items()}
     check_family(fam, widths, base_width, options, mode)
     check_multipliers(mup_multipliers or {}, mode)
     check_placement(multipliers or {}, mode, mult_init)
     metrics = check_metrics(metrics)
+    check_output(fam, widths[0], options, loss, batch_size or h.batch_size, seq_len or h.seq_len)
     check_optimizer(mode, optimizer, h.weight_decay if weight_decay is None else weight_decay, clip, clip_multipliers,
                     muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl)
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
@@ -185,7 +215,7 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                   clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
                   weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr,
                   lrm_impl=lrm_impl or RunSpec.lrm_impl, multipliers=tuple(sorted((multipliers or {}).items())),
-                  mult_init=float(mult_init), metrics=metrics)
+                  mult_init=float(mult_init), metrics=metrics, loss=loss)
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 
 
@@ -201,6 +231,12 @@ def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto",
     done.update(launch.local([s for s in specs if s not in done], out, device, jobs, on_run,
                              save_models=save_models))
     return pl.concat([done[s] for s in specs])
+
+
+def diverged_runs(records: pl.DataFrame) -> list[str]:
+    """The runs whose loss or statistics turned non-finite (train.run stopped them there)."""
+    rows = records.filter((pl.col("metric") == "diverged") & (pl.col("value") > 0))
+    return rows["run_id"].unique().sort().to_list()
 
 
 def coord_check(mode: str = "lrm", family: str = "transformer", *, out: Path | str | None = None,

@@ -7,3 +7,8 @@ class InputError(ValueError):
     def __init__(self, field: str, problem: str, fix: str):
         self.field, self.problem, self.fix = field, problem, fix
         super().__init__(f"{field}: {problem}; {fix}")
+
+    def __reduce__(self):
+        """A worker process's error reaches the parent whole: pickling's default would call
+        __init__ with the one formatted message and fail there."""
+        return type(self), (self.field, self.problem, self.fix)

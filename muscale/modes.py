@@ -24,6 +24,7 @@ def hooks(mode: str, base_width: int, multipliers: tuple[tuple[str, float], ...]
         # 1/head_dim, normalised so the scale equals SP's 1/sqrt(head_dim) at the base width.
         attn_scale=lambda head_dim, width: (head_dim * base_width / width) ** 0.5 / head_dim,
         multipliers=multipliers,
+        base_width=base_width,
     )
 
 

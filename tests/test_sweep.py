@@ -186,21 +186,16 @@ def test_submitit_launcher_runs_a_sweep_through_its_local_mode(tmp_path):
 
 
 def test_each_local_worker_takes_its_own_gpu_and_thread_share(monkeypatch):
-    import queue
-
     import torch
 
     from muscale import launch
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    slots = queue.Queue()
-    for slot in (0, 1, 2):
-        slots.put(slot)
     before = torch.get_num_threads()
     seen = []
     try:
-        for _ in range(3):
-            launch._pin(slots, 1, gpus=2)
+        for slot in range(3):
+            launch._pin(slot, 1, gpus=2)
             seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
             assert torch.get_num_threads() == 1
     finally:
@@ -235,3 +230,25 @@ def test_bad_coord_check_part_names_its_key(tmp_path):
     path = write(tmp_path, TINY + PARTS.replace("seeds = 1", "sedes = 1"))
     with pytest.raises(Exception, match=r"study.toml:22: coord_check.sedes: unknown key"):
         study.load(path)
+
+
+def test_a_worker_killed_outright_fails_its_run_and_the_same_command_completes_the_set(monkeypatch, capsys,
+                                                                                         tmp_path):
+    """kill -9 of the worker building a width-32 model: that run is failed with the signal named,
+    the others finish; the marker is gone, so the same command again runs it and completes the set."""
+    text = TINY.replace('families = ["transformer"]', 'families = ["families_for_tests:killed_once"]')
+    path = write(tmp_path, text.replace('modes = ["sp", "mup"]', 'modes = ["sp"]').replace("[options]\nlayers = 1\n", ""))
+    marker = tmp_path / "kill-me"
+    marker.touch()
+    monkeypatch.setenv("MUSCALE_TEST_KILL", str(marker))
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(monkeypatch, capsys, "sweep", str(path), "--out", str(out), "--jobs", "2")
+    assert code == 1 and "runs failed" in stderr
+    states = sweep.status(out, sweep.read_plan(out)[1])
+    assert states.filter(pl.col("state") == "failed")["width"].to_list() == [32]
+    assert states.filter(pl.col("state") != "failed").height == states.height - 1
+    assert "SIGKILL" in next((out / "failed").glob("*.txt")).read_text()
+    assert not marker.exists()
+    code, _, stderr = run_cli(monkeypatch, capsys, "sweep", str(path), "--out", str(out), "--jobs", "2")
+    assert code == 0, stderr
+    assert set(sweep.status(out, sweep.read_plan(out)[1])["state"]) <= {"done", "diverged"}
