@@ -17,7 +17,7 @@ from tqdm import tqdm
 from . import checkpoint, coordcheck, equilibrium, gate, launch, store, study, sweep, transfer, width
 from .data import resolve_source
 from .errors import InputError
-from .families import BUILTIN, MULTIPLIER_POINTS
+from .families import MULTIPLIER_POINTS, width_rules
 from .fit import first_and_last, fit_exponents
 from .report import write_report
 from .report.equilibrium import write_equilibrium_report
@@ -104,7 +104,7 @@ def _meta(device: str) -> dict[str, str]:
 def _analyse(records: pl.DataFrame, out: Path, device: str) -> pl.DataFrame:
     exponents = fit_exponents(records)
     store.write_atomic(out / "exponents.csv", exponents.write_csv())
-    rules = {f: BUILTIN[f].width_rules for f in records["family"].unique().sort() if f in BUILTIN}
+    rules = {f: width_rules(f) for f in records["family"].unique().sort() if width_rules(f)}
     meta = _meta(device) | {f"width rules ({f})": r for f, r in rules.items()}
     if diverged := coordcheck.diverged_runs(records):
         meta["diverged runs (stopped at their first non-finite step)"] = ", ".join(diverged)
@@ -143,10 +143,11 @@ def cli():
 @cli.command("coord-check")
 @click.option("--mode", default="lrm", show_default=True, help=f"Parametrization: {', '.join(MODES)}.")
 @click.option("--family", default="transformer", show_default=True,
-              help="mlp, transformer, mamba2, hybrid, or package.module:function returning an nn.Module "
-              "for a width.")
+              help="mlp, transformer, mamba2, hybrid, hf:MODEL_TYPE (a Hugging Face architecture, the hf extra), "
+              "or package.module:function returning an nn.Module for a width (and its --option keywords).")
 @click.option("--batch", default=None, help="package.module:function returning (inputs, targets) for a user "
-              "family that is not a token LM. Default: synthetic tokens (vocab 256).")
+              "family that is not a token LM: called with no arguments, one fixed batch; with (step, batch_size), "
+              "a stream (negative steps are held out). Default: synthetic tokens (vocab 256).")
 @click.option("--loss", default="cross_entropy", show_default=True, help="cross_entropy, mse, or "
               "package.module:function taking (output, target) and returning a scalar tensor.")
 @click.option("--widths", callback=_widths, help="Comma list, increasing. " + _both("widths"))

@@ -33,6 +33,7 @@ def test_hf_coord_check(monkeypatch, capsys, tmp_path, model_type, mode, steps):
     assert code == 0, stderr
     ex = pl.read_csv(tmp_path / "exponents.csv")
     assert ROLES[model_type] <= set(ex["role"]), set(ex["role"])
+    assert "head_dim = d / heads" in (tmp_path / "report.html").read_text()
     fitted = ex.filter(pl.col("metric").is_in(["act_rms", "weight_spec"]))
     assert fitted.height and fitted["alpha"].is_finite().all()
     if mode == "lrm":

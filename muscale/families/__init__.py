@@ -155,6 +155,14 @@ def _user_batch(ref: str) -> Callable[[int, int, int], Batch]:
     return batch
 
 
+def width_rules(name: str) -> str:
+    """What a family keeps fixed and what grows with width, for the report; "" for a user's."""
+    if name.startswith("hf:"):
+        from .hf import WIDTH_RULES
+        return WIDTH_RULES
+    return BUILTIN[name].width_rules if name in BUILTIN else ""
+
+
 def resolve(name: str, batch: str | None = None, source: str = "synthetic") -> Family:
     """The family `name` fed by the token source `source` (see `data.resolve_source`), or
     by the user's `batch` function for a model that is not a token LM."""
