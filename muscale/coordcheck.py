@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 import polars as pl
 import torch
 
-from . import launch, losses, lrm, store
+from . import launch, losses, lrm, modes, store
 from .errors import InputError
 from .data import PROBE_INDEX
 from .families import BUILTIN, MULTIPLIER_POINTS, reference, resolve, unknown_options
@@ -144,8 +144,10 @@ def check_output(family, width: int, options: dict, loss: str, batch_size: int, 
     left as it was."""
     if family.name in BUILTIN:
         return
+    spec = RunSpec(family=family.name, mode="sp", optimizer="adam", lr=1.0, width=width, seed=0, steps=1,
+                   horizon="short", family_options=tuple(sorted(options.items())))
     with torch.random.fork_rng(devices=[]), torch.no_grad():
-        model = family.make(width, hooks("sp", width), options)
+        model, _ = modes.build(spec, family)
         x, y = family.batch(PROBE_INDEX, batch_size, seq_len)
         try:
             output = losses.output_of(model(x))
