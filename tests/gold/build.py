@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from muscale import study as studies, sweep
+from muscale import api, sweep
 from muscale.spec import RunSpec
 
 GOLD = Path(__file__).resolve().parent
@@ -167,7 +167,7 @@ def fit(name: str, work: Path) -> dict[str, str]:
 def plan_ids(study: Path) -> dict:
     """The run ids a bundled study expands to, and the digest of everything else its plan saves."""
     with tempfile.TemporaryDirectory() as tmp:
-        sweep.write_plan(Path(tmp), studies.load(study))
+        sweep.write_plan(Path(tmp), api.load(study))
         plan = json.loads((Path(tmp) / "plan.json").read_text(encoding="utf-8"))
     runs, parts = plan.pop("runs"), plan.pop("parts")
     plan.pop("study")  # where it was read from

@@ -1,6 +1,6 @@
 """Width studies (`kind = "width"`): every scheme (mode) × family × width × seed trained once
 on the long horizon, streamed batches and AdamW, and the study's claims about the width
-exponents (width.py) judged from the fits.
+exponents (analysis.py) judged from the fits.
 
 The weight-decay equilibrium ‖W‖ ∝ sqrt(η/λ) settles in about 1/(η·λ) steps, so the
 study refuses fewer than `eta_lambda_steps` of them; an interval over seeds needs two
@@ -10,16 +10,15 @@ explicit choice (`mult_lr`, `mult_weight_decay`)."""
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from ...across_widths import KEYS, TRAINING, across_widths
+from ...probes import METRICS
+from ...roles import ROLES
+from ...spec import RunSpec, canonical_mode, multiplier_kind
+from ...studyfile import Reader
+from ...validate import check_positive
+from .analysis import DERIVED, Claim
 
-from . import coordcheck
-from .probes import METRICS
-from .roles import ROLES
-from .spec import RunSpec, canonical_mode, multiplier_kind
-from .study import TOP as SHARED, TRAINING, _Reader, across_widths
-from .width import DERIVED, Claim
-
-TOP = {key: SHARED[key] for key in (
+TOP = {key: KEYS[key] for key in (
     "title", "families", "modes", "widths", "steps", "batch_size", "seq_len", "mult_weight_decay", "multipliers",
     "mult_init", "base_width", "data", "options", "mup_multipliers", *TRAINING)} | {
     "optimizers": (list, ["adamw"], "optimizers, e.g. [\"adamw\"]"),
@@ -39,7 +38,7 @@ CLAIM = {"name": (str, None, "what the claim says, e.g. \"multipliers ≈ d^-1 o
          "tolerance": (float, None, "how far α may stray, e.g. 0.2"),
          "gate": (bool, False, "true: `muscale gate` fails when the claim is not reproduced"),
          "note": (str, "", "a line for the report")}
-# What each derived metric is computed from (width.derived).
+# What each derived metric is computed from (analysis.derived).
 SOURCES = {"mult_scale": ("mult_scalar", "mult_row_rms", "mult_col_rms"),
            "mult_qk": ("mult_scalar", "mult_row_rms"), "update_rel": ("update_fro", "weight_fro")}
 
@@ -51,7 +50,7 @@ class WidthStudy:
     specs: tuple[RunSpec, ...]
     claims: tuple[Claim, ...]
     parts: dict
-    kind: ClassVar[str] = "width"
+    kind = "width"
 
     def settings(self) -> dict:
         """The claims, for the fit, the report and the gate (plan.json)."""
@@ -59,19 +58,19 @@ class WidthStudy:
 
     def baseline(self) -> list[dict]:
         """No rows before the runs: the gated claims become gate rows once the fits say which
-        modules they cover (width.baseline)."""
+        modules they cover (analysis.baseline)."""
         return []
 
 
-def load(r: _Reader, raw: dict) -> WidthStudy:
-    """Validate a width study (`r`: study._Reader over its file) and expand it into runs."""
+def read(r: Reader, raw: dict) -> WidthStudy:
+    """Validate a width study (`r`: studyfile.Reader over its file) and expand it into runs."""
     top = r.table(raw, TOP)
     runs = across_widths(r, top)
     if top["seeds"] < 2:
         raise r.error("seeds", f"{top['seeds']} seed gives no interval over seeds", "give seeds = 2 or more")
     metrics = r.listed("metrics", top["metrics"], str, METRICS)
     for key in ("lr", "weight_decay", "mult_lr", "eta_lambda_steps"):
-        r.check(coordcheck.check_positive, key, top[key], key=key)
+        r.check(check_positive, key, top[key], key=key)
     budget = top["lr"] * top["weight_decay"] * top["steps"]
     if budget < top["eta_lambda_steps"]:
         raise r.error("steps", f"lr·weight_decay·steps = {budget:.3g} is below eta_lambda_steps = "
@@ -86,7 +85,7 @@ def load(r: _Reader, raw: dict) -> WidthStudy:
     return WidthStudy(r.path, top["title"] or r.path.stem, specs, claims, {})
 
 
-def _claim(r: _Reader, index: int, raw, modes: list[str], metrics: list[str]) -> Claim:
+def _claim(r: Reader, index: int, raw, modes: list[str], metrics: list[str]) -> Claim:
     """The index-th [[claim]] table; errors name it as claim.N.KEY (N from 1) at its line."""
     at = _ClaimReader(r, index)
     if not isinstance(raw, dict):
@@ -108,11 +107,11 @@ def _claim(r: _Reader, index: int, raw, modes: list[str], metrics: list[str]) ->
                  c["gate"], c["note"])
 
 
-class _ClaimReader(_Reader):
-    """A _Reader whose keys are those of one [[claim]] table: `file:line: claim.N.key`, the
+class _ClaimReader(Reader):
+    """A Reader whose keys are those of one [[claim]] table: `file:line: claim.N.key`, the
     line found within that table."""
 
-    def __init__(self, r: _Reader, index: int):
+    def __init__(self, r: Reader, index: int):
         self.path, self.lines, self.index = r.path, r.lines, index
 
     def where(self, key: str) -> str:

@@ -6,7 +6,7 @@ learning-rate curves η* was read from, with diverged runs and unbracketed optim
 such; η* against width with the fitted line; the tables behind both; and the training
 curves at each width's best grid learning rate, to see that the runs learned at all.
 
-The numbers all come from muscale.transfer (final losses → optima → drift, per width);
+The numbers all come from analysis.py (final losses → optima → drift, per width);
 this module only arranges them (polars) and draws them (matplotlib on Agg, three figures).
 """
 
@@ -25,10 +25,14 @@ from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from muscale import gate, transfer
-from muscale.errors import InputError
-from muscale.report import DASH, _env, _finite, _interval, _require, _settings, _signed, _with_setting, figures
-from muscale.store import write_atomic
+from ... import gate
+from ...errors import InputError
+from ...report import figures
+from ...report.frames import require, setting_order, with_setting
+from ...report.templates import environment
+from ...report.text import DASH, finite, interval, signed
+from ...store import write_atomic
+from . import analysis as transfer
 
 __all__ = ["write_sweep_report"]
 
@@ -45,23 +49,29 @@ OPTIMUM_PANEL = (4.2, 3.0)
 def write_sweep_report(title: str, records: pl.DataFrame, path: str | os.PathLike,
                        meta: Mapping[str, str] | None = None, tolerance: float = 0.25,
                        expect: Sequence[Mapping] = (), parts: Sequence[Mapping] = ()) -> Path:
-    """Render the report of a learning-rate sweep fully in memory, then swap the file in.
+    """Analyse and render the report of a learning-rate sweep fully in memory, then swap the file in.
 
     `records`: the long records of the sweep's runs (eval_loss, train_loss and diverged rows).
     `tolerance`: the largest |α| of η* ∝ width^α that still counts as transfer.
-    `expect`: the study's expectations as gate rows (`Study.baseline()`); each is checked
+    `expect`: the study's expectations as gate rows (`TransferStudy.baseline()`); each is checked
     exactly as `muscale gate` checks it, and the banner then reports those checks.
     `parts`: the study's coordinate checks ({name, href relative to the report, verdicts:
     verdict → count}), linked from the report."""
     _check(records)
-    html = _render(title, _Sweep(records, tolerance, expect), meta or {}, parts)
     path = Path(path)
-    write_atomic(path, html)
+    write_atomic(path, render(title, records, transfer.analyse(records, tolerance), meta or {}, expect, parts))
     return path
 
 
+def render(title: str, records: pl.DataFrame, fitted: transfer.Transfer, meta: Mapping[str, str],
+           expect: Sequence[Mapping], parts: Sequence[Mapping]) -> str:
+    """The report of records already analysed (`fitted`)."""
+    _check(records)
+    return _render(title, _Sweep(records, fitted, expect), meta, parts)
+
+
 def _check(records: pl.DataFrame) -> None:
-    _require(records, SWEEP_COLUMNS, "records")
+    require(records, SWEEP_COLUMNS, "records")
     present = sorted(records["metric"].unique().to_list())
     if "eval_loss" not in present:
         seen = f"it has {', '.join(present)}" if present else "it has no rows"
@@ -72,16 +82,14 @@ def _check(records: pl.DataFrame) -> None:
 class _Sweep:
     """The sweep's numbers, each frame labelled with its setting (mode, plus family / optimizer when they vary)."""
 
-    def __init__(self, records: pl.DataFrame, tolerance: float, expect: Sequence[Mapping]):
-        self.tolerance = tolerance
-        losses = transfer.final_losses(records)
-        best = transfer.optima(losses)
-        self.drift = transfer.drift(best, tolerance)
+    def __init__(self, records: pl.DataFrame, fitted: transfer.Transfer, expect: Sequence[Mapping]):
+        self.tolerance = fitted.tolerance
+        losses, best, widths = fitted.losses, fitted.best, fitted.widths
+        self.drift = fitted.drift
         self.checks = {(c.family, c.mode, c.optimizer): c for c in gate.check(self.drift, list(expect))}
-        widths = transfer.per_width(best)
 
-        labels = _with_setting(losses.select(SETTING).unique(), ("family", "optimizer"))
-        self.settings = _settings(labels)
+        labels = with_setting(losses.select(SETTING).unique(), ("family", "optimizer"))
+        self.settings = setting_order(labels)
 
         def tag(df: pl.DataFrame) -> pl.DataFrame:
             return df.join(labels, on=SETTING).with_columns(pl.col("width").cast(pl.Int64))
@@ -151,7 +159,7 @@ def _banner(sweep: _Sweep) -> dict:
         line = f"NO FIT — {n - fitted} of {n} setting(s) have too few widths with an optimum to fit" + (
             f"; {fitted} transfer(s)" if fitted else "")
     chips = [{"setting": r["setting"], "kind": VERDICT_KIND[r["verdict"]], "verdict": r["verdict"],
-              "alpha": _signed(r["alpha"], 2), "ci": _interval(r["ci_low"], r["ci_high"]),
+              "alpha": signed(r["alpha"], 2), "ci": interval(r["ci_low"], r["ci_high"]),
               "expected": _expected(_check_of(sweep, r))}
              for r in rows.iter_rows(named=True)]
     return {"overall": overall, "line": line, "settings": chips}
@@ -166,8 +174,8 @@ def _expected(check: gate.Check | None) -> str:
 def _drift_rows(sweep: _Sweep) -> list[dict]:
     return [{
         "family": r["family"], "mode": r["mode"], "optimizer": r["optimizer"],
-        "alpha": _signed(r["alpha"]), "ci_low": _signed(r["ci_low"]), "ci_high": _signed(r["ci_high"]),
-        "r2": f"{r['r2']:.3f}" if _finite(r["r2"]) else DASH,
+        "alpha": signed(r["alpha"]), "ci_low": signed(r["ci_low"]), "ci_high": signed(r["ci_high"]),
+        "r2": f"{r['r2']:.3f}" if finite(r["r2"]) else DASH,
         "n_widths": DASH if r.get("n_widths") is None else r["n_widths"],
         "n_seeds": DASH if r.get("n_seeds") is None else r["n_seeds"],
         "unbracketed": r["unbracketed"], "diverged": r["diverged_runs"], "tolerance": f"{r['tolerance']:g}",
@@ -186,13 +194,13 @@ def _width_rows(sweep: _Sweep) -> list[dict]:
     rows = []
     for r in table.iter_rows(named=True):
         x = r["log2_lr_opt"]  # null exactly when every run of the width diverged
-        status = "all diverged" if not _finite(x) else "bracketed" if r["bracketed"] else "unbracketed"
+        status = "all diverged" if not finite(x) else "bracketed" if r["bracketed"] else "unbracketed"
         rows.append({
             "family": r["family"], "mode": r["mode"], "optimizer": r["optimizer"], "width": r["width"],
-            "log2_opt": f"{x:+.2f}" if _finite(x) else DASH, "opt": f"{2.0**x:.3g}" if _finite(x) else DASH,
-            "ci_low": f"{r['ci_low']:+.2f}" if _finite(r["ci_low"]) else DASH,
-            "ci_high": f"{r['ci_high']:+.2f}" if _finite(r["ci_high"]) else DASH,
-            "n_seeds": r["n_seeds"] or 0, "best_grid": f"{r['log2_lr']:+g}" if _finite(r["log2_lr"]) else DASH,
+            "log2_opt": f"{x:+.2f}" if finite(x) else DASH, "opt": f"{2.0**x:.3g}" if finite(x) else DASH,
+            "ci_low": f"{r['ci_low']:+.2f}" if finite(r["ci_low"]) else DASH,
+            "ci_high": f"{r['ci_high']:+.2f}" if finite(r["ci_high"]) else DASH,
+            "n_seeds": r["n_seeds"] or 0, "best_grid": f"{r['log2_lr']:+g}" if finite(r["log2_lr"]) else DASH,
             "diverged": f"{r['failed']} of {r['runs']}", "status": status, "kind": STATUS_KIND[status],
         })
     return rows
@@ -200,7 +208,7 @@ def _width_rows(sweep: _Sweep) -> list[dict]:
 
 def _render(title: str, sweep: _Sweep, meta: Mapping[str, str], parts: Sequence[Mapping] = ()) -> str:
     palette = figures.width_palette(sweep.all_widths)
-    return _env.get_template("sweep.html.j2").render(
+    return environment(Path(__file__).parent).get_template("template.html.j2").render(
         title=title,
         banner=_banner(sweep),
         has_expect=bool(sweep.checks),
@@ -233,7 +241,7 @@ _MARKERS = (
 _BAND_ROW = 0.045  # axes fraction per width of diverged markers at the top of a panel
 
 
-@matplotlib.rc_context(figures._RC)
+@matplotlib.rc_context(figures.RC)
 def transfer_figure(runs: pl.DataFrame, stars: pl.DataFrame, settings: list[str], palette: dict,
                     grid: list[float]) -> str:
     """Final held-out loss vs log2 learning rate, a panel per setting, a line per width (seed mean).
@@ -241,17 +249,17 @@ def transfer_figure(runs: pl.DataFrame, stars: pl.DataFrame, settings: list[str]
     `runs`: setting, width, log2_lr, eval_loss, failed. `stars`: setting, width, log2_lr_opt, loss_opt,
     bracketed. The y axis spans the runs that did not diverge; diverged runs sit above it as crosses,
     a row per width."""
-    fig, axes = figures._panels(len(settings), 3, "log₂ learning rate", "final held-out loss")
+    fig, axes = figures.panel_grid(len(settings), 3, "log₂ learning rate", "final held-out loss")
     by_setting = runs.partition_by("setting", as_dict=True)
     stars_by = stars.partition_by("setting", as_dict=True)
     step = min(np.diff(grid)) if len(grid) > 1 else 1.0
     for ax, setting in zip(axes, settings):
         lost = _transfer_panel(ax, by_setting[(setting,)], stars_by.get((setting,)), palette)
         ax.set_xlim(grid[0] - step / 2, grid[-1] + step / 2)
-        figures._ticks(ax.xaxis, grid[:: math.ceil(len(grid) / 8)])
-        figures._title(ax, setting + (f" · all diverged: width {', '.join(map(str, lost))}" if lost else ""))
-    figures._legend(fig, palette, "width", extra=_MARKERS)
-    return figures._png(fig)
+        figures.fixed_ticks(ax.xaxis, grid[:: math.ceil(len(grid) / 8)])
+        figures.set_title(ax, setting + (f" · all diverged: width {', '.join(map(str, lost))}" if lost else ""))
+    figures.add_legend(fig, palette, "width", extra=_MARKERS)
+    return figures.to_png(fig)
 
 
 def _transfer_panel(ax, part: pl.DataFrame, stars: pl.DataFrame | None, palette: dict) -> list[int]:
@@ -291,13 +299,13 @@ def _transfer_panel(ax, part: pl.DataFrame, stars: pl.DataFrame | None, palette:
     return sorted(set(rows) - set(alive["width"].to_list()))
 
 
-@matplotlib.rc_context(figures._RC)
+@matplotlib.rc_context(figures.RC)
 def optimum_figure(per_width: pl.DataFrame, drift: pl.DataFrame, settings: list[str], grid: list[float]) -> str:
     """log2 η* vs width (log2 axis), a marker set per setting with its interval over seeds, and the fitted
     drift line of slope α through the points' mean. Dotted: the edges of the learning-rate grid.
 
     `per_width`: setting, width, log2_lr_opt, ci_low, ci_high, bracketed. `drift`: setting, alpha, ci_low, ci_high."""
-    fig, axes = figures._grid(1, 1, OPTIMUM_PANEL)
+    fig, axes = figures.figure_grid(1, 1, OPTIMUM_PANEL)
     ax = axes[0, 0]
     colors = dict(zip(settings, sns.color_palette("deep", len(settings))))
     fits = {r["setting"]: r for r in drift.iter_rows(named=True)}
@@ -323,20 +331,20 @@ def optimum_figure(per_width: pl.DataFrame, drift: pl.DataFrame, settings: list[
         alpha = fit.get("alpha")
         name = setting.replace("$", r"\$")  # legend text is parsed for TeX; a user's '$' is not TeX
         label = f"{name}\nno fit"
-        if _finite(alpha):
+        if finite(alpha):
             lx = np.log2(x / dodge)
             ends = np.array([widths[0], widths[-1]], dtype=float)
             ax.plot(ends, y.mean() + alpha * (np.log2(ends) - lx.mean()), color=color, linewidth=1.1)
-            half = (fit["ci_high"] - fit["ci_low"]) / 2 if _finite(fit["ci_low"]) and _finite(fit["ci_high"]) else None
+            half = (fit["ci_high"] - fit["ci_low"]) / 2 if finite(fit["ci_low"]) and finite(fit["ci_high"]) else None
             label = f"{name}\nα = {alpha:+.2f}" + (f" ± {half:.2f}" if half is not None else "")
         handles.append(Line2D([], [], color=color, marker="o", markersize=4, label=label,
-                              linestyle="-" if _finite(alpha) else ""))
+                              linestyle="-" if finite(alpha) else ""))
     for edge in (grid[0], grid[-1]):
         ax.axhline(edge, color="0.6", linewidth=0.7, linestyle=":")
     handles.append(Line2D([], [], color="0.6", linewidth=0.7, linestyle=":", label="grid edge"))
     handles.append(Line2D([], [], color="0.3", marker="o", markersize=4, markerfacecolor="white", linestyle="",
                           label="unbracketed"))
-    figures._log2_x(ax, widths[-1], widths)
+    figures.log2_x_axis(ax, widths[-1], widths)
     ax.set_xlim(widths[0] / 2**0.3, widths[-1] * 2**0.3)
     # η* lies inside the grid (a vertex between its neighbours, or a grid point): zoom on the optima, never past
     # the grid's edges, and clip intervals wider than that
@@ -345,8 +353,8 @@ def optimum_figure(per_width: pl.DataFrame, drift: pl.DataFrame, settings: list[
     ax.set_xlabel("width")
     ax.set_ylabel("log₂ η*")
     _widen_right(fig, max(len(line) for h in handles for line in h.get_label().splitlines()))
-    figures._legend(fig, {}, "setting: η* ∝ width$^α$", extra=tuple(handles))
-    return figures._png(fig)
+    figures.add_legend(fig, {}, "setting: η* ∝ width$^α$", extra=tuple(handles))
+    return figures.to_png(fig)
 
 
 def _widen_right(fig, chars: int) -> None:
@@ -360,15 +368,15 @@ def _widen_right(fig, chars: int) -> None:
         fig.subplots_adjust(left=fig.subplotpars.left * width / (width + extra), right=right / (width + extra))
 
 
-@matplotlib.rc_context(figures._RC)
+@matplotlib.rc_context(figures.RC)
 def curves_figure(curves: pl.DataFrame, settings: list[str], palette: dict, window: int) -> str:
     """Training loss (running mean) and held-out loss vs step, a panel per setting, a line per width.
 
     `curves`: setting, width, metric (train_loss | eval_loss), step, value."""
-    fig, axes = figures._panels(len(settings), 3, "step", "loss")
+    fig, axes = figures.panel_grid(len(settings), 3, "step", "loss")
     panels = curves.partition_by("setting", as_dict=True)
     for ax, setting in zip(axes, settings):
-        figures._title(ax, setting)
+        figures.set_title(ax, setting)
         part = panels.get((setting,))
         if part is None:
             ax.set_yticks([])
@@ -384,5 +392,5 @@ def curves_figure(curves: pl.DataFrame, settings: list[str], palette: dict, wind
                     label="train loss" + (f"\n(mean of {window} steps)" if window > 1 else "")),
              Line2D([], [], color="0.3", marker="o", markersize=4, markeredgecolor="white", linestyle="",
                     label="held-out loss"))
-    figures._legend(fig, palette, "width", extra=extra)
-    return figures._png(fig)
+    figures.add_legend(fig, palette, "width", extra=extra)
+    return figures.to_png(fig)

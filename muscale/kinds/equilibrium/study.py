@@ -7,27 +7,26 @@ steps: every corner of the grid ends equally deep in its equilibrium. A study tr
 or more variants (a family with its options, e.g. the mlp with and without a gainless
 LayerNorm); which of their matrices are scale-invariant is measured on each variant's
 model when the study is read (invariance.py) and saved in the plan, for the fit
-(equilibrium.py), the report and the gate."""
+(analysis.py), the report and the gate."""
 
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
-
 import torch
 
-from . import coordcheck, invariance
-from .data import PROBE_INDEX, resolve_source
-from .equilibrium import OPTIMIZER, exponent_name
-from .families import Hooks, resolve
-from .roles import role_of
-from .spec import RunSpec
+from ... import invariance
+from ...data import PROBE_INDEX, resolve_source
+from ...families import Hooks, resolve
+from ...roles import role_of
+from ...spec import RunSpec
+from ...validate import check_family, check_positive
+from .analysis import OPTIMIZER, exponent_name
 
 # Modes whose effective matrix has a norm the records give: ‖W‖ (sp) and |s|·‖W‖ (lrm-scalar).
 MODES = ("sp", "lrm-scalar")
 METRICS = ("weight_fro", "mult_scalar")
 
-# key: (type, default; None = required, help), read by study._Reader
+# key: (type, default; None = required, help), read by studyfile.Reader
 TOP = {
     "title": (str, "", "a heading for the report"),
     "modes": (list, None, f"parametrizations among {', '.join(MODES)}"),
@@ -93,7 +92,7 @@ class EquilibriumStudy:
     # (p, q, tolerance) every scale-invariant matrix is held to, or None.
     expect: tuple[float, float, float] | None
     parts: dict = field(default_factory=dict)  # no coordinate checks beside this kind
-    kind: ClassVar[str] = "equilibrium"
+    kind = "equilibrium"
 
     def settings(self) -> dict:
         """What the fit and the report need besides the runs, saved in plan.json."""
@@ -113,14 +112,14 @@ class EquilibriumStudy:
                 for variable, expected in (("eta", p), ("lambda", q))]
 
 
-def load(r, raw: dict) -> EquilibriumStudy:
-    """Validate an equilibrium study (`r`: study._Reader over its file) and expand it into runs."""
+def read(r, raw: dict) -> EquilibriumStudy:
+    """Validate an equilibrium study (`r`: studyfile.Reader over its file) and expand it into runs."""
     top = r.table(raw, TOP)
     modes = r.listed("modes", top["modes"], str, MODES)
     for key in ("width", "seeds", "batch_size", "seq_len", "eval_batches", "max_steps"):
-        r.check(coordcheck.check_positive, key, top[key], True, key=key)
+        r.check(check_positive, key, top[key], True, key=key)
     for key in ("eta_lambda_steps", "diverge_factor"):
-        r.check(coordcheck.check_positive, key, top[key], key=key)
+        r.check(check_positive, key, top[key], key=key)
     if top["mult_weight_decay"] < 0:
         raise r.error("mult_weight_decay", f"{top['mult_weight_decay']} is negative", "give it a value ≥ 0")
     if not 0 < top["steady_fraction"] <= 1:
@@ -165,7 +164,7 @@ def _variant(r, name: str, raw: dict, top: dict) -> Variant:
     options = {k: str(value) for k, value in v["options"].items()}
     fields = {"data": "data", "--option": f"{key}.options", "--widths": "width"}
     family = r.check(resolve, v["family"], None, top["data"], key=f"{key}.family", fields=fields)
-    r.check(coordcheck.check_family, family, (top["width"],), top["width"], options, "sp", key=f"{key}.family",
+    r.check(check_family, family, (top["width"],), top["width"], options, "sp", key=f"{key}.family",
             fields=fields)
     if not (family.builtin and family.vocab is None):
         r.check(resolve_source(top["data"]).check, top["seq_len"], key=f"{key}.family", fields=fields)
@@ -188,7 +187,7 @@ def _expect(r, raw: dict, variants: tuple[Variant, ...]) -> tuple[float, float, 
     if "scale_invariant" not in raw:
         return None
     e = r.table(raw["scale_invariant"], EXPECT, "expect.scale_invariant.")
-    r.check(coordcheck.check_positive, "tolerance", e["tolerance"], key="expect.scale_invariant.tolerance")
+    r.check(check_positive, "tolerance", e["tolerance"], key="expect.scale_invariant.tolerance")
     if not any(v.invariant for v in variants):
         smallest = min((c, v.name, m) for v in variants for m, c in v.change.items())
         raise r.error("expect.scale_invariant", f"no variant has a scale-invariant matrix (the smallest change of "

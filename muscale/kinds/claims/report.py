@@ -4,25 +4,25 @@ What a reader needs to judge the study's claims: each claim with the fitted expo
 behind it and whether they reproduce it; per scheme and family the width exponent, with its
 interval, of every layer's matrix, activation, update and multiplier sizes at the end;
 the learned multipliers' values per width; α against training step; the loss; metadata.
-The numbers come from muscale.width (derived metrics, fits, claim verdicts); this module
+The numbers come from analysis.py (derived metrics, fits, claim verdicts); this module
 only arranges them.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
 import seaborn as sns
 
-from muscale.report import (DASH, ROLE_ORDER, _env, _finite, _interval, _loss, _ordered, _settings, _signed,
-                            _trajectories, _with_setting)
-from muscale.store import write_atomic
-from muscale.width import STATUSES
+from ...report.frames import alpha_trajectories, loss_panel, ordered, setting_order, with_setting
+from ...report.templates import environment
+from ...report.text import DASH, finite, interval, signed
+from ...roles import ROLES
+from .analysis import STATUSES
 
-__all__ = ["write_width_report"]
+__all__ = ["render"]
 
 # The exponent table's columns: matrix, activation, update and multiplier sizes.
 TABLE_METRICS = ("weight_fro", "act_rms", "update_fro", "update_spec", "update_rel", "mult_scale", "mult_qk")
@@ -32,27 +32,22 @@ TRAJECTORY_COLORS = dict(zip(("act_rms", "weight_fro", "update_rel", "mult_scale
 STATUS_KIND = dict(zip(STATUSES, ("pass", "fail", "warn", "info")))
 
 
-def write_width_report(title: str, records: pl.DataFrame, exponents: pl.DataFrame, verdicts: pl.DataFrame,
-                       modules: pl.DataFrame, path: str | os.PathLike, meta: Mapping[str, str] | None = None) -> Path:
-    """Render fully in memory, then swap the file in.
-
-    `records`: the runs' records with the derived rows (width.derived); `exponents`: their fits;
-    `verdicts`, `modules`: width.judge's claim rows and the module rows behind them."""
-    records = _with_setting(records, ("family",))
-    exponents = _with_setting(exponents, ("family",))
-    html = _env.get_template("width.html.j2").render(
+def render(title: str, records: pl.DataFrame, exponents: pl.DataFrame, verdicts: pl.DataFrame,
+           modules: pl.DataFrame, meta: Mapping[str, str]) -> str:
+    """`records`: the runs' records with the derived rows (analysis.derived); `exponents`: their fits;
+    `verdicts`, `modules`: analysis.judge's claim rows and the module rows behind them."""
+    records = with_setting(records, ("family",))
+    exponents = with_setting(exponents, ("family",))
+    return environment(Path(__file__).parent).get_template("template.html.j2").render(
         title=title,
         banner=_banner(verdicts),
         claims=_claim_rows(verdicts, modules),
         tables=_alpha_tables(records, exponents),
         multipliers=_multiplier_values(records),
-        trajectories=_trajectories(exponents, TRAJECTORY_COLORS),
-        loss=_loss(records, log_steps=True),
-        meta=meta or {},
+        trajectories=alpha_trajectories(exponents, TRAJECTORY_COLORS),
+        loss=loss_panel(records, log_steps=True),
+        meta=meta,
     )
-    path = Path(path)
-    write_atomic(path, html)
-    return path
 
 
 def _banner(verdicts: pl.DataFrame) -> dict:
@@ -77,14 +72,14 @@ def _claim_rows(verdicts: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
         out.append({
             "name": v["name"], "mode": v["mode"], "family": v["family"], "metric": v["metric"], "roles": v["roles"],
             "expected": f"{v['expected']:+.2f} ± {v['tolerance']:.2f}", "step": v["step"] if v["step"] is not None
-            else DASH, "alpha": _signed(v["alpha_median"], 2),
+            else DASH, "alpha": signed(v["alpha_median"], 2),
             "range": f"{v['alpha_min']:+.2f} … {v['alpha_max']:+.2f}" if v["modules"] else DASH,
-            "envelope": _interval(v["ci_low"], v["ci_high"]) or DASH,
+            "envelope": interval(v["ci_low"], v["ci_high"]) or DASH,
             "counts": f"{v['reproduced']} / {v['not reproduced']} / {v['inconclusive']}",
             "gate": "gated" if v["gate"] else "reported", "status": v["status"], "kind": STATUS_KIND[v["status"]],
             "note": v["note"],
-            "modules": [{"module": m["module"], "role": m["role"], "alpha": _signed(m["alpha"]),
-                         "ci": _interval(m["ci_low"], m["ci_high"]) or DASH, "status": m["status"],
+            "modules": [{"module": m["module"], "role": m["role"], "alpha": signed(m["alpha"]),
+                         "ci": interval(m["ci_low"], m["ci_high"]) or DASH, "status": m["status"],
                          "kind": STATUS_KIND[m["status"]]} for m in behind.iter_rows(named=True)],
         })
     return out
@@ -97,7 +92,7 @@ def _alpha_tables(records: pl.DataFrame, exponents: pl.DataFrame) -> list[dict]:
                             & (pl.col("step") == pl.col("step").max().over("setting")))
     order = {m: i for i, m in enumerate(records["module"].unique(maintain_order=True).to_list())}
     tables = []
-    for setting in _settings(last):
+    for setting in setting_order(last):
         part = last.filter(pl.col("setting") == setting)
         metrics = [m for m in TABLE_METRICS if m in set(part["metric"].to_list())]
         cells = {(r["module"], r["metric"]): r for r in part.iter_rows(named=True)}
@@ -111,7 +106,7 @@ def _alpha_tables(records: pl.DataFrame, exponents: pl.DataFrame) -> list[dict]:
 def _cell(fit: dict | None) -> dict:
     if fit is None:
         return {"alpha": "", "ci": ""}
-    return {"alpha": _signed(fit["alpha"], 2), "ci": _interval(fit["ci_low"], fit["ci_high"]) or DASH}
+    return {"alpha": signed(fit["alpha"], 2), "ci": interval(fit["ci_low"], fit["ci_high"]) or DASH}
 
 
 def _multiplier_values(records: pl.DataFrame) -> list[dict]:
@@ -120,14 +115,14 @@ def _multiplier_values(records: pl.DataFrame) -> list[dict]:
     rows = records.filter(pl.col("metric").is_in(MULTIPLIER_METRICS)
                           & (pl.col("step") == pl.col("step").max().over("setting")))
     out = []
-    for setting in _settings(rows):
+    for setting in setting_order(rows):
         part = rows.filter(pl.col("setting") == setting)
         widths = sorted(set(part["width"].to_list()))
         means = (part.group_by("module", "role", "metric", "width").agg(pl.col("value").mean())
                  .pivot(on="width", index=["module", "role", "metric"], values="value"))
-        rank = {r: i for i, r in enumerate(_ordered(means["role"], ROLE_ORDER))}
+        rank = {r: i for i, r in enumerate(ordered(means["role"], ROLES))}
         table = [{"module": r["module"], "role": r["role"], "metric": r["metric"],
-                  "sizes": [f"{r[str(w)]:.3g}" if _finite(r[str(w)]) else DASH for w in widths]}
+                  "sizes": [f"{r[str(w)]:.3g}" if finite(r[str(w)]) else DASH for w in widths]}
                  for r in sorted(means.iter_rows(named=True), key=lambda r: (rank[r["role"]], r["module"], r["metric"]))]
         out.append({"setting": setting, "step": part["step"].max(), "widths": widths, "rows": table})
     return out

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .gate import KEY
-from .spec import RunSpec, multiplier_kind
+from ...gate import KEY
+from ...spec import RunSpec, multiplier_kind
 
 DERIVED = ("mult_scale", "mult_qk", "update_rel")
 STATUSES = ("reproduced", "not reproduced", "inconclusive", "no data")

@@ -7,11 +7,12 @@ point, flagged. The drift exponent α in η* ∝ d^α is fitted like any width e
 (fit.py): per seed, with an interval over seeds."""
 
 import math
+from dataclasses import dataclass
 
 import polars as pl
 from scipy import stats
 
-from .fit import fit_exponents
+from ...fit import fit_exponents
 
 SETTING = ["family", "mode", "optimizer"]
 
@@ -95,3 +96,20 @@ def per_width(best: pl.DataFrame) -> pl.DataFrame:
                     ci_low=pl.col("log2_lr_opt") - pl.col("half"), ci_high=pl.col("log2_lr_opt") + pl.col("half"),
                     n_seeds="n_seeds", bracketed="bracketed")
             .sort(*SETTING, "width"))
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Everything the report, the tables and the gate read, from the records of a sweep."""
+
+    tolerance: float
+    losses: pl.DataFrame  # final_losses
+    best: pl.DataFrame  # optima
+    drift: pl.DataFrame  # drift: the exponents
+    widths: pl.DataFrame  # per_width
+
+
+def analyse(records: pl.DataFrame, tolerance: float) -> Transfer:
+    losses = final_losses(records)
+    best = optima(losses)
+    return Transfer(tolerance, losses, best, drift(best, tolerance), per_width(best))

@@ -7,12 +7,11 @@ the gate's verdicts; that the runs did settle; and, for learnable scalar multipl
 effective norm |s|·‖W‖ and the held-out loss beside SP's. A table of claims says in plain
 words what was and was not reproduced.
 
-The numbers all come from muscale.equilibrium; this module arranges and draws them."""
+The numbers all come from analysis.py; this module arranges and draws them."""
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,25 +21,17 @@ import polars as pl
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from muscale import equilibrium, gate
-from muscale.report import DASH, _env, _finite, _interval, _signed, figures
-from muscale.store import write_atomic
+from ... import gate
+from ...report import figures
+from ...report.templates import environment
+from ...report.text import DASH, finite, interval, signed
+from . import analysis as equilibrium
 
-__all__ = ["write_equilibrium_report"]
+__all__ = ["render"]
 
 MODE_STYLE = {"sp": "-", "lrm-scalar": "--"}
 NO_CLAIM = "measured"  # the check column of a row the study expects nothing of
 DEFAULT_BAND = 0.15  # how near ±½ counts as "follows sqrt(η/λ)" when the study has no [expect]
-
-
-def write_equilibrium_report(plan: Mapping, analysis: equilibrium.Analysis, path: str | os.PathLike,
-                             meta: Mapping[str, str] | None = None) -> Path:
-    """Render the report of an equilibrium study fully in memory, then swap the file in.
-
-    `plan`: the study's plan.json (title, expect, equilibrium settings); `analysis`: its records analysed."""
-    path = Path(path)
-    write_atomic(path, _render(plan, analysis, meta or {}))
-    return path
 
 
 class _Study:
@@ -62,7 +53,7 @@ class _Study:
 
     def follows(self, row: Mapping) -> bool:
         """Whether a fit's p and q both lie within the band around +½ and −½."""
-        return _finite(row["p"]) and _finite(row["q"]) and abs(row["p"] - 0.5) <= self.band and \
+        return finite(row["p"]) and finite(row["q"]) and abs(row["p"] - 0.5) <= self.band and \
             abs(row["q"] + 0.5) <= self.band
 
 
@@ -78,7 +69,7 @@ def _banner(study: _Study) -> dict:
                     for v in ("eta", "lambda") if study.check(row["mode"], row["variant"], row["module"], v)}
         kind = "fail" if statuses - {"pass"} else "pass" if statuses else "info"
         chips.append({"kind": kind, "text": f"{row['variant']} · {row['mode']} · {row['module']}: "
-                      f"p = {_signed(row['p'], 2)}, q = {_signed(row['q'], 2)}"})
+                      f"p = {signed(row['p'], 2)}, q = {signed(row['q'], 2)}"})
     if not checks:
         return {"overall": "info", "chips": chips,
                 "line": "MEASURED — the study has no [expect] table; the exponents below are as measured"}
@@ -90,8 +81,8 @@ def _banner(study: _Study) -> dict:
 
 
 def _pq(row: Mapping) -> str:
-    return (f"p = {_signed(row['p'], 2)} {_interval(row['p_low'], row['p_high'])}, "
-            f"q = {_signed(row['q'], 2)} {_interval(row['q_low'], row['q_high'])}")
+    return (f"p = {signed(row['p'], 2)} {interval(row['p_low'], row['p_high'])}, "
+            f"q = {signed(row['q'], 2)} {interval(row['q_low'], row['q_high'])}")
 
 
 def _claims(study: _Study) -> list[dict]:
@@ -114,7 +105,7 @@ def _claims(study: _Study) -> list[dict]:
             continue
         pinned = [r for r in rows if study.follows(r)]
         claims.append({"claim": f"(b) {mode}: ‖W‖ of a matrix whose scale the output sees (reported as measured)",
-                       "measured": [f"{r['variant']} {r['module']}: {_pq(r)}; η/λ alone: r = {_signed(r['r'], 2)}, "
+                       "measured": [f"{r['variant']} {r['module']}: {_pq(r)}; η/λ alone: r = {signed(r['r'], 2)}, "
                                     f"R² = {r['r2_ratio']:.2f}" for r in rows],
                        "verdict": f"{len(pinned)} of {len(rows)} within ±{study.band:g} of ±½", "kind": "info"})
     if "lrm-scalar" in study.modes and "sp" in study.modes:
@@ -124,9 +115,9 @@ def _claims(study: _Study) -> list[dict]:
         eff = effective.filter(pl.col("mode") == "lrm-scalar").select(*keys, "p", "q", "r")
         joined = sp.join(w, on=keys, suffix="_w").join(eff, on=keys, suffix="_eff").sort(keys).to_dicts()
         claims.append({"claim": "(c) lrm-scalar: the multiplier takes the scale, W is left to the equilibrium",
-                       "measured": [f"{r['variant']} {r['module']}: SP ‖W‖ r = {_signed(r['r'], 2)}; with s: ‖W‖ "
-                                    f"r = {_signed(r['r_w'], 2)} (p = {_signed(r['p_w'], 2)}, q = {_signed(r['q_w'], 2)}),"
-                                    f" ‖s·W‖ r = {_signed(r['r_eff'], 2)}" for r in joined],
+                       "measured": [f"{r['variant']} {r['module']}: SP ‖W‖ r = {signed(r['r'], 2)}; with s: ‖W‖ "
+                                    f"r = {signed(r['r_w'], 2)} (p = {signed(r['p_w'], 2)}, q = {signed(r['q_w'], 2)}),"
+                                    f" ‖s·W‖ r = {signed(r['r_eff'], 2)}" for r in joined],
                        "verdict": f"{sum(study.follows({'p': r['p_w'], 'q': r['q_w']}) for r in joined)} of "
                                   f"{len(joined)} matrices' W within ±{study.band:g} of ±½ with s",
                        "kind": "info"})
@@ -178,11 +169,11 @@ def _fit_rows(study: _Study) -> list[dict]:
                 "variant": r["variant"], "mode": r["mode"], "module": r["module"], "role": r["role"],
                 "invariant": "yes" if r["invariant"] else "no",
                 "quantity": "‖W‖" if quantity == "weight_fro" else "‖s·W‖",
-                "p": _signed(r["p"]), "p_ci": _interval(r["p_low"], r["p_high"]) or DASH,
-                "q": _signed(r["q"]), "q_ci": _interval(r["q_low"], r["q_high"]) or DASH,
-                "r2": f"{r['r2']:.3f}" if _finite(r["r2"]) else DASH,
-                "r": _signed(r["r"]), "r_ci": _interval(r["r_low"], r["r_high"]) or DASH,
-                "r2_ratio": f"{r['r2_ratio']:.3f}" if _finite(r["r2_ratio"]) else DASH,
+                "p": signed(r["p"]), "p_ci": interval(r["p_low"], r["p_high"]) or DASH,
+                "q": signed(r["q"]), "q_ci": interval(r["q_low"], r["q_high"]) or DASH,
+                "r2": f"{r['r2']:.3f}" if finite(r["r2"]) else DASH,
+                "r": signed(r["r"]), "r_ci": interval(r["r_low"], r["r_high"]) or DASH,
+                "r2_ratio": f"{r['r2_ratio']:.3f}" if finite(r["r2_ratio"]) else DASH,
                 "n_points": r["n_points"], "n_seeds": r["n_seeds"],
                 "expected": f"{checks[0].expected:+g}, {checks[1].expected:+g} ± {checks[0].tolerance:g}"
                 if len(checks) == 2 else DASH,
@@ -197,18 +188,19 @@ def _run_rows(study: _Study) -> list[dict]:
     return [{"variant": r["variant"], "mode": r["mode"], "eta": _pow2(r["lr"]), "lam": _pow2(r["weight_decay"]),
              "ratio": f"{math.log2(r['lr'] / r['weight_decay']):+g}", "seed": r["seed"], "module": r["module"],
              "weight": f"{r['weight_fro']:.4g}", "effective": f"{r['effective_fro']:.4g}",
-             "loss": f"{r['loss']:.4f}" if _finite(r["loss"]) else DASH,
+             "loss": f"{r['loss']:.4f}" if finite(r["loss"]) else DASH,
              "fate": "diverged" if r["diverged"] else "steady", "kind": "fail" if r["diverged"] else "pass"}
             for r in table.iter_rows(named=True)]
 
 
-def _render(plan: Mapping, analysis: equilibrium.Analysis, meta: Mapping[str, str]) -> str:
+def render(plan: Mapping, analysis: equilibrium.Analysis, meta: Mapping[str, str]) -> str:
+    """`plan`: the study's plan.json (title, expect, equilibrium settings); `analysis`: its records analysed."""
     study = _Study(plan, analysis)
     means = _seed_means(analysis.norms, analysis.state)
     panels = _panels(study)
     palette = _lambda_palette(sorted(set(analysis.state["weight_decay"].to_list())))
     diverged = analysis.state.filter(pl.col("diverged"))
-    return _env.get_template("equilibrium.html.j2").render(
+    return environment(Path(__file__).parent).get_template("template.html.j2").render(
         title=plan["title"],
         banner=_banner(study),
         claims=_claims(study),
@@ -253,21 +245,21 @@ def _lambda_palette(lambdas: list[float]) -> dict[float, tuple]:
 
 def _legend(fig, palette: dict, modes: list[str], extra: tuple = ()) -> None:
     handles = tuple(Line2D([], [], color="0.3", linestyle=MODE_STYLE[m], label=m) for m in modes) + extra
-    figures._legend(fig, {f"λ = {_pow2(lam)}": c for lam, c in palette.items()}, "weight decay", extra=handles)
+    figures.add_legend(fig, {f"λ = {_pow2(lam)}": c for lam, c in palette.items()}, "weight decay", extra=handles)
 
 
 def _panel_title(variant: str, module: str, invariant: bool) -> str:
     return f"{variant} · {module}" + (" (invariant)" if invariant else "")
 
 
-@matplotlib.rc_context(figures._RC)
+@matplotlib.rc_context(figures.RC)
 def norm_figure(means: pl.DataFrame, column: str, ylabel: str, panels: list[tuple[str, str, bool]],
                 palette: dict, modes: list[str]) -> str:
     """Steady-state `column` against η/λ, log–log: a panel per (variant, matrix), a line per λ and
     mode (seed mean). Dotted: slope ½ through the SP points' centre, where an invariant matrix's lines fall."""
-    fig, axes = figures._panels(len(panels), 3, "η / λ", ylabel)
+    fig, axes = figures.panel_grid(len(panels), 3, "η / λ", ylabel)
     for ax, (variant, module, invariant) in zip(axes, panels):
-        figures._title(ax, _panel_title(variant, module, invariant))
+        figures.set_title(ax, _panel_title(variant, module, invariant))
         part = means.filter((pl.col("variant") == variant) & (pl.col("module") == module))
         for (mode, lam), line in part.partition_by("mode", "weight_decay", as_dict=True).items():
             ax.plot(line["ratio"].to_numpy(), line[column].to_numpy(), color=palette[lam],
@@ -281,35 +273,35 @@ def norm_figure(means: pl.DataFrame, column: str, ylabel: str, panels: list[tupl
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
     _legend(fig, palette, modes, (Line2D([], [], color="0.5", linestyle=":", label="slope ½"),))
-    return figures._png(fig)
+    return figures.to_png(fig)
 
 
-@matplotlib.rc_context(figures._RC)
+@matplotlib.rc_context(figures.RC)
 def loss_figure(state: pl.DataFrame, variants: list[str], palette: dict, modes: list[str]) -> str:
     """Steady-state held-out loss against η/λ, a panel per variant, a line per λ and mode (seed mean)."""
-    fig, axes = figures._panels(len(variants), 3, "η / λ", "held-out loss")
+    fig, axes = figures.panel_grid(len(variants), 3, "η / λ", "held-out loss")
     means = (state.filter(~pl.col("diverged")).group_by("variant", "mode", "lr", "weight_decay")
              .agg(pl.col("loss").mean()).with_columns(ratio=pl.col("lr") / pl.col("weight_decay"))
              .sort("lr", "weight_decay"))
     for ax, variant in zip(axes, variants):
-        figures._title(ax, variant)
+        figures.set_title(ax, variant)
         part = means.filter(pl.col("variant") == variant)
         for (mode, lam), line in part.partition_by("mode", "weight_decay", as_dict=True).items():
             ax.plot(line["ratio"].to_numpy(), line["loss"].to_numpy(), color=palette[lam],
                     linestyle=MODE_STYLE[mode], marker="o", markersize=3, linewidth=1.1)
         ax.set_xscale("log", base=2)
     _legend(fig, palette, modes)
-    return figures._png(fig)
+    return figures.to_png(fig)
 
 
-@matplotlib.rc_context(figures._RC)
+@matplotlib.rc_context(figures.RC)
 def trajectory_figure(trajectories: pl.DataFrame, panels: list[tuple[str, str, bool]], palette: dict,
                       modes: list[str], horizon: float, fraction: float) -> str:
     """‖W‖_F over the run's steady state against η·λ·step, a line per run: a run that settled ends
     flat at 1 in its shaded last part."""
-    fig, axes = figures._panels(len(panels), 3, "η · λ · step", "‖W‖_F / steady state")
+    fig, axes = figures.panel_grid(len(panels), 3, "η · λ · step", "‖W‖_F / steady state")
     for ax, (variant, module, invariant) in zip(axes, panels):
-        figures._title(ax, _panel_title(variant, module, invariant))
+        figures.set_title(ax, _panel_title(variant, module, invariant))
         part = trajectories.filter((pl.col("variant") == variant) & (pl.col("module") == module))
         for (_, mode, lam), line in part.partition_by("run_id", "mode", "weight_decay", as_dict=True).items():
             ax.plot(line["eta_lambda_step"].to_numpy(), line["relative"].to_numpy(), color=palette[lam],
@@ -319,4 +311,4 @@ def trajectory_figure(trajectories: pl.DataFrame, panels: list[tuple[str, str, b
         ax.set_yscale("log")
         ax.set_xlim(0, horizon)
     _legend(fig, palette, modes)
-    return figures._png(fig)
+    return figures.to_png(fig)
