@@ -1,4 +1,9 @@
-"""Errors a user can cause. The CLI turns them into one line and exit code 2."""
+"""Errors a user can cause, and the exit codes of every command: OK; FAIL when runs failed or
+the gate found a regression; USAGE for an InputError, which the CLI prints as one line; DIVERGED."""
+
+OK, FAIL, USAGE = 0, 1, 2
+# A coordinate check that finished, but some of whose runs turned non-finite (recorded as diverged).
+DIVERGED = 3
 
 
 class InputError(ValueError):

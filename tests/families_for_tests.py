@@ -169,3 +169,12 @@ def killed_once(width: int) -> nn.Module:
 def doubled_mse(output, target):
     """A user loss: (output, target) → a scalar tensor."""
     return 2 * nn.functional.mse_loss(output, target)
+
+
+def input_error_when_wide(width: int) -> nn.Module:
+    """A user error that only a worker meets: raised building width 32, not the narrowest width."""
+    from muscale.errors import InputError
+
+    if width >= 32:
+        raise InputError("--option", f"width {width} needs a wider table", "give the family a wider table")
+    return nn.Sequential(nn.Embedding(256, width), nn.Linear(width, 256))

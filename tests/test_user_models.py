@@ -124,7 +124,7 @@ BAD = [
     (("--loss", "families_for_tests:no_such_loss"), "--loss"),
     (("--family", "families_for_tests:deep_mlp", "--batch", "families_for_tests:classifier_batch",
       "--option", "colour=red"), "depth, activation"),
-    # μP asked of a model without MuReadout: raised in a worker process, back whole.
+    # μP asked of a model without MuReadout.
     (("--family", "families_for_tests:sequential", "--batch", "families_for_tests:classifier_batch",
       "--mode", "mup", "--jobs", "2"), "MuReadout"),
 ]
@@ -135,6 +135,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tm
     out = tmp_path / "out"
     assert_input_error(monkeypatch, capsys, out, needle, "coord-check", "--mode", "sp", "--widths", "16,32", "--steps",
                        "1", "--seeds", "1", "--device", "cpu", "--jobs", "1", "--out", str(out), *args)
+
+
+def test_a_user_error_raised_in_a_worker_comes_back_whole(monkeypatch, capsys, tmp_path):
+    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "sp", "--widths", "16,32", "--steps",
+                              "1", "--seeds", "1", "--device", "cpu", "--jobs", "2", "--out", str(tmp_path / "out"),
+                              "--family", "families_for_tests:input_error_when_wide")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
+    assert "muscale: error: --option: width 32 needs a wider table; give the family a wider table" in stderr
 
 
 def test_a_shape_mismatch_names_the_family_and_both_shapes(monkeypatch, capsys, tmp_path):

@@ -6,6 +6,7 @@ attention scale) without a second copy of the model. User families are
 is a Hugging Face architecture at random init (families/hf.py, the `hf` extra)."""
 
 import dataclasses
+import functools
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -175,8 +176,12 @@ def resolve(name: str, batch: str | None = None, source: str = "synthetic") -> F
         if batch is not None:
             raise InputError("--batch", f"family {name} is a token LM fed by the data source",
                              "drop --batch, or wrap the model in a package.module:function family")
+        model_type = name.partition(":")[2]
+        hf.known(model_type)
         tokens = data.resolve_source(source)
-        return hf.family(name, tokens.batch, tokens.vocab)
+        return Family(name, functools.partial(hf.build, model_type), tokens.batch, builtin=True,
+                      check_width=functools.partial(hf.check_width, model_type), width_rules=hf.WIDTH_RULES,
+                      vocab=tokens.vocab)
     if name in BUILTIN:
         if batch is not None:
             raise InputError("--batch", f"built-in family '{name}' brings its own data",

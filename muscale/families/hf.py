@@ -16,7 +16,7 @@ The QK logits are measured through an attention function registered with transfo
 which hands the query and key (after rotary) to a `QKLogits` probe point of each attention
 module and then runs the model's own SDPA attention unchanged."""
 
-import functools
+import ast
 import math
 
 import torch
@@ -27,7 +27,6 @@ from transformers import AttentionInterface, AutoConfig, AutoModelForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from ..errors import InputError
-from . import Family, _literal
 from .points import QKLogits
 
 transformers.logging.set_verbosity_error()
@@ -60,6 +59,13 @@ def _config(model_type: str):
                          "use a model type such as hf:llama, hf:qwen2 or hf:gpt2") from None
 
 
+def _number(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def _value(config, field: str, text):
     """An option's text as the type of the config field's default (a number where it has none)."""
     default = getattr(config, field)
@@ -67,7 +73,7 @@ def _value(config, field: str, text):
         if isinstance(default, bool):
             return str(text).lower() in ("1", "true", "yes", "on")
         if default is None:
-            return _literal(str(text))
+            return _number(str(text))
         return type(default)(text) if isinstance(default, int | float) else text
     except ValueError:
         raise InputError("--option", f"{field}={text!r} is not a {type(default).__name__}",
@@ -101,11 +107,9 @@ def config(model_type: str, width: int, vocab: int, options: dict):
     return AutoConfig.for_model(model_type, **values)
 
 
-def family(name: str, batch, vocab: int) -> Family:
-    model_type = name.partition(":")[2]
+def known(model_type: str) -> None:
+    """Raise, in one line, unless transformers knows `model_type`."""
     _config(model_type)
-    return Family(name, functools.partial(build, model_type), batch, builtin=True,
-                  check_width=functools.partial(check_width, model_type), width_rules=WIDTH_RULES, vocab=vocab)
 
 
 def check_width(model_type: str, width: int, options: dict) -> str | None:
