@@ -4,6 +4,7 @@ the RunSpec fields of each family × mode × optimizer (the lr_transfer and clai
 from dataclasses import dataclass
 
 from .data import resolve_source
+from .losses import resolve as resolve_loss
 from .families import resolve
 from .probes import METRICS
 from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, canonical_mode, has_mup, has_mup_lr, multiplier_kind
@@ -37,6 +38,7 @@ KEYS = {
     "adam_eps_scaling": (bool, False, "ε / width_mult for each Adam parameter (μP modes, Adam-family runs)"),
     "weight_decay_kind": (str, "decoupled", "decoupled (W ← W − η·λ·W) or spectral (top singular value only)"),
     "lrm_impl": (str, None, "how learnable multipliers are computed for the lrm runs: autograd or fused"),
+    "loss": (str, "cross_entropy", "cross_entropy, mse, or package.module:function taking (output, target)"),
 }
 # Optimizer keys that apply to some runs only: a study sets them on the runs they apply to,
 # and refuses them, as the command line does, when they apply to none.
@@ -73,6 +75,7 @@ def across_widths(r: Reader, top: dict) -> Runs:
     for key in ("weight_decay", "mult_weight_decay"):
         if top[key] < 0:
             raise r.error(key, f"{top[key]} is negative", f"give {key} a value ≥ 0")
+    r.check(resolve_loss, top["loss"], key="loss")
     base_width = top["base_width"] or widths[0]
     options = {k: str(v) for k, v in top["options"].items()}
     for mode in modes:
@@ -93,7 +96,7 @@ def across_widths(r: Reader, top: dict) -> Runs:
                    mult_weight_decay=top["mult_weight_decay"], base_width=base_width,
                    multipliers=placement if multiplier_kind(mode) else (),
                    mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0,
-                   family_options=tuple(sorted(options.items())), data=top["data"],
+                   family_options=tuple(sorted(options.items())), data=top["data"], loss=top["loss"],
                    mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
                    **training[mode, optimizer])
               for family in families for mode in modes for optimizer in optimizers]

@@ -14,6 +14,9 @@ from .errors import InputError
 from .kind import Analysis, StudyKind
 from .spec import RunSpec
 
+# Columns of the exponent tables kinds write (exponents.csv, transfer.csv, equilibrium.csv) that hold names.
+TEXT_COLUMNS = ("family", "mode", "optimizer", "module", "role", "metric", "verdict", "variant", "invariant")
+
 
 def load(path: Path | str):
     """Parse and validate a study file of any kind, resolving every family against its data,
@@ -106,7 +109,8 @@ def exponents(out: Path) -> pl.DataFrame:
     out = Path(out)
     kind = kinds.of_plan(read_plan(out)[0])
     if (out / kind.exponents_file).is_file():
-        return pl.read_csv(out / kind.exponents_file)
+        # Names stay text: an nn.Sequential's modules are called 0, 2, 4.
+        return pl.read_csv(out / kind.exponents_file, schema_overrides=dict.fromkeys(TEXT_COLUMNS, pl.String))
     try:
         result = analyse(out)
     except InputError:

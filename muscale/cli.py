@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from . import api, checkpoint, coordcheck, gate, launch, store, sweep
-from .errors import FAIL, OK, USAGE, InputError
+from .errors import DIVERGED, FAIL, OK, USAGE, InputError
 from .families import MULTIPLIER_POINTS
 from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, default_horizon
 
@@ -104,10 +104,13 @@ def cli():
 @cli.command("coord-check")
 @click.option("--mode", default="lrm", show_default=True, help=f"Parametrization: {', '.join(MODES)}.")
 @click.option("--family", default="transformer", show_default=True,
-              help="mlp, transformer, mamba2, hybrid, or package.module:function returning an nn.Module "
-              "for a width.")
+              help="mlp, transformer, mamba2, hybrid, hf:MODEL_TYPE (a Hugging Face architecture, the hf extra), "
+              "or package.module:function returning an nn.Module for a width (and its --option keywords).")
 @click.option("--batch", default=None, help="package.module:function returning (inputs, targets) for a user "
-              "family that is not a token LM. Default: synthetic tokens (vocab 256).")
+              "family that is not a token LM: called with no arguments, one fixed batch; with (step, batch_size), "
+              "a stream (negative steps are held out). Default: synthetic tokens (vocab 256).")
+@click.option("--loss", default="cross_entropy", show_default=True, help="cross_entropy, mse, or "
+              "package.module:function taking (output, target) and returning a scalar tensor.")
 @click.option("--widths", callback=_widths, help="Comma list, increasing. " + _both("widths"))
 @click.option("--steps", type=int, help="Optimizer steps; the long horizon records steps 0,1,2,4,… and the last. "
               + _both("steps"))
@@ -136,7 +139,8 @@ def cli():
 @click.option("--option", "options", multiple=True, callback=_options,
               help="Family option KEY=VALUE, repeatable (transformer: layers, heads, kv_heads, mlp_ratio, "
               "zero_query=1 to start the query at zero as mup recommends; mamba2: layers, expand, ssm_head_dim, "
-              "d_state, chunk, mlp_ratio; hybrid: all of both; mlp: depth, norm=layernorm).")
+              "d_state, chunk, mlp_ratio; hybrid: all of both; mlp: depth, norm=layernorm; hf:TYPE: layers, heads, "
+              "mlp_ratio and any config field; a user family: its function's keyword parameters).")
 @click.option("--mup-multiplier", "mup_multipliers", multiple=True, callback=_multipliers,
               help="A fixed μP multiplier KEY=VALUE where Falcon-H1 places them (mup modes), repeatable; "
               f"keys: {', '.join(MULTIPLIER_POINTS)}. Default: none (1).")
@@ -161,12 +165,13 @@ def cli():
               help="auto takes CUDA when present.")
 @click.option("--jobs", type=int, default=None, help="Runs in parallel processes. Default: one per CPU core "
               "on CPU, 1 on a GPU.")
-def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
+def coord_check_cmd(mode, family, batch, loss, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
                     mult_lr, mult_weight_decay, multipliers, mult_init, batch_size, seq_len, base_width, options,
                     mup_multipliers, clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, metrics,
                     save_models, out, device, jobs):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
-    write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html."""
+    write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html. Exits 3 when some
+    run diverged (the rest are fitted and reported)."""
     out = _out_dir(out or f"out/{family.replace(':', '_')}-{mode}")
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device", "cuda was asked for but no CUDA device is visible", "use --device auto or cpu")
@@ -175,14 +180,18 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
     specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
                             seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
                             clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl,
-                            multipliers, mult_init, metrics)
+                            multipliers, mult_init, metrics, loss=loss)
     study = coordcheck.CoordCheck(f"{mode} {family}", tuple(specs))
-    with tqdm(total=len(specs), desc=study.title, unit="run", file=sys.stderr) as bar:
+    # No bar where stderr is no terminal: logs, and the one line of an error, stay clean.
+    with tqdm(total=len(specs), desc=study.title, unit="run", file=sys.stderr, disable=None) as bar:
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")
             bar.update()
         result = api.run(study, out, device, jobs or launch.default_jobs(device), tick, save_models=save_models)
     _write(result, device)
+    if diverged := coordcheck.diverged_runs(result.analysis.detail):
+        click.echo(f"{len(diverged)} runs diverged: {', '.join(diverged)}", err=True)
+        sys.exit(DIVERGED)
 
 
 @cli.command("merge")
@@ -285,7 +294,7 @@ def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_mi
     # The bar names a finished run by the fields that tell this study's runs apart.
     varying = [f for f in ("family", "mode", "width", "lr", "weight_decay", "seed")
                if len({getattr(spec, f) for spec in plan.specs}) > 1]
-    with tqdm(total=len(plan.specs), desc=plan.title[:40], unit="run", file=sys.stderr) as bar:
+    with tqdm(total=len(plan.specs), desc=plan.title[:40], unit="run", file=sys.stderr, disable=None) as bar:
         def tick(spec):
             bar.set_postfix_str(" ".join(_run_field(f, getattr(spec, f)) for f in varying))
             bar.update()

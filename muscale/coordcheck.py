@@ -1,17 +1,18 @@
 """A coordinate check: validated request → run specs → runs → records."""
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import polars as pl
 
-from . import launch, store
+from . import launch, losses, store
 from .errors import InputError
-from .families import resolve
+from .families import reference, resolve
 from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, RunSpec, canonical_mode, default_horizon
-from .validate import (check_family, check_metrics, check_multipliers, check_optimizer, check_placement,
-                       check_positive, check_widths)
+from .validate import (check_family, check_metrics, check_multipliers, check_optimizer, check_output,
+                       check_placement, check_positive, check_widths)
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,14 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
          clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
          adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
          lrm_impl: str | None = None, multipliers: dict | None = None, mult_init: float = 1.0,
-         metrics: Iterable[str] | None = None) -> list[RunSpec]:
-    """Validate everything a user can get wrong before any run starts or any file is written."""
+         metrics: Iterable[str] | None = None, loss: str | Callable = "cross_entropy") -> list[RunSpec]:
+    """Validate everything a user can get wrong before any run starts or any file is written.
+    `family`, `batch` and `loss` may be module-level functions (families.reference)."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
+    family, batch, loss = reference(family, "--family"), reference(batch, "--batch"), reference(loss, "--loss")
     fam = resolve(family, batch)
+    losses.resolve(loss)
     h = default_horizon(mode, family)
     widths = tuple(h.widths if widths is None else widths)
     check_widths(widths)
@@ -56,13 +60,14 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                                  ("--base-width", base_width, True), ("--mult-lr", mult_lr, False)):
         check_positive(name, value, integer)
     for name, value in (("--weight-decay", weight_decay), ("--mult-weight-decay", mult_weight_decay)):
-        if value is not None and value < 0:
-            raise InputError(name, f"{value} is negative", f"give {name} a value ≥ 0")
+        if value is not None and not 0 <= value < math.inf:
+            raise InputError(name, f"{value} is not a finite number ≥ 0", f"give {name} a finite value ≥ 0")
     options = {k: str(v) for k, v in (options or {}).items()}
     check_family(fam, widths, base_width, options, mode)
     check_multipliers(mup_multipliers or {}, mode)
     check_placement(multipliers or {}, mode, mult_init)
     metrics = check_metrics(metrics)
+    check_output(fam, widths[0], options, loss, batch_size or h.batch_size, seq_len or h.seq_len)
     check_optimizer(mode, optimizer, h.weight_decay if weight_decay is None else weight_decay, clip, clip_multipliers,
                     muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl)
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
@@ -75,7 +80,7 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                   clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
                   weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr,
                   lrm_impl=lrm_impl or RunSpec.lrm_impl, multipliers=tuple(sorted((multipliers or {}).items())),
-                  mult_init=float(mult_init), metrics=metrics)
+                  mult_init=float(mult_init), metrics=metrics, loss=loss)
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 
 
@@ -91,6 +96,12 @@ def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto",
     done.update(launch.local([s for s in specs if s not in done], out, device, jobs, on_run,
                              save_models=save_models))
     return pl.concat([done[s] for s in specs])
+
+
+def diverged_runs(records: pl.DataFrame) -> list[str]:
+    """The runs whose loss or statistics turned non-finite (train.run stopped them there)."""
+    rows = records.filter((pl.col("metric") == "diverged") & (pl.col("value") > 0))
+    return rows["run_id"].unique().sort().to_list()
 
 
 def coord_check(mode: str = "lrm", family: str = "transformer", *, out: Path | str | None = None,

@@ -161,24 +161,54 @@ def _text_at(name: str, path: Path, modified: tuple[int, int]) -> Source:
     return _byte_source(name, raw)
 
 
+# llm.c's (and modded-nanogpt's) token shards: 256 int32 of header (magic, version, token
+# count), then the tokens; version 1 holds uint16 tokens (GPT-2), version 2 uint32 (Llama 3).
+LLMC_MAGIC, LLMC_HEADER = 20240520, 256 * 4
+LLMC_DTYPES = {1: np.uint16, 2: np.uint32}
+
+
+def _layout(name: str, path: Path, size: int) -> tuple[type, int]:
+    """(token dtype, byte offset of the first token): an llm.c shard, else bare uint16 tokens."""
+    with path.open("rb") as f:
+        head = f.read(LLMC_HEADER)
+    if head.startswith(b"\x93NUMPY"):
+        raise InputError("data", f"'{name}' is a .npy file, whose header would be read as tokens",
+                         "write the bare array (arr.astype(np.uint16).tofile(path)) or an llm.c shard")
+    words = np.frombuffer(head[: len(head) // 4 * 4], dtype="<i4")
+    if not len(words) or words[0] != LLMC_MAGIC:
+        if size % 2:
+            raise InputError("data", f"'{name}' has an odd size ({size} bytes), so it is not uint16 tokens",
+                             "write tokens as a flat numpy uint16 array (nanoGPT's .bin format) or an llm.c shard")
+        return np.uint16, 0
+    if len(head) < LLMC_HEADER or words[1] not in LLMC_DTYPES:
+        version = words[1] if len(words) > 1 else "missing"
+        raise InputError("data", f"'{name}' has an llm.c header (magic {LLMC_MAGIC}) of version {version}, which "
+                         "muscale does not read", "write version 1 (uint16 tokens) or 2 (uint32 tokens)")
+    dtype = LLMC_DTYPES[int(words[1])]
+    held = (size - LLMC_HEADER) / np.dtype(dtype).itemsize
+    if held != words[2] or not held:
+        raise InputError("data", f"'{name}''s llm.c header says {words[2]} tokens but the file holds {held:g}",
+                         "point at a whole shard, as llm.c's data scripts write it")
+    return dtype, LLMC_HEADER
+
+
 def _token_file(name: str, path: Path) -> Source:
     if not path.is_file():
-        raise InputError("data", f"'{name}' is not a file", "point at a flat uint16 .bin token file")
+        raise InputError("data", f"'{name}' is not a file", "point at a flat uint16 .bin token file or an llm.c shard")
     stat = path.stat()
     if stat.st_size == 0:
         raise InputError("data", f"'{name}' is empty", "point at a non-empty uint16 .bin token file")
-    if stat.st_size % 2:
-        raise InputError("data", f"'{name}' has an odd size ({stat.st_size} bytes), so it is not uint16 tokens",
-                         "write tokens as a flat numpy uint16 array (nanoGPT's .bin format)")
-    tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    dtype, offset = _layout(name, path, stat.st_size)
+    tokens = np.memmap(path, dtype=dtype, mode="r", offset=offset)
     with path.open("rb") as f:
         fingerprint = hashlib.sha1(str(stat.st_size).encode() + f.read(2**20)).hexdigest()[:16]
-    return Source(name, _max_token(str(path.resolve()), stat.st_size, stat.st_mtime_ns) + 1, fingerprint, tokens)
+    top = _max_token(str(path.resolve()), stat.st_size, stat.st_mtime_ns, np.dtype(dtype).str, offset)
+    return Source(name, top + 1, fingerprint, tokens)
 
 
 @functools.cache
-def _max_token(path: str, size: int, mtime_ns: int) -> int:
+def _max_token(path: str, size: int, mtime_ns: int, dtype: str, offset: int) -> int:
     """Scans the whole file once per process; size and mtime in the key notice a rewrite."""
-    tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    tokens = np.memmap(path, dtype=dtype, mode="r", offset=offset)
     chunk = 2**26
     return max(int(tokens[i:i + chunk].max()) for i in range(0, len(tokens), chunk))

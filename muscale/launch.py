@@ -8,8 +8,9 @@ that same path without a cluster."""
 
 import multiprocessing
 import os
+import signal
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import connection
 from pathlib import Path
 from typing import Callable
 
@@ -51,17 +52,51 @@ def run_one(spec: RunSpec, device: str, out: Path | None, keep_going: bool = Fal
     return records
 
 
-def _pin(slots, threads: int, gpus: int):
+def _pin(slot: int, threads: int, gpus: int):
     """Give this worker its share of CPU threads, or one GPU of its own."""
-    slot = slots.get()
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
     torch.set_num_threads(threads)
 
 
+def _serve(conn, slot: int, threads: int, gpus: int):
+    """A worker process: pinned, then the runs sent down `conn` one at a time until None
+    comes. An error comes back as data; one that does not pickle, as its formatted traceback."""
+    _pin(slot, threads, gpus)
+    while (task := conn.recv()) is not None:
+        try:
+            reply = ("ok", run_one(*task))
+        except Exception as exc:
+            reply = ("error", exc)
+        try:
+            conn.send(reply)
+        except Exception:
+            conn.send(("error", RuntimeError("".join(traceback.format_exception(reply[1])))))
+
+
+class _Worker:
+    def __init__(self, ctx, slot: int, threads: int, gpus: int):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child, slot, threads, gpus), daemon=True)
+        self.process.start()
+        child.close()
+        self.slot, self.spec = slot, None
+
+    def death(self) -> str:
+        """Why the worker's process ended, for the record of the run it had."""
+        self.process.join()
+        code = self.process.exitcode
+        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        return f"the worker process running this run died ({how}): out of memory, a crash or a kill"
+
+
 def local(specs: list[RunSpec], out: Path | None, device: str, jobs: int,
           on_run: Callable[[RunSpec], None], keep_going: bool = False,
           save_models: bool = False) -> dict[RunSpec, pl.DataFrame | None]:
+    """Runs on `jobs` worker processes of our own rather than a ProcessPoolExecutor, which a
+    single worker killed outright (out of memory, a segfault, kill -9) breaks for every run:
+    here that run is stored as failed with its cause (with `keep_going`) and a fresh worker
+    takes the next one."""
     jobs = max(1, min(jobs, len(specs)))
     results: dict[RunSpec, pl.DataFrame | None] = {}
     if jobs == 1:
@@ -71,17 +106,43 @@ def local(specs: list[RunSpec], out: Path | None, device: str, jobs: int,
         return results
     gpus = torch.cuda.device_count() if train.pick_device(device).type == "cuda" else 0
     ctx = multiprocessing.get_context("spawn")
-    slots = ctx.Queue()
-    for slot in range(jobs):
-        slots.put(slot)
     threads = max(1, torch.get_num_threads() // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_pin, initargs=(slots, threads, gpus)) as pool:
-        # Widest first: the longest runs start early and the pool drains evenly.
-        ordered = sorted(specs, key=lambda s: -s.width)
-        futures = {pool.submit(run_one, s, device, out, keep_going, save_models): s for s in ordered}
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            on_run(futures[future])
+    # Widest first: the longest runs start early and the workers drain evenly.
+    pending = sorted(specs, key=lambda s: -s.width)
+    workers = [_Worker(ctx, slot, threads, gpus) for slot in range(jobs)]
+    try:
+        while pending or any(w.spec for w in workers):
+            for w in workers:
+                if w.spec is None and pending:
+                    w.spec = pending.pop(0)
+                    w.conn.send((w.spec, device, out, keep_going, save_models))
+            busy = [w for w in workers if w.spec is not None]
+            ready = set(connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+            for i, w in enumerate(workers):
+                if w.spec is None or not ready & {w.conn, w.process.sentinel}:
+                    continue
+                spec, w.spec = w.spec, None
+                try:
+                    kind, value = w.conn.recv()
+                except EOFError:
+                    kind, value = "died", w.death()
+                    workers[i] = _Worker(ctx, w.slot, threads, gpus)
+                if kind == "error":
+                    raise value
+                if kind == "died":
+                    if not keep_going or out is None:
+                        raise RuntimeError(f"muscale: run {spec.run_id}: {value}")
+                    store.write_failure(out, spec, value)
+                    value = None
+                results[spec] = value
+                on_run(spec)
+    finally:
+        for w in workers:  # idle workers are told to stop, busy ones (after an error) killed
+            if w.spec is None and w.process.is_alive():
+                w.conn.send(None)
+            else:
+                w.process.kill()
+            w.process.join()
     return results
 
 

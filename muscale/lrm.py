@@ -30,11 +30,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .roles import role_of
+from .roles import is_conv1d, role_of
 
 KINDS = ("none", "scalar", "row", "col", "both")
 # The roles a placement can name: every role a matrix layer can have (norms own no matrix).
-ROLES = ("embed", "attn_q", "attn_k", "attn_v", "attn_out", "mlp_up", "mlp_gate", "mlp_down", "head",
+ROLES = ("embed", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_out", "mlp_up", "mlp_gate", "mlp_down", "head",
          "ssm_in", "ssm_out", "hidden", "other")
 PAPER_PLACEMENT = {"attn_q": "scalar", "attn_k": "none", "head": "row"}
 
@@ -162,13 +162,15 @@ def _multiplier(kind: str, impl: str, shape: torch.Size, init: float) -> nn.Modu
 
 
 def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init: float = 1.0) -> list[nn.Parameter]:
-    """Wrap every linear layer whose role `where` gives a kind other than none; returns the
-    multiplier parameters for their own optimizer group."""
-    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    """Wrap every linear layer (GPT-2's Conv1D too) whose role `where` gives a kind other than
+    none; returns the multiplier parameters for their own optimizer group."""
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear) or is_conv1d(m)]
     for name, linear in linears:
         kind = where.get(role_of(name, linear), "none")
         if kind == "none":
             continue
+        if is_conv1d(linear):  # stored (fan_in, fan_out): a row multiplier lies along dim 1
+            kind = {"row": "col", "col": "row"}.get(kind, kind)
         original = linear.weight
         mult = _multiplier(kind, impl, original.shape, init)
         parametrize.register_parametrization(linear, "weight", mult.to(original.device))

@@ -24,7 +24,20 @@ def hooks(mode: str, base_width: int, multipliers: tuple[tuple[str, float], ...]
         # 1/head_dim, normalised so the scale equals SP's 1/sqrt(head_dim) at the base width.
         attn_scale=lambda head_dim, width: (head_dim * base_width / width) ** 0.5 / head_dim,
         multipliers=multipliers,
+        base_width=base_width,
     )
+
+
+def check_readout(model: nn.Module, mode: str) -> bool:
+    """Whether the model's readout is a mup.MuReadout, refusing the modes it does not fit."""
+    has_readout = any(isinstance(m, MuReadout) for m in model.modules())
+    if has_mup(mode) and not has_readout:
+        raise InputError("--family", f"mode {mode} needs the model's readout to be a mup.MuReadout",
+                         "build the output layer with mup.MuReadout, as mup asks")
+    if has_mup_lr(mode) and not has_mup(mode) and has_readout:
+        raise InputError("--family", f"mode {mode} keeps SP's forward, which a mup.MuReadout would "
+                         "change by its width multiplier", "build the output layer with nn.Linear, or use mode mup")
+    return has_readout
 
 
 def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]:
@@ -36,16 +49,10 @@ def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]
             delta = family.make(2 * spec.base_width, h, options)
     torch.manual_seed(spec.seed)
     model = family.make(spec.width, h, options)
-    has_readout = any(isinstance(m, MuReadout) for m in model.modules())
+    has_readout = check_readout(model, spec.mode)
     if has_mup(spec.mode):
-        if not has_readout:
-            raise InputError("--family", f"mode {spec.mode} needs the model's readout to be a mup.MuReadout",
-                             "build the output layer with mup.MuReadout, as mup asks")
         set_base_shapes(model, base, delta=delta)
     elif has_mup_lr(spec.mode):
-        if has_readout:
-            raise InputError("--family", f"mode {spec.mode} keeps SP's forward, which a mup.MuReadout would "
-                             "change by its width multiplier", "build the output layer with nn.Linear, or use mode mup")
         # Base shapes for the optimizer alone: no μP rescaling of the init, and the plain head
         # (finite fan-out, infinite fan-in) that mup's assertion would refuse is SP's own.
         set_base_shapes(model, base, delta=delta, rescale_params=False, do_assert=False)

@@ -5,14 +5,15 @@ step. Probes only read: hooks see detached outputs, weight statistics run under 
 so the training step is bit-for-bit the one of a bare loop."""
 
 import contextlib
+import math
 
 import torch
 from torch import nn
 
 from . import lrm, symmetry
 from .families.points import ProbePoint
-from .roles import role_of
-from .spectral import top_singular
+from .roles import is_conv1d, role_of
+from .spectral import finite_or_nan, top_singular
 
 # Lanczos rounds (one product with W and one with Wᵀ each): from a random vector, from the
 # last recorded step's top vector for W, and for W's update (benchmarks/spectral_accuracy.py:
@@ -61,7 +62,8 @@ class Probes:
         for name, module, role in self.layers:
             w = lrm.matrix(module)
             if w is not None:
-                fan_out, fan_in = (w.shape[1], w.shape[0]) if isinstance(module, nn.Embedding) else w.shape
+                stored_in_out = isinstance(module, nn.Embedding) or is_conv1d(module)
+                fan_out, fan_in = (w.shape[1], w.shape[0]) if stored_in_out else w.shape
                 self.matrices.append((name, role, w, fan_out, fan_in))
         self.mults = [(name, role, module.parametrizations.weight[0]) for name, module, role in self.layers
                       if hasattr(module, "parametrizations")]
@@ -83,6 +85,7 @@ class Probes:
         self._keys: list[tuple[str, str, str]] = []
         self._vals: list[torch.Tensor] = []
         self._last_step = -1
+        self.nonfinite = False
 
     def _add(self, module: str, role: str, metric: str, value: torch.Tensor):
         if metric not in self.wanted and role != "loss":
@@ -143,7 +146,7 @@ class Probes:
         if min(w.shape) <= EXACT_SPECTRAL_BELOW:
             # The top eigenvalue of the small Gram matrix: exact, and cheaper than an SVD.
             gram = w.T @ w if w.shape[1] <= w.shape[0] else w @ w.T
-            return torch.linalg.eigvalsh(gram)[-1].clamp_min(0).sqrt()
+            return finite_or_nan(gram, lambda g: torch.linalg.eigvalsh(g)[-1].clamp_min(0).sqrt())
         v = self._vec.get(key)
         if v is None:
             v = torch.randn(w.shape[1], generator=self._gen, device=w.device, dtype=w.dtype)
@@ -213,8 +216,13 @@ class Probes:
         for metric, value in losses.items():
             self._add("loss", "loss", metric, value.detach())
         self._last_step = step
+        # A diverging run's non-finite statistics are left out (and `nonfinite` says so): the
+        # trainer stops the run there, and fits never see them.
         values = torch.stack(self._vals).tolist()
-        modules, roles, metrics = zip(*self._keys)
+        keep = [i for i, v in enumerate(values) if math.isfinite(v)]
+        self.nonfinite = len(keep) < len(values)
+        keys, values = [self._keys[i] for i in keep], [values[i] for i in keep]
         self._keys, self._vals = [], []
-        return {"step": [step] * len(values), "module": list(modules), "role": list(roles),
-                "metric": list(metrics), "value": values}
+        modules, roles, metrics = (list(column) for column in zip(*keys)) if keys else ([], [], [])
+        return {"step": [step] * len(values), "module": modules, "role": roles, "metric": metrics,
+                "value": values}

@@ -15,6 +15,7 @@ _BY_NAME = [
     (r"(^|\.)(q|q_proj|query|wq)$", "attn_q"),
     (r"(^|\.)(k|k_proj|key|wk)$", "attn_k"),
     (r"(^|\.)(v|v_proj|value|wv)$", "attn_v"),
+    (r"(^|\.)(c_attn|qkv_proj|Wqkv|query_key_value)$", "attn_qkv"),  # q, k and v fused in one matrix
     (r"attn\.(o|c_proj|out_proj|wo)$|(^|\.)(o_proj|wo)$", "attn_out"),
     (r"(^|\.)(gate|gate_proj|w1)$", "mlp_gate"),
     (r"(^|\.)(up|up_proj|w3|fc1|c_fc)$", "mlp_up"),
@@ -24,9 +25,15 @@ _BY_NAME = [
     (r"(^|\.)hidden\.\d+$", "hidden"),
 ]
 # Every role, in layer order: what a study may name, and how reports order them.
-ROLES = ("embed", "attn_q", "attn_k", "attn_qk", "attn_v", "attn_out", "ssm_in", "ssm_dt", "ssm_out",
+ROLES = ("embed", "attn_q", "attn_k", "attn_qk", "attn_v", "attn_qkv", "attn_out", "ssm_in", "ssm_dt", "ssm_out",
          "mlp_up", "mlp_gate", "mlp_down", "hidden", "head", "norm", "other")
 _NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """GPT-2's `Conv1D`: a linear layer whose weight is stored (fan_in, fan_out). Named, not
+    imported, so that transformers stays an optional extra."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
 
 
 def role_of(name: str, module: nn.Module) -> str:
@@ -41,6 +48,6 @@ def role_of(name: str, module: nn.Module) -> str:
         return "embed"
     if isinstance(module, _NORMS):
         return "norm"
-    if isinstance(module, nn.Linear):
+    if isinstance(module, nn.Linear) or is_conv1d(module):
         return "hidden"
     return "other"

@@ -97,6 +97,8 @@ class RunSpec:
     batch_size: int = 8
     seq_len: int = 16
     batch: str | None = None
+    # cross_entropy, mse, or package.module:function taking (output, target) to a scalar (losses.py).
+    loss: str = "cross_entropy"
     mult_lr: float | None = None
     mult_weight_decay: float = MULT_WEIGHT_DECAY
     # Learnable multipliers per role (lrm.placement): overrides of the mode's placement, and their start.

@@ -3,6 +3,8 @@ power iteration (spectral weight decay, which needs u₁ and v₁ only roughly) 
 (the probes, which report σ₁). A trained matrix turns slowly, so a few rounds per step from
 last step's vector keep up with it."""
 
+import math
+
 import torch
 
 COLD_ITERS = 16  # from a random vector: enough for a gap σ₂/σ₁ up to about 0.5
@@ -48,8 +50,22 @@ def top_singular(w: torch.Tensor, v: torch.Tensor, steps: int) -> tuple[torch.Te
     bidiag = torch.diag(torch.stack(alphas))
     if steps > 1:
         bidiag = bidiag + torch.diag(torch.stack(betas[:-1]), 1)
-    _, sigma, vh = torch.linalg.svd(bidiag)
-    return sigma[0], torch.stack(rights[:steps], 1) @ vh[0]
+    sigma, top = finite_or_nan(bidiag, _top_pair)
+    return sigma, torch.stack(rights[:steps], 1) @ top
+
+
+def _top_pair(small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    _, sigma, vh = torch.linalg.svd(small)
+    return sigma[0], vh[0]
+
+
+def finite_or_nan(small: torch.Tensor, solve):
+    """`solve(small)`, NaN where `small` holds a non-finite entry: LAPACK raises on NaN, and a
+    diverging run's matrices are where a probe meets one. Masked on the device, no sync."""
+    finite = torch.isfinite(small).all()
+    out = solve(torch.where(finite, small, torch.zeros_like(small)))
+    nan = torch.tensor(math.nan, device=small.device, dtype=small.dtype)
+    return tuple(torch.where(finite, o, nan) for o in out) if isinstance(out, tuple) else torch.where(finite, out, nan)
 
 
 class SpectralDecay:

@@ -1,5 +1,6 @@
-"""Records on disk: one parquet file per run, written atomically, so an interrupted sweep
-loses at most the run in flight and a re-run skips what is done."""
+"""Records on disk: one parquet file per run, written atomically and durably (the file and
+its directory fsynced around the rename), so an interrupted sweep, even a power loss, loses
+at most the runs in flight, and a re-run skips what is done."""
 
 import contextlib
 import os
@@ -21,7 +22,16 @@ def model_path(out: Path, spec: RunSpec) -> Path:
 
 
 def is_done(out: Path, spec: RunSpec) -> bool:
-    return record_path(out, spec).exists()
+    """A run is done when its record reads back as a whole parquet file of that run alone:
+    a truncated or foreign file is run again, not skipped forever."""
+    path = record_path(out, spec)
+    if not path.is_file():
+        return False
+    try:
+        ids = pl.read_parquet(path, columns=["run_id"])["run_id"].unique().to_list()
+    except (pl.exceptions.PolarsError, OSError):
+        return False
+    return ids == [spec.run_id]
 
 
 def failure_path(out: Path, spec: RunSpec) -> Path:
@@ -42,9 +52,21 @@ def atomic_path(path: Path):
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to the disk: a rename can otherwise
+    reach the disk before the bytes it points at."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_run(out: Path, spec: RunSpec, records: pl.DataFrame) -> Path:

@@ -18,7 +18,7 @@ FIELD_KEYS = {"--widths": "widths", "--base-width": "base_width", "--option": "o
               "--batch": "families", "data": "data", "--clip": "clip", "--clip-multipliers": "clip_multipliers",
               "--muon-adjust-lr": "muon_adjust_lr", "--adam-eps-scaling": "adam_eps_scaling",
               "--weight-decay-kind": "weight_decay_kind", "--lrm-impl": "lrm_impl",
-              "--multiplier": "multipliers", "--mult-init": "mult_init"}
+              "--multiplier": "multipliers", "--mult-init": "mult_init", "--loss": "loss"}
 MIN_GRID = 3  # a quadratic around the best point needs both neighbours
 
 

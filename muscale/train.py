@@ -1,15 +1,13 @@
 """One run: build the model of a spec, train it, let probes observe, return long records."""
 
 import contextlib
-import math
 from pathlib import Path
 
 import polars as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint, modes, optim
+from . import checkpoint, losses, modes, optim
 from .data import PROBE_INDEX
 from .families import resolve
 from .probes import Probes
@@ -26,64 +24,78 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), target.reshape(-1))
+class _Loss:
+    """The run's loss on the model's output (losses.output_of), checked against the targets'
+    shape at the first call, so a model that does not fit its data fails in one line."""
+
+    def __init__(self, spec: RunSpec, model: nn.Module):
+        self.spec, self.model, self.fn, self.checked = spec, model, losses.resolve(spec.loss), False
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        output = losses.output_of(self.model(x))
+        if not self.checked:
+            losses.check(self.spec.loss, self.spec.family, output, y)
+            self.checked = True
+        return self.fn(output, y)
 
 
-def _eval_loss(model: nn.Module, family, spec: RunSpec, device: torch.device) -> torch.Tensor:
+def _eval_loss(loss: _Loss, family, spec: RunSpec, device: torch.device) -> torch.Tensor:
     """Mean loss on held-out batches (indices below the probe batch's), on the device."""
-    losses = []
+    values = []
     for k in range(spec.eval_batches):
         x, y = (t.to(device) for t in family.batch(PROBE_INDEX - 1 - k, spec.batch_size, spec.seq_len))
-        losses.append(_loss(model(x), y))
-    return torch.stack(losses).mean()
+        values.append(loss(x, y))
+    return torch.stack(values).mean()
 
 
 def run(spec: RunSpec, device: torch.device | str = "cpu", model_path: Path | None = None) -> pl.DataFrame:
     """Short horizon: the training forward on the fixed batch is the measurement. Long
     horizon: train on streamed batches, measure on the fixed batch at recorded steps.
 
-    With `eval_batches`, held-out loss is recorded too, and a run whose loss turns
-    non-finite or rises above `diverge_factor` × its start stops there with a `diverged`
-    row: a diverging learning rate is a result of a sweep, not a crash. With `model_path`,
-    the trained model is saved there as a checkpoint."""
+    A run whose loss or a recorded statistic turns non-finite stops at that recorded step
+    with a `diverged` row (the probes leave the non-finite values out); with `eval_batches`,
+    held-out loss is recorded too, and so does a run whose held-out loss rises above
+    `diverge_factor` × its start: a diverging learning rate is a result of a sweep, not a
+    crash. With `model_path`, the trained model is saved there as a checkpoint."""
     device = pick_device(str(device))
     family = resolve(spec.family, spec.batch, spec.data)
     model, multipliers = modes.build(spec, family)
     model.to(device).train()
     opt = optim.build(spec, model, multipliers)
+    compute = _Loss(spec, model)
     probes = Probes(model, spec.metrics, opt)
     fixed = [t.to(device) for t in family.batch(PROBE_INDEX, spec.batch_size, spec.seq_len)]
     recorded = set(spec.record_steps)
     columns: dict[str, list] = {"step": [], "module": [], "role": [], "metric": [], "value": []}
     train_losses, start, diverged = [], None, False
     for step in range(spec.steps + 1):
-        losses = {}
+        measured = {}
         if spec.horizon == "short":
             with probes.watch(step) if step in recorded else contextlib.nullcontext():
-                loss = _loss(model(fixed[0]), fixed[1])
-            losses["loss"] = loss
+                loss = compute(*fixed)
+            measured["loss"] = loss
         elif step in recorded:
             model.eval()
             with torch.no_grad():
                 with probes.watch(step):
-                    losses["loss"] = _loss(model(fixed[0]), fixed[1])
+                    measured["loss"] = compute(*fixed)
                 if spec.eval_batches:
-                    losses["eval_loss"] = _eval_loss(model, family, spec, device)
+                    measured["eval_loss"] = _eval_loss(compute, family, spec, device)
             model.train()
         if step in recorded:
-            rows = probes.collect(step, **losses)
+            rows = probes.collect(step, **measured)
             for key, values in rows.items():
                 columns[key].extend(values)
-            if "eval_loss" in losses:
+            diverged = probes.nonfinite
+            if "eval_loss" in measured and not diverged:
                 value = rows["value"][rows["metric"].index("eval_loss")]
                 start = value if start is None else start
-                diverged = not math.isfinite(value) or value > spec.diverge_factor * start
+                diverged = value > spec.diverge_factor * start
         if step == spec.steps or diverged:
             break
         if spec.horizon != "short":
             x, y = (t.to(device) for t in family.batch(step, spec.batch_size, spec.seq_len))
-            loss = _loss(model(x), y)
+            loss = compute(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         train_losses.append(loss.detach())
@@ -92,8 +104,9 @@ def run(spec: RunSpec, device: torch.device | str = "cpu", model_path: Path | No
         opt.step()
     if model_path is not None:
         checkpoint.save(model_path, spec, model)
-    if spec.eval_batches:
-        _append_losses(columns, torch.stack(train_losses).tolist() if train_losses else [], diverged, step)
+    if spec.eval_batches or diverged:
+        _append_losses(columns, torch.stack(train_losses).tolist() if train_losses and spec.eval_batches else [],
+                       diverged, step)
     keys = {"run_id": spec.run_id, "family": spec.family, "mode": spec.mode, "optimizer": spec.optimizer,
             "lr": spec.lr, "weight_decay": spec.weight_decay, "width": spec.width, "seed": spec.seed,
             "horizon": spec.horizon}

@@ -2,16 +2,19 @@
 raises an InputError naming the option, which a study reader re-aims at its own key."""
 
 import inspect
+import math
 from typing import Iterable
 
 import torch
 
-from . import lrm
+from . import losses, lrm, modes
+from .data import PROBE_INDEX
 from .errors import InputError
-from .families import MULTIPLIER_POINTS
+from .families import BUILTIN, MULTIPLIER_POINTS, unknown_options
 from .modes import hooks
 from .probes import METRICS
-from .spec import LRM_IMPLS, MUON_ADJUST_LR, WEIGHT_DECAY_KINDS, has_mup, has_mup_lr, multiplier_kind
+from .spec import (LRM_IMPLS, MUON_ADJUST_LR, WEIGHT_DECAY_KINDS, RunSpec, has_mup, has_mup_lr,
+                   multiplier_kind)
 
 
 def check_positive(name: str, value, integer: bool = False):
@@ -19,8 +22,8 @@ def check_positive(name: str, value, integer: bool = False):
         return
     if integer and (not isinstance(value, int) or isinstance(value, bool)):
         raise InputError(name, f"{value!r} is not a whole number", f"give {name} a whole number ≥ 1")
-    if not value > 0:
-        raise InputError(name, f"{value} is not positive", f"give {name} a value > 0")
+    if not value > 0 or not math.isfinite(value):
+        raise InputError(name, f"{value} is not a positive finite number", f"give {name} a finite value > 0")
 
 
 def check_widths(widths: tuple[int, ...]):
@@ -101,11 +104,16 @@ def check_optimizer(mode: str, optimizer: str, weight_decay: float, clip: float 
 
 def check_family(family, widths, base_width, options, mode):
     if family.builtin:
-        allowed = set(inspect.signature(family.build).parameters) - {"width", "hooks", "vocab"}
+        params = inspect.signature(family.build).parameters
+        allowed = set(params) - {"width", "hooks", "vocab"}
         unknown = set(options) - allowed
-        if unknown:
+        # A builder that takes **options (hf: any config field) checks them itself.
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             raise InputError("--option", f"family {family.name} has no option {', '.join(sorted(unknown))}",
                              f"use one of {', '.join(sorted(allowed))}")
+    elif options and (problem := unknown_options(family.build, options, skip=1)):
+        raise InputError("--option", f"{family.name} takes no option {problem}",
+                         "pass only options the function accepts as keywords")
     checked = list(widths) + ([base_width, 2 * base_width] if has_mup_lr(mode) else [])
     for w in checked:
         try:
@@ -118,7 +126,7 @@ def check_family(family, widths, base_width, options, mode):
             raise InputError(option, problem, "choose widths that the family's width rules allow")
     try:
         with torch.device("meta"):
-            family.make(widths[0], hooks(mode, base_width), options)
+            modes.check_readout(family.make(widths[0], hooks(mode, base_width), options), mode)
     except InputError:
         raise
     except Exception as exc:
@@ -127,6 +135,27 @@ def check_family(family, widths, base_width, options, mode):
         raise InputError("--option" if blame_options else "--family",
                          f"building {family.name} at width {widths[0]} failed: {exc}",
                          "fix the option" if blame_options else "fix the family or its options") from None
+
+
+def check_output(family, width: int, options: dict, loss: str, batch_size: int, seq_len: int):
+    """A user's model (or a Hugging Face one) against its data and loss, by one forward of the
+    narrowest model built as its SP run would be, so a misfit is one line before any run
+    starts. The global RNG is left as it was."""
+    if family.name in BUILTIN:
+        return
+    spec = RunSpec(family=family.name, mode="sp", optimizer="adam", lr=1.0, width=width, seed=0, steps=1,
+                   horizon="short", family_options=tuple(sorted(options.items())))
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        model, _ = modes.build(spec, family)
+        x, y = family.batch(PROBE_INDEX, batch_size, seq_len)
+        try:
+            output = losses.output_of(model(x))
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError("--family", f"{family.name} at width {width} failed on its data: {exc}",
+                             "make the model's forward take the batch --batch or the data source gives") from None
+        losses.check(loss, family.name, output, y)
 
 
 def check_metrics(metrics: Iterable[str] | None) -> tuple[str, ...] | None:

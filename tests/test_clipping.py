@@ -7,7 +7,7 @@ import torch
 from torch.nn.utils import parametrize
 
 import muscale
-from muscale import api, modes, optim, train
+from muscale import api, losses, modes, optim
 from muscale.data import PROBE_INDEX
 from muscale.errors import InputError
 from muscale.families import resolve
@@ -29,7 +29,7 @@ def one_backward(clip, clip_multipliers=False, shift=1.0):
                 m.parametrizations.weight[0].row.div_(shift)
     opt = optim.build(spec, model, mults)
     x, y = resolve("mlp").batch(PROBE_INDEX, spec.batch_size, spec.seq_len)
-    train._loss(model(x), y).backward()
+    losses.cross_entropy(model(x), y).backward()
     return model, mults, opt
 
 

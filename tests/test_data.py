@@ -146,3 +146,43 @@ def test_a_text_corpus_is_read_again_after_it_changes(tmp_path):
     path.write_bytes(b"b" * 500)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     assert resolve_source(f"text:{path}").fingerprint != first.fingerprint
+
+
+def _llmc_shard(path, tokens, version: int, count: int | None = None):
+    header = np.zeros(256, dtype=np.int32)
+    header[:3] = data.LLMC_MAGIC, version, len(tokens) if count is None else count
+    with open(path, "wb") as f:
+        f.write(header.tobytes())
+        f.write(tokens.tobytes())
+
+
+@pytest.mark.parametrize("version,dtype,top", [(1, np.uint16, 50256), (2, np.uint32, 128_255)])
+def test_llmc_shards_are_read_past_their_header(tmp_path, version, dtype, top):
+    """llm.c / modded-nanogpt shards: the 256-int32 header is not tokens, and version 2 is uint32."""
+    tokens = np.random.default_rng(0).integers(0, 1000, 3000).astype(dtype)
+    tokens[17] = top
+    path = tmp_path / "shard.bin"
+    _llmc_shard(path, tokens, version)
+    source = resolve_source(f"tokens:{path}")
+    assert source.vocab == top + 1 and len(source.tokens) == len(tokens)
+    assert np.array_equal(np.asarray(source.tokens), tokens)
+
+
+def test_bare_uint16_tokens_are_read_whole(tmp_path):
+    tokens = np.arange(2000, dtype=np.uint16) % 300
+    path = tmp_path / "bare.bin"
+    tokens.tofile(path)
+    source = resolve_source(f"tokens:{path}")
+    assert source.vocab == 300 and len(source.tokens) == 2000
+
+
+def test_other_headers_are_refused_in_one_line(tmp_path):
+    tokens = np.arange(2000, dtype=np.uint16)
+    _llmc_shard(tmp_path / "v7.bin", tokens, 7)
+    _llmc_shard(tmp_path / "short.bin", tokens, 1, count=5000)
+    np.save(tmp_path / "arr.npy", tokens)
+    for name, problem in (("v7.bin", "version 7"), ("short.bin", "says 5000 tokens"), ("arr.npy", ".npy")):
+        with pytest.raises(InputError) as err:
+            resolve_source(f"tokens:{tmp_path / name}")
+        assert err.value.field == "data" and problem in err.value.problem, name
+        assert "\n" not in str(err.value)

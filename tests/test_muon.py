@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import muscale
-from muscale import api, modes, optim, train
+from muscale import api, losses, modes, optim
 from muscale.data import PROBE_INDEX
 from muscale.errors import InputError
 from muscale.families import resolve
@@ -29,7 +29,7 @@ def built(mode, width=32, **kw):
 def first_step(model, opt, spec):
     """The change of every 2-D parameter in one step from a fresh optimizer."""
     x, y = resolve("transformer").batch(PROBE_INDEX, spec.batch_size, spec.seq_len)
-    train._loss(model(x), y).backward()
+    losses.cross_entropy(model(x), y).backward()
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.ndim == 2}
     opt.step()
     return {n: p.detach() - before[n] for n, p in model.named_parameters() if p.ndim == 2}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import muscale
-from muscale import modes, optim, spectral, train
+from muscale import losses, modes, optim, spectral
 from muscale.data import PROBE_INDEX
 from muscale.families import resolve
 from muscale.probes import EXACT_SPECTRAL_BELOW, Probes
@@ -24,7 +24,7 @@ def trained_with_probes(mode, width, steps=5):
     worst, prev = {"weight_spec": 0.0, "update_spec": 0.0}, {}
     for step in range(steps + 1):
         with probes.watch(step):
-            loss = train._loss(model(x), y)
+            loss = losses.cross_entropy(model(x), y)
         rows = probes.collect(step, loss=loss)
         for module, metric, value in zip(rows["module"], rows["metric"], rows["value"]):
             if metric in worst:
@@ -77,7 +77,7 @@ def test_lanczos_survives_a_matrix_of_lower_rank_than_its_rounds():
 
 def test_probes_do_not_change_the_training_step():
     spec = muscale.plan("mup", "mlp", widths=(64, 128), seeds=1, steps=3)[0]
-    losses = []
+    final = []
     for probe in (True, False):
         model, mults = modes.build(spec, resolve("mlp"))
         opt = optim.build(spec, model, mults)
@@ -85,15 +85,15 @@ def test_probes_do_not_change_the_training_step():
         x, y = resolve("mlp").batch(PROBE_INDEX, spec.batch_size, spec.seq_len)
         for step in range(4):
             with probes.watch(step) if probe else contextlib.nullcontext():
-                loss = train._loss(model(x), y)
+                loss = losses.cross_entropy(model(x), y)
             if probe:
                 probes.collect(step, loss=loss)
                 probes.snapshot()
             opt.zero_grad()
             loss.backward()
             opt.step()
-        losses.append(loss.item())
-    assert losses[0] == losses[1]
+        final.append(loss.item())
+    assert final[0] == final[1]
 
 
 @pytest.mark.parametrize("name,role", [
@@ -102,6 +102,7 @@ def test_probes_do_not_change_the_training_step():
     ("blocks.1.mlp.down", "mlp_down"), ("head", "head"), ("blocks.0.attn_norm", "norm"), ("final_norm", "norm"),
     ("hidden.2", "hidden"), ("model.layers.0.self_attn.q_proj", "attn_q"), ("lm_head", "head"),
     ("transformer.h.0.mlp.c_proj", "mlp_down"), ("transformer.h.0.attn.c_proj", "attn_out"),
+    ("transformer.h.0.attn.c_attn", "attn_qkv"), ("transformer.h.0.mlp.c_fc", "mlp_up"),
 ])
 def test_roles_from_names(name, role):
     assert role_of(name, torch.nn.Linear(2, 2)) == role

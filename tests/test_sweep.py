@@ -34,6 +34,7 @@ BAD = [
     ('data = "synthetic"', 'data = "text:/no/such/file"', "data", 9),
     ('layers = 1', 'colour = 1', "options", 11),
     ('[lr]', '[learning_rate]', "learning_rate", 14),
+    ('data = "synthetic"', 'data = "synthetic"\nloss = "hinge"', "loss", 10),
 ]
 
 
@@ -47,6 +48,12 @@ def test_study_without_lr_grid_names_the_table(tmp_path):
     path = write(tmp_path, TINY.split("[lr]")[0])
     with pytest.raises(Exception, match=r"study.toml: lr: missing"):
         api.load(path)
+
+
+def test_study_loss_reaches_every_run(tmp_path):
+    plan = api.load(write(tmp_path, TINY.replace('data = "synthetic"', 'data = "synthetic"\nloss = "mse"')))
+    assert {s.loss for s in plan.specs} == {"mse"}
+    assert {s.loss for s in api.load(write(tmp_path, TINY)).specs} == {"cross_entropy"}
 
 
 def test_study_expands_to_every_run(tmp_path):
@@ -187,21 +194,16 @@ def test_submitit_launcher_runs_a_sweep_through_its_local_mode(tmp_path):
 
 
 def test_each_local_worker_takes_its_own_gpu_and_thread_share(monkeypatch):
-    import queue
-
     import torch
 
     from muscale import launch
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    slots = queue.Queue()
-    for slot in (0, 1, 2):
-        slots.put(slot)
     before = torch.get_num_threads()
     seen = []
     try:
-        for _ in range(3):
-            launch._pin(slots, 1, gpus=2)
+        for slot in range(3):
+            launch._pin(slot, 1, gpus=2)
             seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
             assert torch.get_num_threads() == 1
     finally:
@@ -236,3 +238,25 @@ def test_bad_coord_check_part_names_its_key(tmp_path):
     path = write(tmp_path, TINY + PARTS.replace("seeds = 1", "sedes = 1"))
     with pytest.raises(Exception, match=r"study.toml:22: coord_check.sedes: unknown key"):
         api.load(path)
+
+
+def test_a_worker_killed_outright_fails_its_run_and_the_same_command_completes_the_set(monkeypatch, capsys,
+                                                                                         tmp_path):
+    """kill -9 of the worker building a width-32 model: that run is failed with the signal named,
+    the others finish; the marker is gone, so the same command again runs it and completes the set."""
+    text = TINY.replace('families = ["transformer"]', 'families = ["families_for_tests:killed_once"]')
+    path = write(tmp_path, text.replace('modes = ["sp", "mup"]', 'modes = ["sp"]').replace("[options]\nlayers = 1\n", ""))
+    marker = tmp_path / "kill-me"
+    marker.touch()
+    monkeypatch.setenv("MUSCALE_TEST_KILL", str(marker))
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(monkeypatch, capsys, "sweep", str(path), "--out", str(out), "--jobs", "2")
+    assert code == 1 and "runs failed" in stderr
+    states = sweep.status(out, sweep.read_plan(out)[1])
+    assert states.filter(pl.col("state") == "failed")["width"].to_list() == [32]
+    assert states.filter(pl.col("state") != "failed").height == states.height - 1
+    assert "SIGKILL" in next((out / "failed").glob("*.txt")).read_text()
+    assert not marker.exists()
+    code, _, stderr = run_cli(monkeypatch, capsys, "sweep", str(path), "--out", str(out), "--jobs", "2")
+    assert code == 0, stderr
+    assert set(sweep.status(out, sweep.read_plan(out)[1])["state"]) <= {"done", "diverged"}

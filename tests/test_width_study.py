@@ -225,10 +225,10 @@ def test_mup_lr_learning_rates_are_mu_adamw_s():
 
 
 def test_mup_lr_refuses_a_mu_readout_whose_multiplier_would_change_the_forward():
-    spec = muscale.plan("mup-lr", "families_for_tests:gain_mlp", widths=(64, 128), seeds=1,
-                        batch="families_for_tests:mlp_batch")[0]
+    """Refused while planning, before any run starts (validate.check_family → modes.check_readout)."""
     with pytest.raises(InputError, match="MuReadout"):
-        modes.build(spec, resolve(spec.family, spec.batch))
+        muscale.plan("mup-lr", "families_for_tests:gain_mlp", widths=(64, 128), seeds=1,
+                     batch="families_for_tests:mlp_batch")
 
 
 def test_coord_check_runs_in_mup_lr(one_thread):

@@ -2,10 +2,13 @@
 
 Built-in builders take the mode's `Hooks` so that a mode turns them μP (readout layer,
 attention scale) without a second copy of the model. User families are
-`package.module:function` with `function(width) -> nn.Module`."""
+`package.module:function` with `function(width, **options) -> nn.Module`; `hf:MODEL_TYPE`
+is a Hugging Face architecture at random init (families/hf.py, the `hf` extra)."""
 
 import dataclasses
+import functools
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,6 +38,8 @@ class Hooks:
     readout: Callable[[int, int], nn.Module] = lambda fan_in, fan_out: nn.Linear(fan_in, fan_out, bias=False)
     attn_scale: Callable[[int, int], float] = lambda head_dim, width: head_dim**-0.5
     multipliers: tuple[tuple[str, float], ...] = ()
+    # μP's base width; None outside μP. Families that init hidden matrices at one std (hf) rescale by it.
+    base_width: int | None = None
 
     def fixed(self, key: str) -> "Fixed":
         return Fixed(dict(self.multipliers).get(key))
@@ -73,18 +78,57 @@ class Family:
         if self.builtin:
             vocab = {} if self.vocab is None else {"vocab": self.vocab}
             return self.build(width, hooks, **options, **vocab)
-        model = self.build(width)
+        model = self.build(width, **{k: _literal(v) for k, v in options.items()})
         if not isinstance(model, nn.Module):
             raise InputError("--family", f"{self.name}({width}) returned {type(model).__name__}, not an nn.Module",
                              "make the function return a torch.nn.Module")
         return model
 
 
-def _import(ref: str, option: str) -> Callable:
+def _literal(value: str) -> int | float | str:
+    """A user family's option as the number it spells, else the string."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def unknown_options(fn: Callable, options: dict, skip: int) -> str | None:
+    """Why `fn` cannot take `options` as keywords (its first `skip` parameters are muscale's), or None."""
+    params = list(inspect.signature(fn).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    names = [p.name for p in params[skip:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(options) - set(names))
+    if not unknown:
+        return None
+    return f"{', '.join(unknown)} (its parameters after the width: {', '.join(names) or 'none'})"
+
+
+def reference(obj, option: str) -> str | None:
+    """A callable given to the Python API as the `package.module:function` string that names
+    it, so that a run spec stays plain data that worker processes import the function from."""
+    if obj is None or isinstance(obj, str):
+        return obj
+    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    fix = "define it at module level (worker processes import it by module and name), or pass package.module:function"
+    if not callable(obj) or not module or not name.isidentifier():
+        raise InputError(option, f"{obj!r} is not a module-level function", fix)
+    ref = f"{module}:{name}"
+    if getattr(importlib.import_module(module), name, None) is not obj:
+        raise InputError(option, f"{ref} does not import back as the function given", fix)
+    return ref
+
+
+def load(ref: str, option: str, builtin: tuple[str, ...] = ()) -> Callable:
+    """The function `package.module:function` names; `builtin` lists the other names `option` takes."""
     mod_name, _, fn_name = ref.partition(":")
     if not mod_name or not fn_name:
+        names = ", ".join(builtin) + (", " if builtin else "")
         raise InputError(option, f"'{ref}' is neither a built-in name nor package.module:function",
-                         f"use one of {', '.join(BUILTIN)} or package.module:function")
+                         f"use {names}package.module:function")
     try:
         fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as exc:
@@ -96,21 +140,48 @@ def _import(ref: str, option: str) -> Callable:
 
 
 def _user_batch(ref: str) -> Callable[[int, int, int], Batch]:
-    fn = _import(ref, "--batch")
+    """`fn()` gives one fixed batch; `fn(step, batch_size)` streams them: step ≥ 0 for training,
+    negative for held-out batches (−1 is the fixed batch probes measure on)."""
+    fn = load(ref, "--batch")
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    streams = sum(p.kind in positional for p in inspect.signature(fn).parameters.values()) >= 2
 
     def batch(index: int, batch_size: int, seq_len: int) -> Batch:
-        out = fn()
+        out = fn(index, batch_size) if streams else fn()
         if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
-            raise InputError("--batch", f"{ref}() must return (inputs, targets) tensors",
-                             "return a tuple of two tensors")
+            raise InputError("--batch", f"{ref}({'step, batch_size' if streams else ''}) must return (inputs, "
+                             "targets) tensors", "return a tuple of two tensors")
         return out
 
     return batch
 
 
+def width_rules(name: str) -> str:
+    """What a family keeps fixed and what grows with width, for the report; "" for a user's."""
+    if name.startswith("hf:"):
+        from .hf import WIDTH_RULES
+        return WIDTH_RULES
+    return BUILTIN[name].width_rules if name in BUILTIN else ""
+
+
 def resolve(name: str, batch: str | None = None, source: str = "synthetic") -> Family:
     """The family `name` fed by the token source `source` (see `data.resolve_source`), or
     by the user's `batch` function for a model that is not a token LM."""
+    if name.startswith("hf:"):
+        try:
+            from . import hf  # transformers is an optional extra, imported only when asked for
+        except ImportError as exc:
+            raise InputError("--family", f"{name} needs the optional extra muscale[hf] ({exc})",
+                             "pip install 'muscale[hf]'") from None
+        if batch is not None:
+            raise InputError("--batch", f"family {name} is a token LM fed by the data source",
+                             "drop --batch, or wrap the model in a package.module:function family")
+        model_type = name.partition(":")[2]
+        hf.known(model_type)
+        tokens = data.resolve_source(source)
+        return Family(name, functools.partial(hf.build, model_type), tokens.batch, builtin=True,
+                      check_width=functools.partial(hf.check_width, model_type), width_rules=hf.WIDTH_RULES,
+                      vocab=tokens.vocab)
     if name in BUILTIN:
         if batch is not None:
             raise InputError("--batch", f"built-in family '{name}' brings its own data",
@@ -123,7 +194,7 @@ def resolve(name: str, batch: str | None = None, source: str = "synthetic") -> F
             return family
         tokens = data.resolve_source(source)
         return dataclasses.replace(family, batch=tokens.batch, vocab=tokens.vocab)
-    build = _import(name, "--family")
+    build = load(name, "--family", (*BUILTIN, "hf:MODEL_TYPE"))
     if batch is not None:
         if source != "synthetic":
             raise InputError("data", "a --batch function and a token source were both given",

@@ -20,7 +20,7 @@ from .analysis import DERIVED, Claim
 
 TOP = {key: KEYS[key] for key in (
     "title", "families", "modes", "widths", "steps", "batch_size", "seq_len", "mult_weight_decay", "multipliers",
-    "mult_init", "base_width", "data", "options", "mup_multipliers", *TRAINING)} | {
+    "mult_init", "base_width", "data", "options", "mup_multipliers", "loss", *TRAINING)} | {
     "optimizers": (list, ["adamw"], "optimizers, e.g. [\"adamw\"]"),
     "seeds": (int, 2, "runs seeds 0…N−1; at least 2, for an interval over seeds"),
     "lr": (float, None, "the learning rate of every run (μP's modes scale it per layer)"),

@@ -5,7 +5,8 @@ directory without a plan.json, as older versions wrote them, reads as one."""
 
 import polars as pl
 
-from ...families import BUILTIN
+from ...coordcheck import diverged_runs
+from ...families import width_rules
 from ...fit import first_and_last, fit_exponents
 from ...kind import Analysis, StudyKind
 from ...report.text import TABLE
@@ -22,9 +23,13 @@ def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
 
 
 def describe(specs, analysis: Analysis) -> dict[str, str]:
-    """The width rules of each built-in family the records hold (a directory of old has no specs)."""
+    """The width rules of each built-in or Hugging Face family the records hold (a directory of
+    old has no specs), and the runs that diverged."""
     families = analysis.detail["family"].unique().sort()
-    return {f"width rules ({f})": BUILTIN[f].width_rules for f in families if f in BUILTIN}
+    meta = {f"width rules ({f})": width_rules(f) for f in families if width_rules(f)}
+    if diverged := diverged_runs(analysis.detail):
+        meta["diverged runs (stopped at their first non-finite step)"] = ", ".join(diverged)
+    return meta
 
 
 def render(plan: dict, analysis: Analysis, meta: dict, parts: list) -> str:
