@@ -160,6 +160,10 @@ def cli():
               "the key, row on the head; lrm-scalar: scalar everywhere.")
 @click.option("--mult-init", type=float, default=1.0, show_default=True,
               help="Start value of every learnable multiplier.")
+@click.option("--mult-param", help="lrm modes: linear (the multiplier s is the parameter) or log (the parameter "
+              "is θ, s = e^θ, so an Adam step moves log s). " + _both("mult_param"))
+@click.option("--beta2", type=float, help="Adam's β₂; its window 1/(1 − β₂) should be shorter than 1/(lr·weight "
+              "decay). Default: torch's 0.999 short, " + f"{LONG.beta2} long.")
 @click.option("--batch-size", type=int, help="Sequences (or examples) per batch. " + _both("batch_size")
               + f" The mlp family takes {MLP_SHORT.batch_size} short.")
 @click.option("--seq-len", type=int, help="Tokens per sequence. " + _both("seq_len"))
@@ -195,7 +199,7 @@ def cli():
 def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
                     mult_lr, mult_weight_decay, multipliers, mult_init, batch_size, seq_len, base_width, options,
                     mup_multipliers, clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, metrics,
-                    save_models, out, device, jobs):
+                    mult_param, beta2, save_models, out, device, jobs):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
     write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html."""
     out = _out_dir(out or f"out/{family.replace(':', '_')}-{mode}")
@@ -206,7 +210,7 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
     specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
                             seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
                             clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl,
-                            multipliers, mult_init, metrics)
+                            multipliers, mult_init, metrics, mult_param, beta2)
     with tqdm(total=len(specs), desc=f"{mode} {family}", unit="run", file=sys.stderr) as bar:
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")

@@ -12,7 +12,7 @@ from .errors import InputError
 from .families import MULTIPLIER_POINTS, resolve
 from .modes import hooks
 from .probes import METRICS
-from .spec import (LRM_IMPLS, MODES, MULT_WEIGHT_DECAY, MUON_ADJUST_LR, OPTIMIZERS, WEIGHT_DECAY_KINDS, RunSpec,
+from .spec import (LRM_IMPLS, MODES, MULT_PARAMS, MULT_WEIGHT_DECAY, MUON_ADJUST_LR, OPTIMIZERS, WEIGHT_DECAY_KINDS, RunSpec,
                    canonical_mode, default_horizon, has_mup, has_mup_lr, multiplier_kind)
 
 
@@ -101,6 +101,23 @@ def check_optimizer(mode: str, optimizer: str, weight_decay: float, clip: float 
                          "use an lrm mode, or drop it")
 
 
+def check_mult_param(mode: str, mult_param: str | None):
+    if mult_param is None:
+        return
+    if mult_param not in MULT_PARAMS:
+        raise InputError("--mult-param", f"unknown parametrisation '{mult_param}'", f"use one of {', '.join(MULT_PARAMS)}")
+    if multiplier_kind(mode) is None:
+        raise InputError("--mult-param", f"mode {mode} has no learnable multipliers", "use an lrm mode, or drop it")
+
+
+def check_beta2(beta2: float, optimizer: str) -> float:
+    if optimizer == "sgd":
+        raise InputError("--beta2", "SGD has no second moment", "use adam, adamw or muon, or drop it")
+    if isinstance(beta2, bool) or not isinstance(beta2, int | float) or not 0 <= beta2 < 1:
+        raise InputError("--beta2", f"{beta2!r} is not in [0, 1)", "give Adam's β₂ as e.g. 0.95")
+    return float(beta2)
+
+
 def check_family(family, widths, base_width, options, mode):
     if family.builtin:
         allowed = set(inspect.signature(family.build).parameters) - {"width", "hooks", "vocab"}
@@ -150,7 +167,8 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
          clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
          adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
          lrm_impl: str | None = None, multipliers: dict | None = None, mult_init: float = 1.0,
-         metrics: Iterable[str] | None = None) -> list[RunSpec]:
+         metrics: Iterable[str] | None = None, mult_param: str | None = None,
+         beta2: float | None = None) -> list[RunSpec]:
     """Validate everything a user can get wrong before any run starts or any file is written."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
@@ -173,6 +191,8 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
     check_multipliers(mup_multipliers or {}, mode)
     check_placement(multipliers or {}, mode, mult_init)
     metrics = check_metrics(metrics)
+    check_mult_param(mode, mult_param)
+    beta2 = h.beta2 if beta2 is None else check_beta2(beta2, optimizer)
     check_optimizer(mode, optimizer, h.weight_decay if weight_decay is None else weight_decay, clip, clip_multipliers,
                     muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl)
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
@@ -185,7 +205,8 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                   clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
                   weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr,
                   lrm_impl=lrm_impl or RunSpec.lrm_impl, multipliers=tuple(sorted((multipliers or {}).items())),
-                  mult_init=float(mult_init), metrics=metrics)
+                  mult_init=float(mult_init), metrics=metrics, beta2=beta2 if optimizer != "sgd" else None,
+                  mult_param=mult_param or (h.mult_param if multiplier_kind(mode) else RunSpec.mult_param))
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 
 

@@ -89,9 +89,24 @@ class Optimizer:
             total = nn.utils.clip_grad_norm_(self.clipped, self.max_norm, foreach=True)
             # torch's own coefficient, so the record is what the gradients were multiplied by.
             self.clip_factor = (self.max_norm / (total + 1e-6)).clamp(max=1.0)
+        for group in self.param_groups:
+            if group.get("mult_decay"):
+                _decay_multipliers(group)
         for opt in self.optimizers:
             opt.step()
         self.decay.step()
+
+
+def _decay_multipliers(group: dict):
+    """s ← s·(1 − η·λ) before the step, as AdamW orders it, in every optimizer: inside Adam or
+    SGD an L2 term would be added to the gradient, and at init it outweighs the multipliers'
+    own gradients many times over. A log-parametrised multiplier shrinks the same s, θ ← θ +
+    log(1 − η·λ)."""
+    factor = 1 - group["lr"] * group["mult_decay"]
+    if group["mult_log"]:
+        torch._foreach_add_(group["params"], math.log(factor))
+    else:
+        torch._foreach_mul_(group["params"], factor)
 
 
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
@@ -149,9 +164,12 @@ def build(spec: RunSpec, model: nn.Module, multipliers: list[nn.Parameter]) -> O
         groups = _eps_scaled(groups)
     cls = (_MUP if has_mup_lr(spec.mode) else _PLAIN)["adamw" if spec.optimizer == "muon" else spec.optimizer]
     # foreach: one fused kernel per op over all tensors; on CPU torch defaults to a loop.
-    opt = cls(groups, lr=spec.lr, foreach=True)
+    betas = {} if spec.beta2 is None or spec.optimizer == "sgd" else {"betas": (0.9, spec.beta2)}
+    opt = cls(groups, lr=spec.lr, foreach=True, **betas)
     if multipliers:
-        opt.add_param_group({"params": multipliers, "weight_decay": spec.mult_weight_decay,
+        # Their decay is applied by Optimizer.step, decoupled whatever the optimizer.
+        opt.add_param_group({"params": multipliers, "weight_decay": 0.0, "mult_decay": spec.mult_weight_decay,
+                             "mult_log": spec.mult_param == "log",
                              "lr": spec.lr if spec.mult_lr is None else spec.mult_lr})
     if spec.weight_decay_kind == "spectral":
         for group in (g for o in optimizers + [opt] for g in o.param_groups):

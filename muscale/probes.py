@@ -191,11 +191,9 @@ class Probes:
             self._add(name, role, "spec_ratio", spec / (fan_out / fan_in) ** 0.5)
         for name, role, mult in self.mults:
             if isinstance(mult, lrm.ScalarMultiplier):
-                self._add(name, role, "mult_scalar", mult.scalar.detach())
+                self._add(name, role, "mult_scalar", mult.value(mult.scalar).detach())
                 continue
-            for side, vec in (("row", mult.row), ("col", mult.col)):
-                if vec is None:
-                    continue
+            for side, vec in mult.vectors().items():
                 vec = vec.detach().float()
                 self._add(name, role, f"mult_{side}_rms", vec.square().mean().sqrt())
                 self._add(name, role, f"mult_{side}_mean", vec.mean())

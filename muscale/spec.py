@@ -13,6 +13,8 @@ MUON_ADJUST_LR = ("original", "match_rms_adamw")
 WEIGHT_DECAY_KINDS = ("decoupled", "spectral")
 # How learnable multipliers are computed (lrm.py): equal trajectories, different cost.
 LRM_IMPLS = ("autograd", "fused")
+# How a learnable multiplier is stored (lrm.py): s itself, or θ with s = e^θ.
+MULT_PARAMS = ("linear", "log")
 # The multipliers' default decoupled weight decay: small, to hold the directions along which
 # a product of learnable factors can drift without changing the output (lrm.py, probes.py).
 MULT_WEIGHT_DECAY = 0.01
@@ -58,6 +60,8 @@ class Horizon:
     seq_len: int
     widths: tuple[int, ...]
     seeds: int
+    beta2: float | None = None
+    mult_param: str = "linear"
 
 
 def default_horizon(mode: str, family: str) -> Horizon:
@@ -121,6 +125,9 @@ class RunSpec:
     adam_eps_scaling: bool = False
     weight_decay_kind: str = "decoupled"
     lrm_impl: str = "autograd"
+    mult_param: str = "linear"
+    # Adam's β₂ (None: torch's 0.999); its window 1/(1 − β₂) should be shorter than 1/(η·λ).
+    beta2: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,6 +1,8 @@
 """Learnable multipliers as wrappers: same function at init, their own optimizer group,
 and the exponent table carries their width exponents at the first and last step."""
 
+import math
+
 import polars as pl
 import pytest
 import torch
@@ -38,7 +40,38 @@ def test_multipliers_have_their_own_group_with_their_own_lr_and_weight_decay():
     opt = optim.build(spec, model, mults)
     group = next(g for g in opt.param_groups if any(p is mults[0] for p in g["params"]))
     assert {id(p) for p in group["params"]} == {id(p) for p in mults}
-    assert group["lr"] == 1e-4 and group["weight_decay"] == 0.5
+    # The decay is the Optimizer's own, decoupled: none of it reaches the torch optimizer's gradient.
+    assert group["lr"] == 1e-4 and group["mult_decay"] == 0.5 and group["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "muon"])
+@pytest.mark.parametrize("param", ["linear", "log"])
+def test_multiplier_decay_is_decoupled_from_the_update(optimizer, param):
+    """One step with decay λ equals the step without it applied to s·(1 − η·λ): the decay never
+    enters the gradient, so Adam's normalised update (g/sqrt(v)) is the one of g alone. Teeth:
+    torch's coupled L2 (Adam's weight_decay) gives a different step."""
+    lr, decay = 1e-2, 0.5
+
+    def step(mult_weight_decay, coupled=False):
+        spec, model, mults = build("lrm-scalar", optimizer=optimizer, lr=lr, mult_weight_decay=mult_weight_decay,
+                                   mult_param=param)
+        opt = optim.build(spec, model, mults)
+        if coupled:
+            group = next(g for g in opt.param_groups if "mult_decay" in g)
+            group["weight_decay"], group["mult_decay"] = decay, 0.0
+        x, y = resolve("transformer").batch(0, 2, 8)
+        torch.nn.functional.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1)).backward()
+        before = torch.stack([p.detach().clone() for p in mults])
+        opt.step()
+        return before, torch.stack([p.detach() for p in mults])
+
+    before, free = step(0.0)
+    _, decayed = step(decay)
+    shrunk = before + math.log(1 - lr * decay) if param == "log" else before * (1 - lr * decay)
+    assert torch.allclose(decayed, shrunk + (free - before), atol=1e-7)
+    if optimizer == "adam":
+        _, coupled = step(decay, coupled=True)
+        assert (coupled - decayed).abs().max() > 1e-3
 
 
 def test_lrm_exponent_table_has_multiplier_and_activation_exponents_first_and_last():

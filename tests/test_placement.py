@@ -71,7 +71,7 @@ def test_multipliers_keep_their_own_lr_and_decay_at_every_width_under_mup(width)
     opt = optim.build(spec, model, mults)
     group = next(g for g in opt.param_groups if any(p is mults[0] for p in g["params"]))
     assert {id(p) for p in group["params"]} == {id(p) for p in mults}
-    assert group["lr"] == 0.02 and group["weight_decay"] == MULT_WEIGHT_DECAY > 0
+    assert group["lr"] == 0.02 and group["mult_decay"] == MULT_WEIGHT_DECAY > 0 and group["weight_decay"] == 0
     matrix_lrs = {g["lr"] for g in opt.param_groups if g is not group}
     assert min(matrix_lrs) == pytest.approx(spec.lr * spec.base_width / width)  # μP scales the matrices' alone
 
