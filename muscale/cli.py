@@ -110,7 +110,7 @@ def _analyse(records: pl.DataFrame, out: Path, device: str) -> pl.DataFrame:
 
 def _summary(exponents: pl.DataFrame, out: Path):
     counts = dict(exponents.group_by("verdict").len().iter_rows())
-    click.echo(" ".join(f"{v}={counts.get(v, 0)}" for v in ("pass", "warn", "fail", "info")))
+    click.echo(" ".join(f"{v}={counts.get(v, 0)}" for v in ("pass", "warn", "fail", "unsettled", "info")))
     checked = exponents.filter(pl.col("expected").is_not_null())
     with pl.Config(tbl_rows=40, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
                    tbl_width_chars=140, fmt_str_lengths=40, float_precision=3):
@@ -118,7 +118,8 @@ def _summary(exponents: pl.DataFrame, out: Path):
             click.echo("worst exponents (largest |α − expected|):")
             click.echo(checked.with_columns(off=(pl.col("alpha") - pl.col("expected")).abs())
                        .sort("off", descending=True).head(WORST_SHOWN)
-                       .select("mode", "module", "metric", "step", "alpha", "ci_low", "ci_high", "r2", "verdict"))
+                       .select("mode", "module", "metric", "step", "alpha", "ci_low", "ci_high", "r2", "settled",
+                               "verdict"))
         table = first_and_last(exponents)
         if table.height and not checked.height:
             click.echo("width exponents by role, median over modules (α after the first update → at the last step):")
@@ -140,7 +141,8 @@ def cli():
 @click.option("--batch", default=None, help="package.module:function returning (inputs, targets) for a user "
               "family that is not a token LM. Default: synthetic tokens (vocab 256).")
 @click.option("--widths", callback=_widths, help="Comma list, increasing. " + _both("widths"))
-@click.option("--steps", type=int, help="Optimizer steps; the long horizon records steps 0,1,2,4,… and the last. "
+@click.option("--steps", type=int, help="Optimizer steps; the long horizon records steps 0,1,2,4,…, 70% of the run "
+              "(where `settled` compares α with the last step's) and the last. "
               + _both("steps"))
 @click.option("--seeds", type=int, help="Runs seeds 0…N−1. " + _both("seeds"))
 @click.option("--optimizer", help=f"{', '.join(OPTIMIZERS)} (Muon on hidden matrices, AdamW on the rest). "
@@ -150,7 +152,8 @@ def cli():
 @click.option("--weight-decay-kind", default="decoupled", show_default=True,
               help="decoupled (W ← W − η·λ·W) or spectral (W ← W − η·λ·σ₁u₁v₁ᵀ: only the top singular value "
               "shrinks).")
-@click.option("--mult-lr", type=float, help="Learning rate of the learnable multipliers. Default: --lr.")
+@click.option("--mult-lr", type=float, help="Learning rate of the learnable multipliers. Default: "
+              f"{LONG.mult_lr} long, --lr short.")
 @click.option("--mult-weight-decay", type=float, default=MULT_WEIGHT_DECAY, show_default=True,
               help="Weight decay of the learnable multipliers: small, so that directions of the product the "
               "output cannot see (s·W = (a·s)·(W/a)) do not drift without bound.")

@@ -199,7 +199,7 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                   lr=h.lr if lr is None else lr, steps=steps or h.steps, horizon=h.name,
                   weight_decay=h.weight_decay if weight_decay is None else weight_decay,
                   batch_size=batch_size or h.batch_size, seq_len=seq_len or h.seq_len, batch=batch,
-                  mult_lr=mult_lr, mult_weight_decay=mult_weight_decay, base_width=base_width,
+                  mult_lr=h.mult_lr if mult_lr is None else mult_lr, mult_weight_decay=mult_weight_decay, base_width=base_width,
                   family_options=tuple(sorted(options.items())),
                   mup_multipliers=tuple(sorted((k, float(v)) for k, v in (mup_multipliers or {}).items())),
                   clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,

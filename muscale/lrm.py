@@ -5,11 +5,16 @@ user — gets them without changing its module names, and `weight` reads as W̄.
 
 Where they go is chosen per role (`placement`): none, a scalar s, a row vector r (one
 per output feature), a column vector c (one per input feature), or both r and c. The
-default is the paper's placement as the multipliers issue states it: row and column
-multipliers on every projector, one scalar on the QK product, row multipliers on the
-head. The QK scalar sits on the query alone: the logits see s_q·s_k only, so a second
-scalar on the key would add nothing but a direction the loss cannot see (see
-`mult_drift` in probes.py). `lrm-scalar` puts a scalar on every matrix.
+default leaves the loss no direction it cannot see between two learnable factors: a scalar
+on the head and one on the query (the QK product: the logits see s_q·s_k only, so a scalar
+on the key as well would add nothing but such a direction), row vectors on the outputs
+that feed the residual stream (attn_out, mlp_down, ssm_out) and on the layers of an MLP.
+`PAPER_PLACEMENT` — rows and columns on every projector, as the multipliers issue first read
+the paper — makes r_v·c_o, r_up·c_down and each column vector against the norm gain before
+it directions that only weight decay holds (`mult_drift` in probes.py), so the per-layer size of
+such a multiplier follows no power of width. One pair no placement on the head avoids: its
+multiplier against the final norm's gain, judged as their product (`mult_path`).
+`lrm-scalar` puts a scalar on every matrix.
 
 Two implementations with one parameter layout (so one state dict, one optimizer and the
 same probes serve both):
@@ -37,13 +42,16 @@ KINDS = ("none", "scalar", "row", "col", "both")
 # The roles a placement can name: every role a matrix layer can have (norms own no matrix).
 ROLES = ("embed", "attn_q", "attn_k", "attn_v", "attn_out", "mlp_up", "mlp_gate", "mlp_down", "head",
          "ssm_in", "ssm_out", "hidden", "other")
-PAPER_PLACEMENT = {"attn_q": "scalar", "attn_k": "none", "head": "row"}
+DEFAULT_PLACEMENT = dict.fromkeys(ROLES, "none") | {
+    "head": "scalar", "attn_q": "scalar", "attn_out": "row", "mlp_down": "row", "ssm_out": "row",
+    "embed": "row", "hidden": "row", "other": "row"}
+PAPER_PLACEMENT = dict.fromkeys(ROLES, "both") | {"attn_q": "scalar", "attn_k": "none", "head": "row"}
 
 
 def placement(kind: str, overrides: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
-    """Role → multiplier kind: `vector` modes start from the paper's placement (`both`
-    on roles it does not name), `scalar` from a scalar everywhere; `overrides` win."""
-    default = {role: "both" for role in ROLES} | PAPER_PLACEMENT if kind == "vector" else dict.fromkeys(ROLES, "scalar")
+    """Role → multiplier kind: `vector` modes start from DEFAULT_PLACEMENT, `scalar` from a
+    scalar everywhere; `overrides` win."""
+    default = DEFAULT_PLACEMENT if kind == "vector" else dict.fromkeys(ROLES, "scalar")
     return default | dict(overrides)
 
 
@@ -209,6 +217,11 @@ def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init:
 
 def multipliers(model: nn.Module) -> list[nn.Parameter]:
     return [p for m in model.modules() if isinstance(m, MULTIPLIERS) for p in m.parameters()]
+
+
+def values(model: nn.Module) -> list[torch.Tensor]:
+    """The multipliers' values s, r, c, in the order of `multipliers`, however they are stored."""
+    return [m.value(p) for m in model.modules() if isinstance(m, MULTIPLIERS) for p in m.parameters()]
 
 
 def matrix(module: nn.Module) -> torch.Tensor | None:

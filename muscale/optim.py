@@ -51,7 +51,7 @@ from torch import nn
 
 from . import lrm
 from .roles import role_of
-from .spec import RunSpec, has_mup_lr
+from .spec import RunSpec, fixed_weight_decay, has_mup_lr
 from .spectral import SpectralDecay
 
 _PLAIN = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -134,7 +134,8 @@ def _muon(spec: RunSpec, params: list[nn.Parameter]) -> torch.optim.Muon:
     by_scale = collections.defaultdict(list)
     for p in params:
         by_scale[muon_width_scale(p, spec.muon_adjust_lr) if has_mup_lr(spec.mode) else 1.0].append(p)
-    groups = [{"params": ps, "lr": spec.lr * m, "weight_decay": spec.weight_decay / m} for m, ps in by_scale.items()]
+    groups = [{"params": ps, "lr": spec.lr * m, "weight_decay": spec.weight_decay / (1 if fixed_weight_decay(spec.mode) else m)}
+              for m, ps in by_scale.items()]
     return torch.optim.Muon(groups, lr=spec.lr, weight_decay=spec.weight_decay, adjust_lr_fn=spec.muon_adjust_lr)
 
 
@@ -166,6 +167,9 @@ def build(spec: RunSpec, model: nn.Module, multipliers: list[nn.Parameter]) -> O
     # foreach: one fused kernel per op over all tensors; on CPU torch defaults to a loop.
     betas = {} if spec.beta2 is None or spec.optimizer == "sgd" else {"betas": (0.9, spec.beta2)}
     opt = cls(groups, lr=spec.lr, foreach=True, **betas)
+    if fixed_weight_decay(spec.mode):
+        for group in opt.param_groups:  # mup multiplied λ by width_mult wherever it divided η
+            group["weight_decay"] = group["weight_decay"] and spec.weight_decay
     if multipliers:
         # Their decay is applied by Optimizer.step, decoupled whatever the optimizer.
         opt.add_param_group({"params": multipliers, "weight_decay": 0.0, "mult_decay": spec.mult_weight_decay,

@@ -123,5 +123,8 @@ class GainTrace:
         for norm, readers in self.readers.items():
             sides = [_side(self.layers[r][2], "col") if r in self.layers else None for r in dict.fromkeys(readers)]
             if all(side is not None for side in sides):
-                out.append(Pair(f"{norm}[gain~col]", "norm", _rms(self.gains[norm]), _geometric_mean(sides)))
+                # Named after what the gain feeds when that is one role (the final norm: the head).
+                roles = {self.layers[r][0] for r in readers}
+                role = roles.pop() if len(roles) == 1 else "norm"
+                out.append(Pair(f"{norm}[gain~col]", role, _rms(self.gains[norm]), _geometric_mean(sides)))
         return out

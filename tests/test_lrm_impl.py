@@ -18,9 +18,9 @@ from clirun import run_cli
 from studies_for_tests import TINY
 
 STEPS = 5
-# Every kind of multiplier on every matrix, and the paper's mix (lrm.PAPER_PLACEMENT).
+# Every kind of multiplier on every matrix, the default mix and the paper's (lrm.PAPER_PLACEMENT).
 EVERYWHERE = {kind: ("lrm", {role: kind for role in lrm.ROLES}) for kind in ("row", "col", "both")}
-PLACEMENTS = EVERYWHERE | {"scalar": ("lrm-scalar", {}), "paper": ("lrm", {})}
+PLACEMENTS = EVERYWHERE | {"scalar": ("lrm-scalar", {}), "default": ("lrm", {}), "paper": ("lrm", lrm.PAPER_PLACEMENT)}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -20,7 +20,7 @@ import polars as pl
 from muscale.errors import InputError
 from muscale.fit import first_and_last
 from muscale.roles import ROLES
-from muscale.spec import MODES
+from muscale.spec import MODES, SETTLE_FROM
 from muscale.store import write_atomic
 from muscale.report import figures
 
@@ -30,7 +30,8 @@ RECORD_COLUMNS = ("family", "mode", "optimizer", "lr", "weight_decay", "width", 
                   "step", "role", "metric", "value")
 EXPONENT_COLUMNS = ("mode", "family", "optimizer", "module", "role", "metric", "step", "alpha",
                     "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "verdict")
-VERDICTS = ("fail", "warn", "pass", "info")
+# unsettled: a long-horizon exponent still moving over the last part of the run, never judged.
+VERDICTS = ("fail", "warn", "unsettled", "pass", "info")
 ROLE_ORDER = ROLES
 # act_l1 is left to the table: it scales like act_rms, and every panel costs ~60 ms to draw.
 COORD_METRICS = ("act_rms", "dact_rms", "update_spec", "spec_ratio",
@@ -163,11 +164,14 @@ def _exponent_row(r: dict) -> dict:
 
 def _banner(exponents: pl.DataFrame) -> dict:
     counts = dict.fromkeys(VERDICTS, 0) | dict(exponents["verdict"].value_counts().rows())
-    checked = counts["fail"] + counts["warn"] + counts["pass"]
+    checked = counts["fail"] + counts["warn"] + counts["pass"] + counts["unsettled"]
+    unsettled = f"; {counts['unsettled']} unsettled, not judged" if counts["unsettled"] else ""
     if counts["fail"]:
-        overall, line = "fail", f"FAIL — {counts['fail']} of {checked} checked exponents outside tolerance"
+        overall, line = "fail", f"FAIL — {counts['fail']} of {checked} checked exponents outside tolerance{unsettled}"
     elif counts["warn"]:
-        overall, line = "warn", f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed"
+        overall, line = "warn", f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed{unsettled}"
+    elif counts["unsettled"]:
+        overall, line = "warn", f"UNSETTLED — {counts['unsettled']} of {checked} checked exponents still moving, the rest pass"
     elif counts["pass"]:
         overall, line = "pass", f"PASS — all {checked} checked exponents within tolerance"
     elif exponents.is_empty():
@@ -192,8 +196,10 @@ def _over_seeds(df: pl.DataFrame, *keys: str) -> pl.DataFrame:
     return df.group_by(*keys).agg(value.mean().alias("mean"), value.min().alias("lo"), value.max().alias("hi"))
 
 
-def _trajectories(exponents: pl.DataFrame, colors: dict = figures.TRAJECTORY_COLORS) -> list[dict]:
-    """α against step per setting, for the metrics `colors` names."""
+def _trajectories(exponents: pl.DataFrame, colors: dict = figures.TRAJECTORY_COLORS,
+                  long_horizon: bool = False) -> list[dict]:
+    """α against step per setting, for the metrics `colors` names; on a long horizon with the
+    window that `settled` compares shaded."""
     metrics = list(colors)
     alpha = pl.col("alpha").fill_nan(None)
     data = (
@@ -207,7 +213,8 @@ def _trajectories(exponents: pl.DataFrame, colors: dict = figures.TRAJECTORY_COL
     for setting in _settings(data):
         part = data.filter(pl.col("setting") == setting)
         roles = _ordered(part["role"], ROLE_ORDER)
-        out.append({"setting": setting, "png": figures.alpha_trajectory(part, roles, colors)})
+        settle = SETTLE_FROM * part["step"].max() if long_horizon else None
+        out.append({"setting": setting, "png": figures.alpha_trajectory(part, roles, colors, settle)})
     return out
 
 
@@ -345,7 +352,7 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
         worst=_worst(exponents),
         first_last=[{k: _signed(v) if k.startswith("alpha") else v for k, v in r.items()}
                     for r in first_and_last(exponents).iter_rows(named=True)],
-        trajectories=_trajectories(exponents) if evolving else [],
+        trajectories=_trajectories(exponents, long_horizon=long_horizon) if evolving else [],
         coord_checks=_coord_checks(records),
         modules=modules, modules_omitted=omitted, anchors={m["module"]: m["anchor"] for m in modules},
         drill_metrics=DRILL_METRICS, drill_max=DRILL_MAX_MODULES,

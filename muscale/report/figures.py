@@ -42,7 +42,8 @@ _PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
 
 # Colours fixed per metric so a metric looks the same in every trajectory figure.
 TRAJECTORY_COLORS = dict(
-    zip(("act_rms", "dact_rms", "mult_scalar", "mult_row_rms", "mult_col_rms"), sns.color_palette("deep"))
+    zip(("act_rms", "dact_rms", "mult_scalar", "mult_row_rms", "mult_col_rms", "mult_path", "weight_rms", "raw_act_rms"),
+        sns.color_palette("deep"))
 )
 
 _RC = {
@@ -190,9 +191,11 @@ def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> 
 
 
 @matplotlib.rc_context(_RC)
-def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJECTORY_COLORS) -> str:
+def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJECTORY_COLORS,
+                     settle_from: float | None = None) -> str:
     """One setting: fitted α vs training step, a panel per role, a line per metric, coloured
-    as `colors` says (every metric in `data` needs a colour).
+    as `colors` says (every metric in `data` needs a colour); `settle_from` shades the window
+    from that step to the last, over which a settled α moved less than its tolerance.
 
     `data`: role, metric, step, mean, lo, hi (α over the role's modules and its CI envelope).
     """
@@ -202,6 +205,8 @@ def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJEC
     panels = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("role", as_dict=True)
     for k, (ax, role) in enumerate(zip(axes.flat, roles)):
         _band_lines(ax, panels[(role,)], "step + 1", "metric", colors)
+        if settle_from is not None:
+            ax.axvspan(settle_from + 1, last_step + 1, color="0.9", zorder=0)
         _log2_x(ax, last_step + 1)
         ax.axhline(0, color="0.25", linewidth=0.8)
         lo, hi = ax.get_ylim()

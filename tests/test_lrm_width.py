@@ -1,0 +1,50 @@
+"""What learnable multipliers learn across width, on the simplest layer whose scale the loss
+sees (DESIGN.md, fact 5): a byte LM that is an embedding, a gainless RMSNorm and a head with
+one scalar multiplier (`lrm-scalar`). On the default long horizon the matrix's per-entry size
+is pinned by AdamW's equilibrium, its raw logits grow with width, and the multiplier learns
+d⁻¹ so that the logits stay flat, settled over the last part of the run. Teeth: with the
+multiplier frozen the logits are not flat; a tenth of the horizon has not settled."""
+
+import polars as pl
+import pytest
+
+import muscale
+from muscale.spec import default_horizon
+
+FAMILY = "families_for_tests:head_lm"
+METRICS = ("act_rms", "raw_act_rms", "weight_rms", "mult_scalar")
+HORIZON = default_horizon("lrm-scalar", FAMILY)
+
+
+def head(results, key, **kw) -> dict[str, dict]:
+    """The head's last-step fits by metric."""
+    def fit():
+        records = muscale.coord_check("lrm-scalar", FAMILY, device="cpu", jobs=2, metrics=METRICS, **kw)
+        ex = muscale.fit_exponents(records).filter(pl.col("module") == "head")
+        return {r["metric"]: r for r in ex.filter(pl.col("step") == ex["step"].max()).iter_rows(named=True)}
+    return results(key, fit)
+
+
+@pytest.mark.slow
+def test_the_head_multiplier_learns_inverse_width_and_the_logits_stay_flat(results):
+    fits = head(results, "default")
+    mult, logits = fits["mult_scalar"], fits["act_rms"]
+    assert -1.25 <= mult["alpha"] <= -0.75, mult
+    assert abs(logits["alpha"]) <= 0.15, logits
+    assert mult["settled"] and logits["settled"]
+    assert mult["verdict"] == logits["verdict"] == "pass"
+    assert abs(fits["weight_rms"]["alpha"]) <= 0.15, fits["weight_rms"]  # the equilibrium's per-entry size
+    assert fits["raw_act_rms"]["alpha"] > 0.6, fits["raw_act_rms"]  # what the multiplier undoes
+
+
+@pytest.mark.slow
+def test_teeth_a_frozen_multiplier_fails_the_claims(results):
+    fits = head(results, "frozen", mult_lr=1e-12)
+    assert fits["mult_scalar"]["verdict"] == "fail" and abs(fits["mult_scalar"]["alpha"]) < 0.01
+    assert fits["act_rms"]["verdict"] in ("fail", "unsettled"), fits["act_rms"]
+    assert abs(fits["act_rms"]["alpha"]) > 0.15
+
+
+def test_teeth_a_tenth_of_the_horizon_is_unsettled(results):
+    fits = head(results, "tenth", steps=HORIZON.steps // 10)
+    assert fits["mult_scalar"]["settled"] is False and fits["mult_scalar"]["verdict"] == "unsettled"
