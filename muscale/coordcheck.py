@@ -168,11 +168,11 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
          adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
          lrm_impl: str | None = None, multipliers: dict | None = None, mult_init: float = 1.0,
          metrics: Iterable[str] | None = None, mult_param: str | None = None,
-         beta2: float | None = None) -> list[RunSpec]:
+         beta2: float | None = None, data: str = "synthetic") -> list[RunSpec]:
     """Validate everything a user can get wrong before any run starts or any file is written."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
-    fam = resolve(family, batch)
+    fam = resolve(family, batch, data)
     h = default_horizon(mode, family)
     widths = tuple(h.widths if widths is None else widths)
     check_widths(widths)
@@ -205,7 +205,7 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                   clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
                   weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr,
                   lrm_impl=lrm_impl or RunSpec.lrm_impl, multipliers=tuple(sorted((multipliers or {}).items())),
-                  mult_init=float(mult_init), metrics=metrics, beta2=beta2 if optimizer != "sgd" else None,
+                  mult_init=float(mult_init), metrics=metrics, data=data, beta2=beta2 if optimizer != "sgd" else None,
                   mult_param=mult_param or (h.mult_param if multiplier_kind(mode) else RunSpec.mult_param))
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 

@@ -1,8 +1,10 @@
 """What learnable multipliers learn across width, on the simplest layer whose scale the loss
 sees (DESIGN.md, fact 5): a byte LM that is an embedding, a gainless RMSNorm and a head with
-one scalar multiplier (`lrm-scalar`). On the default long horizon the matrix's per-entry size
-is pinned by AdamW's equilibrium, its raw logits grow with width, and the multiplier learns
-d⁻¹ so that the logits stay flat, settled over the last part of the run. Teeth: with the
+one scalar multiplier (`lrm-scalar`), on the stdlib's bytes. On the default long horizon the matrix's
+per-entry size is pinned by AdamW's equilibrium, its raw logits grow with width, and the
+multiplier learns d⁻¹ so that the logits stay flat, settled over the last part of the run.
+(On the synthetic Markov tokens the multiplier learns d⁻¹ too but the logits shrink, like
+d^−0.37 over widths 16…128: README, "What we measured".) Teeth: with the
 multiplier frozen the logits are not flat; a tenth of the horizon has not settled."""
 
 import polars as pl
@@ -19,7 +21,7 @@ HORIZON = default_horizon("lrm-scalar", FAMILY)
 def head(results, key, **kw) -> dict[str, dict]:
     """The head's last-step fits by metric."""
     def fit():
-        records = muscale.coord_check("lrm-scalar", FAMILY, device="cpu", jobs=2, metrics=METRICS, **kw)
+        records = muscale.coord_check("lrm-scalar", FAMILY, device="cpu", jobs=2, metrics=METRICS, data="stdlib", **kw)
         ex = muscale.fit_exponents(records).filter(pl.col("module") == "head")
         return {r["metric"]: r for r in ex.filter(pl.col("step") == ex["step"].max()).iter_rows(named=True)}
     return results(key, fit)
@@ -48,3 +50,19 @@ def test_teeth_a_frozen_multiplier_fails_the_claims(results):
 def test_teeth_a_tenth_of_the_horizon_is_unsettled(results):
     fits = head(results, "tenth", steps=HORIZON.steps // 10)
     assert fits["mult_scalar"]["settled"] is False and fits["mult_scalar"]["verdict"] == "unsettled"
+
+
+def test_raw_activations_times_the_multiplier_are_the_activations():
+    """raw_act_rms is what the multiplier scales: the head's logits are |s|·(raw logits), the QK
+    logits s_q·(raw QK logits), exactly, once the multipliers have moved away from 1."""
+    records = muscale.coord_check("lrm", "transformer", widths=(16, 32), steps=4, seeds=1, device="cpu",
+                                  mult_lr=0.05, options={"layers": 1},
+                                  metrics=("act_rms", "raw_act_rms", "mult_scalar"))
+    value = {(w, m, k): v for w, m, k, v in records.filter(pl.col("step") == 4)
+             .select("width", "module", "metric", "value").iter_rows()}
+    for width in (16, 32):
+        for point, mult in (("head", "head"), ("blocks.0.attn.qk", "blocks.0.attn.q")):
+            s = value[width, mult, "mult_scalar"]
+            assert abs(s - 1) > 1e-3
+            assert value[width, point, "act_rms"] == pytest.approx(abs(s) * value[width, point, "raw_act_rms"],
+                                                                    rel=1e-5)
