@@ -6,7 +6,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup
 	MUSCALE_VENV=$(VENV) scripts/setup
 	touch $@
 
-.PHONY: setup coord-check test baseline reports
+.PHONY: setup coord-check test baseline reports gold
 setup: $(VENV)/.installed
 
 coord-check: setup
@@ -15,6 +15,10 @@ coord-check: setup
 test: setup
 	scripts/install-browser || echo "no Chromium: the browser tests will be skipped"
 	$(VENV)/bin/python -m pytest -q
+
+# Refresh the golden files tests/test_gold.py compares `muscale fit` with (GOLD=records: retrain their inputs too).
+gold: setup
+	$(VENV)/bin/python tests/gold/build.py $(or $(GOLD),outputs)
 
 # Refresh the baseline muscale gates itself against (tests/test_gate.py runs the same check).
 baseline: setup

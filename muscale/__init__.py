@@ -5,7 +5,7 @@ run and should not pay for the plotting and statistics stack they never touch.""
 
 import importlib
 
-_API = {"coord_check": "coordcheck", "plan": "coordcheck", "fit_exponents": "fit", "write_report": "report"}
+_API = {"coord_check": "coordcheck", "plan": "coordcheck", "fit_exponents": "fit", "write_report": "kinds.coord_check.report"}
 
 __all__ = list(_API)
 

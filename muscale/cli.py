@@ -1,11 +1,7 @@
 """The `muscale` command. Errors a user can cause end in one line and exit code 2."""
 
-import datetime
-import importlib.metadata
 import math
 import os
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,15 +10,9 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, coordcheck, equilibrium, gate, launch, store, study, sweep, transfer, width
-from .data import resolve_source
-from .errors import InputError
-from .families import BUILTIN, MULTIPLIER_POINTS
-from .fit import first_and_last, fit_exponents
-from .report import write_report
-from .report.equilibrium import write_equilibrium_report
-from .report.sweep import write_sweep_report
-from .report.width import write_width_report
+from . import api, checkpoint, coordcheck, gate, launch, store, sweep
+from .errors import FAIL, OK, USAGE, InputError
+from .families import MULTIPLIER_POINTS
 from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, default_horizon
 
 SHORT, LONG = default_horizon("mup", "transformer"), default_horizon("lrm", "transformer")
@@ -36,10 +26,7 @@ def _both(field: str) -> str:
         short, long = ",".join(map(str, short)), ",".join(map(str, long))
     return f"Default: {short} short (sp, mup, mup-lr, mup+lrm), {long} long (lrm, lrm-scalar)."
 
-WORST_SHOWN = 8
 STATUS_SHOWN = 20
-TABLE = dict(tbl_rows=40, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-             tbl_width_chars=140, float_precision=3)
 
 
 def _widths(ctx, param, value):
@@ -85,46 +72,27 @@ def _out_dir(value: str) -> Path:
     return out
 
 
-def _meta(device: str) -> dict[str, str]:
-    def version(pkg):
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path.cwd()).stdout.strip() if Path(".git").exists() else ""
-    return {"command": shlex.join(["muscale", *sys.argv[1:]]), "muscale": version("muscale"),
-            "torch": torch.__version__, "mup": version("mup"), "device": device,
-            "date": datetime.datetime.now().isoformat(timespec="seconds"), "git commit": commit or "none"}
-
-
-def _analyse(records: pl.DataFrame, out: Path, device: str) -> pl.DataFrame:
-    exponents = fit_exponents(records)
-    store.write_atomic(out / "exponents.csv", exponents.write_csv())
-    rules = {f: BUILTIN[f].width_rules for f in records["family"].unique().sort() if f in BUILTIN}
-    meta = _meta(device) | {f"width rules ({f})": r for f, r in rules.items()}
-    write_report(records, exponents, out / "report.html", meta)
-    return exponents
+def _print(result: api.Result) -> int:
+    """Print what a result's kind says of it; the exit code says whether runs failed."""
+    counts = result.counts()
+    if result.kind.swept:
+        click.echo(" ".join(f"{s}={counts.get(s, 0)}" for s in sweep.STATES))
+        if result.analysis is None:
+            click.echo(f"no finished runs to fit; see {result.out / 'failed'}", err=True)
+            return FAIL
+    click.echo(result.kind.summary(result.analysis))
+    click.echo(f"report: {result.out / 'report.html'}")
+    if counts.get("failed"):
+        click.echo(f"{counts['failed']} runs failed; see {result.out / 'failed'} and run the same command again",
+                   err=True)
+        return FAIL
+    return OK
 
 
-def _summary(exponents: pl.DataFrame, out: Path):
-    counts = dict(exponents.group_by("verdict").len().iter_rows())
-    click.echo(" ".join(f"{v}={counts.get(v, 0)}" for v in ("pass", "warn", "fail", "unsettled", "info")))
-    checked = exponents.filter(pl.col("expected").is_not_null())
-    with pl.Config(tbl_rows=40, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                   tbl_width_chars=140, fmt_str_lengths=40, float_precision=3):
-        if checked.height:
-            click.echo("worst exponents (largest |α − expected|):")
-            click.echo(checked.with_columns(off=(pl.col("alpha") - pl.col("expected")).abs())
-                       .sort("off", descending=True).head(WORST_SHOWN)
-                       .select("mode", "module", "metric", "step", "alpha", "ci_low", "ci_high", "r2", "settled",
-                               "verdict"))
-        table = first_and_last(exponents)
-        if table.height and not checked.height:
-            click.echo("width exponents by role, median over modules (α after the first update → at the last step):")
-            click.echo(table)
-    click.echo(f"report: {out / 'report.html'}")
+def _write(result: api.Result, device: str) -> int:
+    if result.analysis is not None:
+        api.write(result, device)
+    return _print(result)
 
 
 @click.group()
@@ -214,27 +182,13 @@ def coord_check_cmd(mode, family, batch, widths, steps, seeds, optimizer, lr, we
                             seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
                             clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl,
                             multipliers, mult_init, metrics, mult_param, beta2)
-    with tqdm(total=len(specs), desc=f"{mode} {family}", unit="run", file=sys.stderr) as bar:
+    study = coordcheck.CoordCheck(f"{mode} {family}", tuple(specs))
+    with tqdm(total=len(specs), desc=study.title, unit="run", file=sys.stderr) as bar:
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")
             bar.update()
-        records = coordcheck.execute(specs, out, device, jobs or launch.default_jobs(device), on_run=tick,
-                                     save_models=save_models)
-    _summary(_analyse(records, out, device), out)
-
-
-def _read_exponents(out: Path) -> pl.DataFrame:
-    """DIR/exponents.csv (a coord-check), DIR/transfer.csv (a sweep: the drift of η*) or
-    DIR/equilibrium.csv (an equilibrium study: norms against η and λ) when present, else a
-    fit of DIR/records."""
-    for name in ("exponents.csv", "transfer.csv", "equilibrium.csv"):
-        if (out / name).is_file():
-            return pl.read_csv(out / name)
-    try:
-        return fit_exponents(store.read_records(out))
-    except FileNotFoundError:
-        raise InputError("DIR", f"{out} holds neither exponents.csv nor records",
-                         "point at a directory written by muscale coord-check") from None
+        result = api.run(study, out, device, jobs or launch.default_jobs(device), tick, save_models=save_models)
+    _write(result, device)
 
 
 @cli.command("merge")
@@ -261,20 +215,11 @@ def baseline_cmd(out, output, tol, metrics, last_step):
         raise InputError("--tol", f"{tol} is negative", "give --tol a value ≥ 0")
     if Path(output).is_dir():
         raise InputError("--output", f"{output} is a directory", "name a file such as baseline.toml")
-    rows = gate.baseline_rows(_read_exponents(Path(out)), tol, metrics, last_step)
+    rows = gate.baseline_rows(api.exponents(Path(out)), tol, metrics, last_step)
     if not rows:
         raise InputError("--metric", "no fitted exponent matches", "drop --metric or name recorded metrics")
     gate.write_baseline(Path(output), rows)
     click.echo(f"{len(rows)} exponents → {output}")
-
-
-def _study_expect(out: Path) -> list[dict]:
-    """The gate rows of the study that wrote `out`: its plan's, or for a width study its gated
-    claims, which the fits turn into rows once they say which modules a claim covers."""
-    plan = sweep.read_plan(out)[0]
-    if plan.get("kind") == "width":
-        return width.baseline(width.from_plan(plan), _read_exponents(out))
-    return plan["expect"]
 
 
 @cli.command("gate")
@@ -288,15 +233,7 @@ def gate_cmd(out, baseline_path, tol, junit):
     missing exponent, 2 on a usage error."""
     if tol is not None and tol < 0:
         raise InputError("--tol", f"{tol} is negative", "give --tol a value ≥ 0")
-    if baseline_path is not None:
-        baseline = gate.read_baseline(Path(baseline_path))
-    elif sweep.plan_path(Path(out)).is_file() and (expect := _study_expect(Path(out))):
-        baseline = expect
-    else:
-        raise InputError("--baseline", f"none given and {out} holds no study with expectations (an [expect] "
-                         "table, or claims with gate = true)",
-                         "pass --baseline FILE (write one with `muscale baseline DIR -o FILE`)")
-    checks = gate.check(_read_exponents(Path(out)), baseline, tol)
+    checks = api.gate(Path(out), baseline_path and Path(baseline_path), tol)
     for c in checks:
         click.echo(c.line())
     failed = [c for c in checks if c.status != "pass"]
@@ -314,109 +251,7 @@ def gate_cmd(out, baseline_path, tol, junit):
 def fit_cmd(out):
     """Fit exponents and re-render the report from OUT/records without training again
     (for a sweep directory: the transfer fit and the sweep report)."""
-    out = Path(out)
-    if sweep.plan_path(out).is_file():
-        sys.exit(_sweep_summary(out, *sweep.read_plan(out), "as recorded (re-fit)"))
-    try:
-        records = store.read_records(out)
-    except FileNotFoundError as exc:
-        raise InputError("OUT", str(exc), "point at a directory written by muscale coord-check") from None
-    _summary(_analyse(records, out, "as recorded (re-fit)"), out)
-
-
-def _parts(out: Path, plan: dict, device: str) -> list[dict]:
-    """Fit and render every finished coordinate-check part; what the sweep report links."""
-    parts = []
-    for name, specs in sweep.read_parts(plan).items():
-        part = sweep.part_dir(out, name)
-        if not all(store.is_done(part, s) for s in specs):
-            continue
-        exponents = _analyse(pl.concat([pl.read_parquet(store.record_path(part, s)) for s in specs]), part, device)
-        parts.append({"name": name, "href": f"parts/{name}/report.html",
-                      "verdicts": dict(exponents.group_by("verdict").len().iter_rows())})
-    return parts
-
-
-def _sweep_summary(out: Path, plan: dict, specs: list, device: str) -> int:
-    """Fit, report and print a sweep as its study's kind asks; the exit code says whether runs failed."""
-    states = sweep.status(out, specs)
-    counts = dict(states.group_by("state").len().iter_rows())
-    click.echo(" ".join(f"{s}={counts.get(s, 0)}" for s in sweep.STATES))
-    if not counts.get("done") and not counts.get("diverged"):
-        click.echo(f"no finished runs to fit; see {out / 'failed'}", err=True)
-        return 1
-    records = sweep.records(out, specs)
-    sources = sorted({s.data for s in specs})
-    meta = _meta(device) | {"data": ", ".join(f"{name} (fingerprint {resolve_source(name).fingerprint})"
-                                               for name in sources)}
-    ANALYSES[plan.get("kind", "lr_transfer")](out, plan, specs, records, meta, device)
-    click.echo(f"report: {out / 'report.html'}")
-    if counts.get("failed"):
-        click.echo(f"{counts['failed']} runs failed; see {out / 'failed'} and run the same command again",
-                   err=True)
-        return 1
-    return 0
-
-
-def _transfer_analysis(out: Path, plan: dict, specs: list, records: pl.DataFrame, meta: dict, device: str):
-    """η* per width and its drift: OUT/optima.csv, OUT/transfer.csv, the report and its coordinate-check parts."""
-    losses = transfer.final_losses(records)
-    best = transfer.optima(losses)
-    drift = transfer.drift(best, plan["tolerance"])
-    store.write_atomic(out / "optima.csv", transfer.per_width(best).write_csv())
-    store.write_atomic(out / "transfer.csv", drift.write_csv())
-    parts = _parts(out, plan, device)
-    write_sweep_report(plan["title"], records, out / "report.html", meta, plan["tolerance"], plan["expect"], parts)
-    with pl.Config(**TABLE):
-        click.echo("optimal learning rate vs width, η* ∝ d^α:")
-        click.echo(drift.select(*transfer.SETTING, "alpha", "ci_low", "ci_high", "r2", "unbracketed",
-                                "diverged_runs", "verdict"))
-
-
-def _equilibrium_analysis(out: Path, plan: dict, specs: list, records: pl.DataFrame, meta: dict, device: str):
-    """Steady-state norms and their exponents in η and λ: OUT/steady.csv, OUT/equilibrium.csv, the report."""
-    result = equilibrium.analyse(records, plan, specs)
-    store.write_atomic(out / "steady.csv", result.norms.join(result.state, on=equilibrium.RUN_KEYS).write_csv())
-    store.write_atomic(out / "equilibrium.csv", result.fits.write_csv())
-    write_equilibrium_report(plan, result, out / "report.html", meta)
-    def ci(r: dict, name: str) -> str:
-        return f"{r[name]:+.2f} [{r[name + '_low']:+.2f}, {r[name + '_high']:+.2f}]"
-
-    table = pl.DataFrame([{"variant": r["variant"], "mode": r["mode"], "module": r["module"],
-                           "invariant": r["invariant"], "p [95%]": ci(r, "p"), "q [95%]": ci(r, "q"), "R²": r["r2"],
-                           "r (η/λ)": r["r"], "R² (η/λ)": r["r2_ratio"]}
-                          for r in equilibrium.wide(result.fits, "weight_fro").iter_rows(named=True)])
-    with pl.Config(**TABLE, fmt_str_lengths=40):
-        click.echo("steady-state ‖W‖_F ∝ η^p · λ^q (r: the exponent of η/λ alone):")
-        click.echo(table)
-
-
-def _width_analysis(out: Path, plan: dict, specs: list, records: pl.DataFrame, meta: dict, device: str):
-    """Width exponents of every recorded and derived metric and the study's claims judged on
-    them: OUT/exponents.csv, OUT/claims.csv, the report."""
-    records = pl.concat([records, width.derived(records)])
-    exponents = fit_exponents(records)
-    verdicts, modules = width.judge(exponents, width.from_plan(plan))
-    store.write_atomic(out / "exponents.csv", exponents.write_csv())
-    store.write_atomic(out / "claims.csv", verdicts.write_csv())
-    write_width_report(plan["title"], records, exponents, verdicts, modules, out / "report.html",
-                       meta | width.training(specs))
-    if verdicts.is_empty():
-        click.echo("the study makes no claims")
-        return
-    with pl.Config(**TABLE | {"tbl_width_chars": 200}, fmt_str_lengths=40):
-        click.echo("claims at the last step (α: median over the modules a claim covers; interval: their 95% "
-                   "intervals' envelope; modules: reproduced/not/inconclusive):")
-        click.echo(verdicts.select(
-            "name", "mode", "family", "metric", "expected", pl.col("tolerance").alias("±"),
-            pl.col("alpha_median").alias("α"), pl.format("[{}, {}]", pl.col("ci_low").round(2),
-                                                         pl.col("ci_high").round(2)).alias("interval"),
-            pl.format("{}/{}/{}", "reproduced", "not reproduced", "inconclusive").alias("modules"),
-            "gate", "status"))
-
-
-# A study's kind → what `muscale sweep` and `muscale fit` make of its records (study.KINDS reads its file).
-ANALYSES = {"lr_transfer": _transfer_analysis, "equilibrium": _equilibrium_analysis, "width": _width_analysis}
+    sys.exit(_write(api.analyse(Path(out)), "as recorded (re-fit)"))
 
 
 @cli.command("sweep")
@@ -443,7 +278,7 @@ def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_mi
     width (schemes × widths × seeds on the long horizon): width exponents of every metric and
     the study's claims judged from them, OUT/exponents.csv and OUT/claims.csv.
     Running the same command again skips finished runs. Writes OUT/records and OUT/report.html."""
-    plan = study.load(study_path)
+    plan = api.load(study_path)
     out = _out_dir(out or f"out/{Path(study_path).stem}")
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device", "cuda was asked for but no CUDA device is visible", "use --device auto or cpu")
@@ -460,9 +295,8 @@ def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_mi
         def tick(spec):
             bar.set_postfix_str(" ".join(_run_field(f, getattr(spec, f)) for f in varying))
             bar.update()
-        sweep.run(plan, out, device, jobs or launch.default_jobs(device), launcher, slurm, tick)
-    saved, specs = sweep.read_plan(out)
-    sys.exit(_sweep_summary(out, saved, specs, device))
+        result = api.run(plan, out, device, jobs or launch.default_jobs(device), tick, launcher, slurm)
+    sys.exit(_write(result, device))
 
 
 def _run_field(field: str, value) -> str:
@@ -477,15 +311,11 @@ def _run_field(field: str, value) -> str:
 def status_cmd(out):
     """List the runs of a sweep by state: done, diverged, failed, pending."""
     out = Path(out)
-    if not sweep.plan_path(out).is_file():
-        raise InputError("DIR", f"{out} holds no plan.json", "point at a directory written by muscale sweep")
-    plan, specs = sweep.read_plan(out)
-    states = sweep.status(out, specs)
+    specs, states, parts = api.status(out)
     counts = dict(states.group_by("state").len().iter_rows())
     click.echo(f"{len(specs)} runs: " + " ".join(f"{s}={counts.get(s, 0)}" for s in sweep.STATES))
-    for name, part in sweep.read_parts(plan).items():
-        done = sum(store.is_done(sweep.part_dir(out, name), s) for s in part)
-        click.echo(f"coordinate check {name}: {done} of {len(part)} runs done")
+    for name, (done, total) in parts.items():
+        click.echo(f"coordinate check {name}: {done} of {total} runs done")
     with pl.Config(tbl_rows=STATUS_SHOWN, tbl_cols=-1, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=140, fmt_str_lengths=60):
         for state in ("failed", "pending", "diverged"):
@@ -502,10 +332,10 @@ def main():
         cli.main(standalone_mode=False)
     except InputError as exc:
         click.echo(f"muscale: error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(USAGE)
     except click.UsageError as exc:
         click.echo(f"muscale: error: {exc.format_message()}", err=True)
-        sys.exit(2)
+        sys.exit(USAGE)
     except click.Abort:
         click.echo("muscale: aborted", err=True)
-        sys.exit(1)
+        sys.exit(FAIL)

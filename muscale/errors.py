@@ -1,4 +1,7 @@
-"""Errors a user can cause. The CLI turns them into one line and exit code 2."""
+"""Errors a user can cause, and the exit codes of every command: OK; FAIL when runs failed or
+the gate found a regression; USAGE for an InputError, which the CLI prints as one line."""
+
+OK, FAIL, USAGE = 0, 1, 2
 
 
 class InputError(ValueError):

@@ -12,10 +12,9 @@ from pathlib import Path
 import polars as pl
 import tomli_w
 
-from .errors import InputError
+from .errors import FAIL, OK, USAGE, InputError
 from .store import write_atomic
 
-OK, FAIL, USAGE = 0, 1, 2
 KEY = ("mode", "family", "optimizer", "module", "metric", "step")
 DEFAULT_TOL = 0.1
 

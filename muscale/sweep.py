@@ -13,9 +13,7 @@ from typing import Callable
 import polars as pl
 
 from . import coordcheck, launch, store
-from .equilibrium_study import EquilibriumStudy
 from .spec import RunSpec
-from .study import Study
 
 STATES = ("done", "diverged", "failed", "pending")
 
@@ -24,12 +22,15 @@ def plan_path(out: Path) -> Path:
     return Path(out) / "plan.json"
 
 
-def write_plan(out: Path, study: Study | EquilibriumStudy) -> None:
-    plan = {"study": str(study.path), "kind": study.kind, "title": study.title, **study.settings(),
+def write_plan(out: Path, study) -> None:
+    """`study`: any kind's (kinds/*/study.py, coordcheck.CoordCheck); with a file behind it,
+    that file is kept beside the plan."""
+    plan = {"study": study.path and str(study.path), "kind": study.kind, "title": study.title, **study.settings(),
             "expect": study.baseline(), "runs": [s.to_dict() for s in study.specs],
             "parts": {name: [s.to_dict() for s in specs] for name, specs in study.parts.items()}}
     store.write_atomic(plan_path(out), json.dumps(plan, indent=1))
-    store.write_atomic(Path(out) / "study.toml", study.path.read_text(encoding="utf-8"))
+    if study.path:
+        store.write_atomic(Path(out) / "study.toml", study.path.read_text(encoding="utf-8"))
 
 
 def read_plan(out: Path) -> tuple[dict, list[RunSpec]]:
@@ -63,7 +64,7 @@ def status(out: Path, specs: list[RunSpec]) -> pl.DataFrame:
                           "state": state(s)} for s in specs])
 
 
-def run(study: Study | EquilibriumStudy, out: Path, device: str, jobs: int, launcher: str, slurm: dict,
+def run(study, out: Path, device: str, jobs: int, launcher: str, slurm: dict,
         on_run: Callable[[RunSpec], None]) -> None:
     """Run every planned run that has no record yet; failed runs are tried again."""
     write_plan(out, study)

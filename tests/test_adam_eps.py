@@ -4,7 +4,7 @@ gives every parameter with a width dim ε / width_mult, following its μP gradie
 import pytest
 
 import muscale
-from muscale import modes, optim, study, train
+from muscale import api, modes, optim, train
 from muscale.data import PROBE_INDEX
 from muscale.errors import InputError
 from muscale.families import resolve
@@ -69,10 +69,10 @@ def test_without_eps_scaling_every_group_keeps_torchs_eps():
 def test_study_scales_eps_where_it_applies_and_refuses_it_where_it_never_does(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "mup"]\nadam_eps_scaling = true'))
-    assert {(s.mode, s.adam_eps_scaling) for s in study.load(path).specs} == {("sp", False), ("mup", True)}
+    assert {(s.mode, s.adam_eps_scaling) for s in api.load(path).specs} == {("sp", False), ("mup", True)}
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp"]\nadam_eps_scaling = true'))
     with pytest.raises(InputError, match=r"study.toml:\d+: adam_eps_scaling: "):
-        study.load(path)
+        api.load(path)
 
 
 def test_eps_share_is_recorded_by_a_run():

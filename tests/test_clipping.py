@@ -7,7 +7,7 @@ import torch
 from torch.nn.utils import parametrize
 
 import muscale
-from muscale import modes, optim, study, train
+from muscale import api, modes, optim, train
 from muscale.data import PROBE_INDEX
 from muscale.errors import InputError
 from muscale.families import resolve
@@ -84,7 +84,7 @@ def test_clip_factor_is_recorded_at_every_step_after_the_first():
 def test_study_sets_clipping_on_the_runs_it_applies_to(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "lrm"]\nclip = 1.0\nclip_multipliers = true'))
-    specs = study.load(path).specs
+    specs = api.load(path).specs
     assert {(s.mode, s.clip, s.clip_multipliers) for s in specs} == {("sp", 1.0, False), ("lrm", 1.0, True)}
 
 
@@ -94,4 +94,4 @@ def test_study_refuses_clipping_that_cannot_apply(tmp_path, extra, key):
     path = tmp_path / "study.toml"
     path.write_text(TINY.replace('modes = ["sp", "mup"]', f'modes = ["sp", "mup"]\n{extra}'))
     with pytest.raises(InputError, match=rf"study.toml:\d+: {key}: "):
-        study.load(path)
+        api.load(path)

@@ -11,7 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from muscale import equilibrium, gate, invariance, store, study, sweep
+from muscale import api, gate, invariance, store, sweep
+from muscale.kinds.equilibrium import analysis as equilibrium
 from muscale.data import mlp_batch
 from muscale.families import BUILTIN, Hooks
 
@@ -77,11 +78,11 @@ def test_malformed_study_exits_2_naming_key_and_line(monkeypatch, capsys, tmp_pa
 def test_two_variants_of_the_same_model_are_refused(tmp_path):
     path = write(tmp_path, TINY + '\n[variants.again]\nfamily = "mlp"\noptions = { norm = "layernorm" }\n')
     with pytest.raises(Exception, match=r"study.toml:26: variants.again: is the same model as variants.ln"):
-        study.load(path)
+        api.load(path)
 
 
 def test_study_expands_grid_with_steps_from_eta_lambda(tmp_path):
-    plan = study.load(write(tmp_path, TINY))
+    plan = api.load(write(tmp_path, TINY))
     assert plan.kind == "equilibrium" and len(plan.specs) == 9
     for s in plan.specs:
         assert s.optimizer == "adamw" and s.steps == math.ceil(6 / (s.lr * s.weight_decay))
@@ -94,11 +95,11 @@ def test_study_expands_grid_with_steps_from_eta_lambda(tmp_path):
 
 
 def test_a_study_without_kind_is_an_lr_transfer_sweep(tmp_path):
-    assert study.load(write(tmp_path, LR_TINY)).kind == "lr_transfer"
+    assert api.load(write(tmp_path, LR_TINY)).kind == "lr_transfer"
 
 
 def test_bundled_study_classifies_its_variants():
-    plan = study.load(Path(__file__).parents[1] / "studies" / "noise_wd_equilibrium.toml")
+    plan = api.load(Path(__file__).parents[1] / "studies" / "noise_wd_equilibrium.toml")
     assert {v.name: v.invariant for v in plan.variants} == {"mlp-layernorm": ("input", "hidden.0"), "mlp-plain": ()}
     assert min(s.lr * s.weight_decay * s.steps for s in plan.specs) >= 5  # every run reaches its equilibrium
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import muscale
-from muscale import checkpoint, lrm, modes, optim, study
+from muscale import api, checkpoint, lrm, modes, optim
 from muscale.errors import InputError
 from muscale.families import resolve
 from muscale.spec import merged_mode
@@ -222,7 +222,7 @@ def test_merge_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, caps
 def test_study_sets_the_impl_on_lrm_runs_and_refuses_it_where_none_has_multipliers(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "lrm"]\nlrm_impl = "fused"'))
-    assert {(s.mode, s.lrm_impl) for s in study.load(path).specs} == {("sp", "autograd"), ("lrm", "fused")}
+    assert {(s.mode, s.lrm_impl) for s in api.load(path).specs} == {("sp", "autograd"), ("lrm", "fused")}
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp"]\nlrm_impl = "fused"'))
     with pytest.raises(InputError, match=r"study.toml:\d+: lrm_impl: "):
-        study.load(path)
+        api.load(path)

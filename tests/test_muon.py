@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import muscale
-from muscale import modes, optim, study, train
+from muscale import api, modes, optim, train
 from muscale.data import PROBE_INDEX
 from muscale.errors import InputError
 from muscale.families import resolve
@@ -123,8 +123,8 @@ def test_study_adjusts_the_muon_runs_and_refuses_an_adjustment_without_them(tmp_
     path = tmp_path / "study.toml"
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "mup"]\noptimizers = ["adamw", "muon"]\n'
                                  'muon_adjust_lr = "original"'))
-    specs = study.load(path).specs
+    specs = api.load(path).specs
     assert {(s.optimizer, s.muon_adjust_lr) for s in specs} == {("adamw", "match_rms_adamw"), ("muon", "original")}
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "mup"]\nmuon_adjust_lr = "original"'))
     with pytest.raises(InputError, match=r"study.toml:\d+: muon_adjust_lr: "):
-        study.load(path)
+        api.load(path)

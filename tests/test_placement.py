@@ -8,7 +8,7 @@ import torch
 from torch.nn.utils import parametrize
 
 import muscale
-from muscale import lrm, modes, optim, study
+from muscale import api, lrm, modes, optim
 from muscale.families import resolve
 from muscale.roles import role_of
 from muscale.spec import MULT_WEIGHT_DECAY
@@ -95,7 +95,7 @@ def test_placement_from_a_study(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "lrm"]')
                     .replace("eval_batches = 1", 'eval_batches = 1\nmultipliers = { head = "col" }\nmult_init = 2.0'))
-    specs = study.load(path).specs
+    specs = api.load(path).specs
     assert {s.multipliers for s in specs if s.mode == "lrm"} == {(("head", "col"),)}
     assert {s.mult_init for s in specs if s.mode == "lrm"} == {2.0}
     assert {(s.multipliers, s.mult_init) for s in specs if s.mode == "sp"} == {((), 1.0)}

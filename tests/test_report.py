@@ -12,8 +12,9 @@ import polars as pl
 import pytest
 
 from muscale.errors import InputError
-from muscale import report
-from muscale.report import figures, write_report
+from muscale.kinds.coord_check import report
+from muscale.kinds.coord_check.report import write_report
+from muscale.report import figures
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODULES = (("embed", "embed"), ("blocks.0.mlp.up", "mlp_up"), ("blocks.1.mlp.up", "mlp_up"), ("head", "head"))

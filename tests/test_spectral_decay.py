@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import muscale
-from muscale import modes, optim, study
+from muscale import api, modes, optim
 from muscale.errors import InputError
 from muscale.families import resolve
 from muscale.spectral import SpectralDecay
@@ -87,7 +87,7 @@ def test_study_weight_decay_kind_is_validated(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "mup"]\nweight_decay_kind = "spectral"'))
     with pytest.raises(InputError, match=r"study.toml:\d+: weight_decay_kind: "):
-        study.load(path)  # weight decay 0: nothing to decay
+        api.load(path)  # weight decay 0: nothing to decay
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "mup"]\nweight_decay_kind = "spectral"\n'
                                  'weight_decay = 0.1'))
-    assert {s.weight_decay_kind for s in study.load(path).specs} == {"spectral"}
+    assert {s.weight_decay_kind for s in api.load(path).specs} == {"spectral"}

@@ -12,7 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from muscale import study, sweep, transfer
+from muscale import api, sweep
+from muscale.kinds.lr_transfer import analysis as transfer
 
 from clirun import run_cli
 from studies_for_tests import TINY, assert_study_error, write_study as write
@@ -45,11 +46,11 @@ def test_malformed_study_exits_2_naming_key_and_line(monkeypatch, capsys, tmp_pa
 def test_study_without_lr_grid_names_the_table(tmp_path):
     path = write(tmp_path, TINY.split("[lr]")[0])
     with pytest.raises(Exception, match=r"study.toml: lr: missing"):
-        study.load(path)
+        api.load(path)
 
 
 def test_study_expands_to_every_run(tmp_path):
-    plan = study.load(write(tmp_path, TINY))
+    plan = api.load(write(tmp_path, TINY))
     assert plan.lrs_log2 == (-9.0, -6.0, -3.0)
     assert len(plan.specs) == 2 * 2 * 3  # modes × widths × learning rates
     assert {s.lr for s in plan.specs} == {2.0**-9, 2.0**-6, 2.0**-3}
@@ -127,7 +128,7 @@ def test_gate_without_baseline_or_study_expectations_is_a_usage_error(monkeypatc
 def test_expectation_for_a_mode_the_study_does_not_run_names_the_key(tmp_path):
     path = write(tmp_path, TINY + "\n[expect]\nlrm = { alpha = 0.0 }\n")
     with pytest.raises(Exception, match=r"study.toml:20: expect.lrm: is not one of the study's modes"):
-        study.load(path)
+        api.load(path)
 
 
 def test_a_crashing_run_is_recorded_as_failed_and_the_rest_finish(monkeypatch, capsys, tmp_path):
@@ -158,7 +159,7 @@ def test_killed_sweep_resumes_to_exactly_the_runs_of_an_uninterrupted_one(tmp_pa
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    planned = {s.run_id for s in study.load(path).specs}
+    planned = {s.run_id for s in api.load(path).specs}
     partial = {p.stem for p in (killed / "records").glob("*.parquet")}
     assert 2 <= len(partial) < len(planned), "the sweep was not killed mid-run"
     for p in (killed / "records").glob("*.parquet"):
@@ -168,8 +169,8 @@ def test_killed_sweep_resumes_to_exactly_the_runs_of_an_uninterrupted_one(tmp_pa
         assert done.returncode == 0, done.stderr
     resumed = {p.stem for p in (killed / "records").glob("*.parquet")}
     assert resumed == {p.stem for p in (whole / "records").glob("*.parquet")} == planned
-    a = transfer.final_losses(sweep.records(killed, study.load(path).specs)).sort("run_id")
-    b = transfer.final_losses(sweep.records(whole, study.load(path).specs)).sort("run_id")
+    a = transfer.final_losses(sweep.records(killed, api.load(path).specs)).sort("run_id")
+    b = transfer.final_losses(sweep.records(whole, api.load(path).specs)).sort("run_id")
     assert a["eval_loss"].to_list() == pytest.approx(b["eval_loss"].to_list(), rel=1e-6)
 
 
@@ -234,4 +235,4 @@ def test_study_report_links_its_coordinate_check_parts(monkeypatch, capsys, tmp_
 def test_bad_coord_check_part_names_its_key(tmp_path):
     path = write(tmp_path, TINY + PARTS.replace("seeds = 1", "sedes = 1"))
     with pytest.raises(Exception, match=r"study.toml:22: coord_check.sedes: unknown key"):
-        study.load(path)
+        api.load(path)

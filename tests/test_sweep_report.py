@@ -13,9 +13,12 @@ import polars as pl
 import pytest
 import torch
 
-from muscale import study, train, transfer
+from muscale import api, train
+from muscale.kinds.lr_transfer import analysis as transfer
 from muscale.errors import InputError
-from muscale.report import sweep, write_index, write_sweep_report
+from muscale.kinds.lr_transfer import report as sweep
+from muscale.kinds.lr_transfer.report import write_sweep_report
+from muscale.report import write_index
 
 from studies_for_tests import TINY
 
@@ -33,7 +36,7 @@ def records(tmp_path_factory) -> pl.DataFrame:
     """Real runs (hundredths of a second each after the first): the grid, plus one diverging learning rate per width and seed."""
     path = tmp_path_factory.mktemp("study") / "tiny.toml"
     path.write_text(STUDY)
-    specs = study.load(path).specs
+    specs = api.load(path).specs
     top = max(s.lr for s in specs)
     specs += tuple(dataclasses.replace(s, lr=2.0**DIVERGING_LOG2_LR) for s in specs if s.lr == top)
     threads = torch.get_num_threads()

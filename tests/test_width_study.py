@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import muscale
-from muscale import modes, optim, study, width
+from muscale import api, modes, optim
+from muscale.kinds.claims import analysis as width
 from muscale.errors import InputError
 from muscale.families import resolve
 
@@ -80,7 +81,7 @@ def test_malformed_width_study_exits_2_naming_key_and_line(monkeypatch, capsys, 
 
 
 def test_width_study_expands_to_every_scheme_width_and_seed(tmp_path):
-    plan = study.load(write_study(tmp_path, TINY))
+    plan = api.load(write_study(tmp_path, TINY))
     assert len(plan.specs) == 3 * 3 * 2
     assert {s.horizon for s in plan.specs} == {"long"}
     assert {(s.mode, s.mult_lr) for s in plan.specs} == {("lrm", 0.01), ("mup-lr", None), ("sp", None)}
@@ -306,7 +307,7 @@ def test_weight_decay_equilibrium_tells_mu_p_learning_rates_from_plain_adamw(tmp
     for mup-lr is only reported: here (synthetic data, widths 32…256) its MLP matrices shrink
     past flat (α ≈ −0.7 at step 150, still falling), so the equilibrium is not the whole story."""
     claims = FLAT_NORMS.format(mode="mup-lr") + FLAT_NORMS.format(mode="sp")
-    plan = study.load(write_study(tmp_path, EQUILIBRIUM + claims))
+    plan = api.load(write_study(tmp_path, EQUILIBRIUM + claims))
     records = muscale.coordcheck.execute(list(plan.specs), None, "cpu", jobs=2)
     exponents = muscale.fit_exponents(records)
     verdicts, _ = width.judge(exponents, list(plan.claims))

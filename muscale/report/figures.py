@@ -46,7 +46,7 @@ TRAJECTORY_COLORS = dict(
         sns.color_palette("deep"))
 )
 
-_RC = {
+RC = {
     "font.size": 7.5,
     "axes.titlesize": 8,
     "axes.labelsize": 7.5,
@@ -57,7 +57,7 @@ _RC = {
 }
 
 
-def _grid(nrows: int, ncols: int, panel: tuple[float, float] = PANEL, dpi: int = DPI) -> tuple[Figure, object]:
+def figure_grid(nrows: int, ncols: int, panel: tuple[float, float] = PANEL, dpi: int = DPI) -> tuple[Figure, object]:
     width = ncols * panel[0] + MARGIN["left"] + MARGIN["right"]
     height = nrows * panel[1] + MARGIN["top"] + MARGIN["bottom"]
     fig = Figure(figsize=(width, height), dpi=dpi)
@@ -69,11 +69,11 @@ def _grid(nrows: int, ncols: int, panel: tuple[float, float] = PANEL, dpi: int =
     return fig, axes
 
 
-def _panels(n: int, ncols: int, xlabel: str, ylabel: str) -> tuple[Figure, list]:
+def panel_grid(n: int, ncols: int, xlabel: str, ylabel: str) -> tuple[Figure, list]:
     """`n` panels in rows of at most `ncols`, the y label on the left column and the x label on the bottom
     row, spare axes hidden. Returns the figure and the `n` axes in reading order."""
     ncols = min(ncols, n)
-    fig, axes = _grid(math.ceil(n / ncols), ncols)
+    fig, axes = figure_grid(math.ceil(n / ncols), ncols)
     for k, ax in enumerate(axes.flat):
         if k >= n:
             ax.set_axis_off()
@@ -85,11 +85,11 @@ def _panels(n: int, ncols: int, xlabel: str, ylabel: str) -> tuple[Figure, list]
     return fig, list(axes.flat[:n])
 
 
-def _title(ax, text: str) -> None:
+def set_title(ax, text: str) -> None:
     ax.set_title(text, parse_math=False)  # a '$' in a user's role or setting name is not TeX
 
 
-def _legend(fig: Figure, colors: dict, title: str, extra: tuple = ()) -> None:
+def add_legend(fig: Figure, colors: dict, title: str, extra: tuple = ()) -> None:
     """A colour per key, then `extra` handles (what a figure's markers mean), in the right margin."""
     handles = [Line2D([], [], color=c, marker="o", markersize=3, label=str(k)) for k, c in colors.items()]
     handles += list(extra)
@@ -102,7 +102,7 @@ def width_palette(widths: list) -> dict:
     return dict(zip(widths, sns.color_palette("flare", len(widths))))
 
 
-def _png(fig: Figure) -> str:
+def to_png(fig: Figure) -> str:
     """Quantized to a 256-colour palette: a quarter of the bytes of Agg's RGBA, no visible change on line art."""
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
@@ -127,20 +127,20 @@ def _band_lines(ax, part: pl.DataFrame, x: str, hue: str, palette: dict) -> None
                c=np.repeat(np.asarray(colors), [len(line) for line in lines], axis=0))
 
 
-def _ticks(axis, ticks: list[float]) -> None:
+def fixed_ticks(axis, ticks: list[float]) -> None:
     """Fixed ticks inside the view only: matplotlib builds every tick a locator returns, visible or not."""
     axis.set_major_locator(FixedLocator(ticks))
     axis.set_minor_locator(NullLocator())
     axis.set_major_formatter(_PLAIN)
 
 
-def _log2_x(ax, hi: float, ticks: list[float] | None = None) -> None:
+def log2_x_axis(ax, hi: float, ticks: list[float] | None = None) -> None:
     """Powers of two up to `hi` (at most seven) unless the ticks are given."""
     ax.set_xscale("log", base=2)
     if ticks is None:
         powers = [2.0**k for k in range(math.floor(math.log2(hi)) + 1)]
         ticks = powers[:: math.ceil(len(powers) / 7)]
-    _ticks(ax.xaxis, ticks)
+    fixed_ticks(ax.xaxis, ticks)
 
 
 def _log10_y(ax) -> None:
@@ -154,24 +154,24 @@ def _log10_y(ax) -> None:
     decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
     mantissas = (1, 2, 5) if len(decades) <= 3 else (1,)
     ticks = [m * 10.0**k for k in decades[:: math.ceil(len(decades) / 6)] for m in mantissas]
-    _ticks(ax.yaxis, [t for t in ticks if lo <= t <= hi])
+    fixed_ticks(ax.yaxis, [t for t in ticks if lo <= t <= hi])
 
 
 def _coord_panel(ax, part, title: str, widths: list, palette: dict, bottom: bool) -> None:
     """Value vs width, log–log, one line per step with its seed band."""
-    _title(ax, title)
+    set_title(ax, title)
     if part is None:
         ax.set_axis_off()
         ax.text(0.5, 0.5, "not recorded", ha="center", va="center", color="0.5", transform=ax.transAxes)
         return
     _band_lines(ax, part, "width", "step", palette)
-    _log2_x(ax, widths[-1], widths)
+    log2_x_axis(ax, widths[-1], widths)
     _log10_y(ax)
     if bottom:
         ax.set_xlabel("width")
 
 
-@matplotlib.rc_context(_RC)
+@matplotlib.rc_context(RC)
 def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> str:
     """One role: value vs width on log-log axes, a row per setting, a panel per metric, a line per step.
 
@@ -181,16 +181,16 @@ def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> 
     widths = sorted(data["width"].unique().to_list())
     palette = dict(zip(steps, sns.color_palette("crest", len(steps))))
     panels = data.partition_by("setting", "metric", as_dict=True)
-    fig, axes = _grid(len(settings), len(metrics))
+    fig, axes = figure_grid(len(settings), len(metrics))
     for i, setting in enumerate(settings):
         for j, metric in enumerate(metrics):
             _coord_panel(axes[i, j], panels.get((setting, metric)), f"{setting} · {metric}", widths, palette,
                          bottom=i == len(settings) - 1)
-    _legend(fig, palette, "step")
-    return _png(fig)
+    add_legend(fig, palette, "step")
+    return to_png(fig)
 
 
-@matplotlib.rc_context(_RC)
+@matplotlib.rc_context(RC)
 def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJECTORY_COLORS,
                      settle_from: float | None = None) -> str:
     """One setting: fitted α vs training step, a panel per role, a line per metric, coloured
@@ -201,17 +201,17 @@ def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJEC
     """
     ncols = min(4, len(roles))
     last_step = data["step"].max()
-    fig, axes = _grid(math.ceil(len(roles) / ncols), ncols)
+    fig, axes = figure_grid(math.ceil(len(roles) / ncols), ncols)
     panels = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("role", as_dict=True)
     for k, (ax, role) in enumerate(zip(axes.flat, roles)):
         _band_lines(ax, panels[(role,)], "step + 1", "metric", colors)
         if settle_from is not None:
             ax.axvspan(settle_from + 1, last_step + 1, color="0.9", zorder=0)
-        _log2_x(ax, last_step + 1)
+        log2_x_axis(ax, last_step + 1)
         ax.axhline(0, color="0.25", linewidth=0.8)
         lo, hi = ax.get_ylim()
         ax.set_ylim(min(lo, -0.5), max(hi, 0.5))
-        _title(ax, role)
+        set_title(ax, role)
         if k % ncols == 0:
             ax.set_ylabel("α  (value ∝ width^α)")
         if k >= len(roles) - ncols:
@@ -219,11 +219,11 @@ def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJEC
     for ax in axes.flat[len(roles):]:
         ax.set_axis_off()
     present = set(data["metric"].to_list())
-    _legend(fig, {m: c for m, c in colors.items() if m in present}, "metric")
-    return _png(fig)
+    add_legend(fig, {m: c for m, c in colors.items() if m in present}, "metric")
+    return to_png(fig)
 
 
-@matplotlib.rc_context(_RC)
+@matplotlib.rc_context(RC)
 def drift(data: pl.DataFrame, panels: list[tuple[str, str]]) -> str:
     """Symmetric directions: log(size A / size B) since init vs step, a panel per (setting, role),
     a line per width, drawn for the role's pair furthest from 0 at each step.
@@ -231,21 +231,21 @@ def drift(data: pl.DataFrame, panels: list[tuple[str, str]]) -> str:
     `data`: setting, role, step, width, mean, lo, hi (the band is the spread over seeds).
     """
     palette = width_palette(sorted(data["width"].unique().to_list()))
-    fig, axes = _panels(len(panels), 4, STEP_LOG_LABEL, "log(A / B) since init")
+    fig, axes = panel_grid(len(panels), 4, STEP_LOG_LABEL, "log(A / B) since init")
     parts = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("setting", "role", as_dict=True)
     for ax, (setting, role) in zip(axes, panels):
         _band_lines(ax, parts[(setting, role)], "step + 1", "width", palette)
-        _log2_x(ax, data["step"].max() + 1)
+        log2_x_axis(ax, data["step"].max() + 1)
         ax.axhline(0, color="0.25", linewidth=0.8)
         lo, hi = ax.get_ylim()
         bound = max(abs(lo), abs(hi), 0.05)  # symmetric, and float noise is not blown up into a trend
         ax.set_ylim(-bound, bound)
-        _title(ax, f"{setting} · {role}" if len({s for s, _ in panels}) > 1 else role)
-    _legend(fig, palette, "width")
-    return _png(fig)
+        set_title(ax, f"{setting} · {role}" if len({s for s, _ in panels}) > 1 else role)
+    add_legend(fig, palette, "width")
+    return to_png(fig)
 
 
-@matplotlib.rc_context(_RC)
+@matplotlib.rc_context(RC)
 def loss_curves(data: pl.DataFrame, settings: list[str], log_steps: bool) -> str:
     """Loss vs step, a panel per setting, a line per width.
 
@@ -253,22 +253,22 @@ def loss_curves(data: pl.DataFrame, settings: list[str], log_steps: bool) -> str
     """
     palette = width_palette(sorted(data["width"].unique().to_list()))
     ncols = min(3, len(settings))
-    fig, axes = _grid(math.ceil(len(settings) / ncols), ncols)
+    fig, axes = figure_grid(math.ceil(len(settings) / ncols), ncols)
     panels = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("setting", as_dict=True)
     for ax, setting in zip(axes.flat, settings):
         _band_lines(ax, panels[(setting,)], "step + 1" if log_steps else "step", "width", palette)
         if log_steps:
-            _log2_x(ax, data["step"].max() + 1)
-        _title(ax, setting)
+            log2_x_axis(ax, data["step"].max() + 1)
+        set_title(ax, setting)
         ax.set_xlabel(STEP_LOG_LABEL if log_steps else "step")
         ax.set_ylabel("loss")
     for ax in axes.flat[len(settings):]:
         ax.set_axis_off()
-    _legend(fig, palette, "width")
-    return _png(fig)
+    add_legend(fig, palette, "width")
+    return to_png(fig)
 
 
-@matplotlib.rc_context(_RC)
+@matplotlib.rc_context(RC)
 def module_drilldown(curves: pl.DataFrame, residuals: pl.DataFrame, settings: list[str], metrics: list[str]) -> str:
     """One module: a row per setting; a value-vs-width panel per metric (a line per step) and a residual panel.
 
@@ -280,14 +280,14 @@ def module_drilldown(curves: pl.DataFrame, residuals: pl.DataFrame, settings: li
     palette = dict(zip(steps, sns.color_palette("crest", len(steps))))
     panels = curves.partition_by("setting", "metric", as_dict=True)
     resid = residuals.partition_by("setting", as_dict=True)
-    fig, axes = _grid(len(settings), len(metrics) + 1, MODULE_PANEL, MODULE_DPI)
+    fig, axes = figure_grid(len(settings), len(metrics) + 1, MODULE_PANEL, MODULE_DPI)
     for i, setting in enumerate(settings):
         for j, metric in enumerate(metrics):
             _coord_panel(axes[i, j], panels.get((setting, metric)),
                          f"{setting} · {metric}" if len(settings) > 1 else metric, widths, palette,
                          bottom=i == len(settings) - 1)
         ax = axes[i, len(metrics)]
-        _title(ax, "fit residual, last step")
+        set_title(ax, "fit residual, last step")
         part = resid.get((setting,))
         if part is None or part.is_empty():
             ax.set_axis_off()
@@ -297,15 +297,15 @@ def module_drilldown(curves: pl.DataFrame, residuals: pl.DataFrame, settings: li
             ax.plot(line["width"].to_numpy(), line["residual"].to_numpy(), marker="o", markersize=3,
                     linewidth=1, color=TRAJECTORY_COLORS.get(metric, "0.3"), label=str(metric))
         ax.axhline(0, color="0.25", linewidth=0.8)
-        _log2_x(ax, widths[-1], widths)
+        log2_x_axis(ax, widths[-1], widths)
         lo, hi = ax.get_ylim()
         bound = max(abs(lo), abs(hi), 0.05)  # symmetric, and never zoomed into float noise
         ax.set_ylim(-bound, bound)
-        _ticks(ax.yaxis, [-bound * 0.8, -bound * 0.4, 0.0, bound * 0.4, bound * 0.8])
+        fixed_ticks(ax.yaxis, [-bound * 0.8, -bound * 0.4, 0.0, bound * 0.4, bound * 0.8])
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+.2g}" if v else "0"))
         ax.set_ylabel("ln value − fit")
         ax.legend(loc="best", frameon=False, fontsize=6, handlelength=1.2)
         if i == len(settings) - 1:
             ax.set_xlabel("width")
-    _legend(fig, palette, "step")
-    return _png(fig)
+    add_legend(fig, palette, "step")
+    return to_png(fig)

@@ -1,0 +1,116 @@
+"""What every study across widths shares: its keys, and their validation and expansion into
+the RunSpec fields of each family × mode × optimizer (the lr_transfer and claims kinds)."""
+
+from dataclasses import dataclass
+
+from .data import resolve_source
+from .families import resolve
+from .probes import METRICS
+from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, canonical_mode, has_mup, has_mup_lr, multiplier_kind
+from .studyfile import Reader
+from .validate import check_family, check_multipliers, check_optimizer, check_placement, check_positive, check_widths
+
+# key: (type, default; None = required, help): the keys every study across widths may take.
+KEYS = {
+    "title": (str, "", "a heading for the report"),
+    "families": (list, None, "families to sweep, e.g. [\"transformer\"]"),
+    "modes": (list, None, f"parametrizations among {', '.join(MODES)}"),
+    "optimizers": (list, ["adam"], f"optimizers among {', '.join(OPTIMIZERS)}"),
+    "widths": (list, None, "widths, increasing, e.g. [32, 64, 128]"),
+    "seeds": (int, 1, "runs seeds 0…N−1"),
+    "steps": (int, 200, "optimizer steps per run"),
+    "batch_size": (int, 8, "sequences per batch"),
+    "seq_len": (int, 64, "tokens per sequence"),
+    "weight_decay": (float, 0.0, "weight decay on matrices"),
+    "mult_weight_decay": (float, MULT_WEIGHT_DECAY, "weight decay on learnable multipliers"),
+    "multipliers": (dict, {}, "lrm modes: learnable multipliers by role, e.g. {attn_k = \"scalar\", head = \"none\"}"),
+    "mult_init": (float, 1.0, "the learnable multipliers' start value"),
+    "base_width": (int, None, "μP base width; default: the smallest width"),
+    "data": (str, "stdlib", "synthetic, stdlib, text:PATH or tokens:PATH"),
+    "metrics": (list, [], f"probe metrics to record besides the losses, among {', '.join(METRICS)}"),
+    "eval_batches": (int, 4, "held-out batches behind each evaluation loss"),
+    "options": (dict, {}, "family options, e.g. {layers = 2}"),
+    "mup_multipliers": (dict, {}, "fixed μP multipliers (mup modes), e.g. {embed = 2.0}"),
+    "clip": (float, None, "the largest global gradient norm, multipliers left out; default: no clipping"),
+    "clip_multipliers": (bool, False, "count and clip the multipliers' gradients too (lrm modes)"),
+    "muon_adjust_lr": (str, None, "torch Muon's lr adjustment for the muon runs: original or match_rms_adamw"),
+    "adam_eps_scaling": (bool, False, "ε / width_mult for each Adam parameter (μP modes, Adam-family runs)"),
+    "weight_decay_kind": (str, "decoupled", "decoupled (W ← W − η·λ·W) or spectral (top singular value only)"),
+    "lrm_impl": (str, None, "how learnable multipliers are computed for the lrm runs: autograd or fused"),
+}
+# Optimizer keys that apply to some runs only: a study sets them on the runs they apply to,
+# and refuses them, as the command line does, when they apply to none.
+SCOPED = {"clip_multipliers": lambda mode, optimizer: multiplier_kind(mode) is not None,
+          "muon_adjust_lr": lambda mode, optimizer: optimizer == "muon",
+          "adam_eps_scaling": lambda mode, optimizer: optimizer != "sgd" and has_mup_lr(mode),
+          "lrm_impl": lambda mode, optimizer: multiplier_kind(mode) is not None}
+TRAINING = ("clip", "clip_multipliers", "muon_adjust_lr", "adam_eps_scaling", "weight_decay_kind", "lrm_impl")
+
+
+@dataclass(frozen=True)
+class Runs:
+    """What the keys every study across widths shares say (across_widths)."""
+
+    families: list[str]
+    modes: list[str]
+    widths: tuple[int, ...]
+    base_width: int
+    options: dict[str, str]
+    # Per family × mode × optimizer, the RunSpec fields those keys give.
+    fields: list[dict]
+
+
+def across_widths(r: Reader, top: dict) -> Runs:
+    """Validate the keys a study across widths shares (families, modes, optimizers, widths,
+    seeds, steps, batches, weight decays, multipliers, options, training keys)."""
+    families = r.listed("families", top["families"], str)
+    modes = r.listed("modes", top["modes"], str, MODES)
+    optimizers = r.listed("optimizers", top["optimizers"], str, OPTIMIZERS)
+    widths = tuple(r.listed("widths", top["widths"], int))
+    r.check(check_widths, widths, key="widths")
+    for key in ("seeds", "steps", "batch_size", "seq_len", "base_width"):
+        r.check(check_positive, key, top[key], True, key=key)
+    for key in ("weight_decay", "mult_weight_decay"):
+        if top[key] < 0:
+            raise r.error(key, f"{top[key]} is negative", f"give {key} a value ≥ 0")
+    base_width = top["base_width"] or widths[0]
+    options = {k: str(v) for k, v in top["options"].items()}
+    for mode in modes:
+        if has_mup(mode):
+            r.check(check_multipliers, top["mup_multipliers"], mode, key="mup_multipliers")
+    training = _training(r, top, modes, optimizers)
+    placement = tuple(sorted(top["multipliers"].items()))
+    r.check(check_placement, top["multipliers"], next((m for m in modes if multiplier_kind(m)), modes[0]),
+            top["mult_init"])
+    for family in families:
+        fam = r.check(resolve, family, None, top["data"])
+        for mode in modes:
+            r.check(check_family, fam, widths, base_width, options, mode, context=f"{family}: ")
+        if family != "mlp":
+            r.check(resolve_source(top["data"]).check, top["seq_len"], key="seq_len")
+    fields = [dict(family=family, mode=canonical_mode(mode), optimizer=optimizer, steps=top["steps"],
+                   weight_decay=top["weight_decay"], batch_size=top["batch_size"], seq_len=top["seq_len"],
+                   mult_weight_decay=top["mult_weight_decay"], base_width=base_width,
+                   multipliers=placement if multiplier_kind(mode) else (),
+                   mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0,
+                   family_options=tuple(sorted(options.items())), data=top["data"],
+                   mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
+                   **training[mode, optimizer])
+              for family in families for mode in modes for optimizer in optimizers]
+    return Runs(families, modes, widths, base_width, options, fields)
+
+
+def _training(r: Reader, top: dict, modes: list[str], optimizers: list[str]) -> dict[tuple[str, str], dict]:
+    """The optimizer keys of each mode × optimizer, validated as coord-check validates them."""
+    runs = {}
+    for mode in modes:
+        for optimizer in optimizers:
+            fields = {key: top[key] if SCOPED.get(key, lambda m, o: True)(mode, optimizer) else KEYS[key][1]
+                      for key in TRAINING}
+            r.check(lambda: check_optimizer(mode, optimizer, top["weight_decay"], **fields))
+            runs[mode, optimizer] = {key: value for key, value in fields.items() if value is not None}
+    for key, applies in SCOPED.items():
+        if top[key] != KEYS[key][1] and not any(applies(m, o) for m in modes for o in optimizers):
+            fields = runs[modes[0], optimizers[0]] | {key: top[key]}
+            r.check(lambda: check_optimizer(modes[0], optimizers[0], top["weight_decay"], **fields))
+    return runs

@@ -1,0 +1,251 @@
+"""One self-contained HTML report per coordinate check.
+
+Everything a reader needs to tell a bug from a finding (verdicts, worst
+exponents, α over training, the raw coord-check curves, R² and CIs) in one
+file that opens offline: figures are inlined, nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import polars as pl
+
+from ...fit import first_and_last
+from ...roles import ROLES
+from ...spec import MODES, SETTLE_FROM
+from ...store import write_atomic
+from ...report import figures
+from ...report.frames import (alpha_trajectories, loss_panel, ordered, over_seeds, require, setting_order,
+                              with_setting)
+from ...report.templates import environment
+from ...report.text import DASH, finite, interval, signed
+
+__all__ = ["write_report"]
+
+RECORD_COLUMNS = ("family", "mode", "optimizer", "lr", "weight_decay", "width", "seed", "horizon",
+                  "step", "role", "metric", "value")
+EXPONENT_COLUMNS = ("mode", "family", "optimizer", "module", "role", "metric", "step", "alpha",
+                    "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "verdict")
+# unsettled: a long-horizon exponent still moving over the last part of the run, never judged.
+VERDICTS = ("fail", "warn", "unsettled", "pass", "info")
+# act_l1 is left to the table: it scales like act_rms, and every panel costs ~60 ms to draw.
+COORD_METRICS = ("act_rms", "dact_rms", "update_spec", "spec_ratio",
+                 "mult_scalar", "mult_row_rms", "mult_col_rms")
+WORST_ROWS = 10
+# Per-module drill-down: value vs width and fit residuals of these metrics, one figure per module.
+DRILL_METRICS = ("act_rms", "dact_rms")
+# ~0.15 s and ~15 kB per module; past this many, only the modules with the largest misses are drawn.
+DRILL_MAX_MODULES = 12
+DRIFT_SHOWN = 8
+VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
+
+
+def write_report(records: pl.DataFrame, exponents: pl.DataFrame, path: str | os.PathLike,
+                 meta: Mapping[str, str] | None = None) -> Path:
+    """Render fully in memory, then swap the file in, so a reader never sees half a report."""
+    path = Path(path)
+    write_atomic(path, render(records, exponents, meta or {}))
+    return path
+
+
+def render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, str]) -> str:
+    require(records, RECORD_COLUMNS, "records")
+    require(exponents, EXPONENT_COLUMNS, "exponents")
+    return _render(records, exponents, meta)
+
+
+def _model_order(exponents: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
+    """Modules in the order the probes recorded them (layer order), not alphabetical (blocks.10 before blocks.2)."""
+    mode_rank = {m: i for i, m in enumerate(MODES)}
+    module_rank = records.select("module").unique(maintain_order=True).with_row_index("module_rank")
+    return (
+        exponents.join(module_rank, on="module", how="left")
+        .sort(pl.col("mode").replace_strict(mode_rank, default=len(mode_rank)), "mode", "family", "optimizer",
+              "module_rank", "module", "metric", "step", nulls_last=True)
+        .drop("module_rank")
+    )
+
+
+def _exponent_row(r: dict) -> dict:
+    ci = interval(r["ci_low"], r["ci_high"]) or DASH
+    expected = DASH
+    if finite(r["expected"]):
+        expected = signed(r["expected"], 2)
+        if finite(r["tolerance"]):
+            expected += f" ± {r['tolerance']:.2f}"
+    return {
+        "setting": r["setting"], "module": r["module"], "role": r["role"], "metric": r["metric"],
+        "step": r["step"], "alpha": signed(r["alpha"]), "ci": ci,
+        "r2": f"{r['r2']:.3f}" if finite(r["r2"]) else DASH,
+        "n": f"{r['n_widths']}×{r['n_seeds']}", "expected": expected,
+        "deviation": f"{r['deviation']:.3f}" if finite(r.get("deviation")) else DASH,
+        "verdict": r["verdict"],
+    }
+
+
+def _banner(exponents: pl.DataFrame) -> dict:
+    counts = dict.fromkeys(VERDICTS, 0) | dict(exponents["verdict"].value_counts().rows())
+    checked = counts["fail"] + counts["warn"] + counts["pass"] + counts["unsettled"]
+    unsettled = f"; {counts['unsettled']} unsettled, not judged" if counts["unsettled"] else ""
+    if counts["fail"]:
+        overall, line = "fail", f"FAIL — {counts['fail']} of {checked} checked exponents outside tolerance{unsettled}"
+    elif counts["warn"]:
+        overall, line = "warn", f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed{unsettled}"
+    elif counts["unsettled"]:
+        overall, line = "warn", f"UNSETTLED — {counts['unsettled']} of {checked} checked exponents still moving, the rest pass"
+    elif counts["pass"]:
+        overall, line = "pass", f"PASS — all {checked} checked exponents within tolerance"
+    elif exponents.is_empty():
+        overall, line = "info", "INFO ONLY — no exponents were fitted"
+    else:
+        overall, line = "info", "INFO ONLY — no exponent had an expectation to check against"
+    return {"overall": overall, "line": line, "counts": [(v, counts[v]) for v in VERDICTS]}
+
+
+def _worst(exponents: pl.DataFrame) -> list[dict]:
+    """Largest misses at each setting's last checked step; an unfittable α (NaN) counts as the worst miss."""
+    checked = exponents.filter(pl.col("expected").fill_nan(None).is_not_null())
+    last = checked.filter(pl.col("step") == pl.col("step").max().over("setting"))
+    deviation = (pl.col("alpha") - pl.col("expected")).abs().fill_null(float("nan"))
+    worst = last.with_columns(deviation=deviation).sort("deviation", descending=True).head(WORST_ROWS)
+    return [_exponent_row(r) for r in worst.iter_rows(named=True)]
+
+
+def _coord_checks(records: pl.DataFrame) -> list[dict]:
+    stats = (
+        records.filter(pl.col("metric").is_in(COORD_METRICS) & (pl.col("role") != "loss")
+                       & pl.col("value").is_finite() & (pl.col("value") > 0))
+        .group_by("setting", "role", "metric", "step", "width", "seed")
+        .agg(pl.col("value").mean())
+        .pipe(over_seeds, "setting", "role", "metric", "step", "width")
+    )
+    settings = setting_order(records.filter(pl.col("role") != "loss"))
+    by_role = stats.partition_by("role", as_dict=True)
+    out = []
+    for role in ordered(stats["role"], ROLES):
+        part = by_role[(role,)]
+        metrics = [m for m in COORD_METRICS if m in set(part["metric"].to_list())]
+        out.append({"role": role, "png": figures.coord_check(part, settings, metrics)})
+    return out
+
+
+def _residuals(curves: pl.DataFrame) -> pl.DataFrame:
+    """ln(seed mean) minus its least-squares line on ln(width), per width, at each curve's last step.
+
+    The same line `fit_exponents` fits (its slope is α), so a curved residual says the power law misses.
+    `curves`: setting, module, metric, step, width, mean.
+    """
+    group = ("setting", "module", "metric")
+    x, y = pl.col("x"), pl.col("y")
+    return (
+        curves.filter(pl.col("step") == pl.col("step").max().over(group))
+        .with_columns(x=pl.col("width").cast(pl.Float64).log(), y=pl.col("mean").log())
+        .with_columns(slope=(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()).over(group))
+        .with_columns(residual=y - y.mean().over(group) - pl.col("slope") * (x - x.mean().over(group)))
+        .select("setting", "module", "metric", "width", "residual")
+    )
+
+
+def _drilldown(records: pl.DataFrame, exponents: pl.DataFrame) -> tuple[list[dict], int]:
+    """One collapsible section per module with act_rms/dact_rms records: its curves, residuals and last-step fits.
+
+    Returns the sections in layer order and how many modules were left out: past DRILL_MAX_MODULES,
+    the modules with the largest miss at the last step are kept, then those whose act_rms/dact_rms
+    depend most on width. The summary shows the worst verdict of any of the module's fits.
+    """
+    data = records.filter(pl.col("metric").is_in(DRILL_METRICS) & (pl.col("role") != "loss")
+                          & pl.col("value").is_finite() & (pl.col("value") > 0))
+    if data.is_empty():
+        return [], 0
+    curves = (data.group_by("setting", "module", "metric", "step", "width", "seed").agg(pl.col("value").mean())
+              .pipe(over_seeds, "setting", "module", "metric", "step", "width"))
+    residuals = _residuals(curves)
+    module_order = data.select("module", "role").unique("module", maintain_order=True)
+    modules = module_order["module"].to_list()
+    roles = dict(module_order.rows())
+
+    last = exponents.filter(pl.col("step") == pl.col("step").max().over("setting"))
+    miss = (last.filter(pl.col("expected").fill_nan(None).is_not_null())
+            .with_columns(d=(pl.col("alpha") - pl.col("expected")).abs().fill_nan(None).fill_null(float("inf")))
+            .group_by("module").agg(pl.col("d").max()))
+    omitted = 0
+    if len(modules) > DRILL_MAX_MODULES:
+        # checked modules first, largest miss first; then the largest width dependence of act_rms/dact_rms
+        worst = dict(miss.rows())
+        steepest = dict(last.filter(pl.col("metric").is_in(DRILL_METRICS))
+                        .group_by("module").agg(pl.col("alpha").abs().fill_nan(float("inf")).max()).rows())
+        rank = sorted(modules, key=lambda m: (-worst.get(m, -1.0), -(steepest.get(m) or 0.0)))
+        keep = set(rank[:DRILL_MAX_MODULES])
+        omitted = len(modules) - len(keep)
+        modules = [m for m in modules if m in keep]
+
+    verdicts = dict(exponents.group_by("module").agg(pl.col("verdict").unique()).rows())
+    fits = last.filter(pl.col("metric").is_in(DRILL_METRICS))
+    by_module = {k[0]: v for k, v in curves.partition_by("module", as_dict=True).items()}
+    resid_by_module = {k[0]: v for k, v in residuals.partition_by("module", as_dict=True).items()}
+    out = []
+    for i, module in enumerate(modules):
+        part = by_module[module]
+        settings = setting_order(records.filter(pl.col("module") == module))
+        metrics = [m for m in DRILL_METRICS if m in set(part["metric"].to_list())]
+        seen = verdicts.get(module) or ["info"]
+        rows = fits.filter(pl.col("module") == module).sort("setting", "metric")
+        out.append({
+            "anchor": f"module-{i}", "module": module, "role": roles[module],
+            "verdict": min(seen, key=lambda v: VERDICT_RANK.get(v, len(VERDICT_RANK))),
+            "fits": [_exponent_row(r) for r in rows.iter_rows(named=True)],
+            "png": figures.module_drilldown(part, resid_by_module.get(module, residuals.clear()), settings, metrics),
+        })
+    return out, omitted
+
+
+def _drift(records: pl.DataFrame) -> dict | None:
+    """The symmetric directions of learnable multipliers (probes' mult_drift): per role and
+    width the trajectory of the pair furthest from 0 at the end, and the pairs that moved most
+    by the end at the largest width."""
+    keys = ["setting", "mode", "role", "module", "step", "width"]
+    pairs = (records.filter((pl.col("metric") == "mult_drift") & pl.col("value").is_finite())
+             .group_by(*keys, "seed").agg(pl.col("value").mean()))
+    if pairs.is_empty():
+        return None
+    means = pairs.group_by(keys).agg(pl.col("value").mean())
+    last = means.filter(pl.col("step") == pl.col("step").max().over("setting"))
+    furthest = last.sort(pl.col("value").abs()).group_by("setting", "role", "width").agg(pl.col("module").last())
+    lines = pairs.join(furthest, on=["setting", "role", "width", "module"]).pipe(
+        over_seeds, "setting", "mode", "role", "step", "width")
+    panels = [(s, r) for s in setting_order(lines)
+              for r in ordered(lines.filter(pl.col("setting") == s)["role"], ROLES)]
+    top = last.filter(pl.col("width") == pl.col("width").max().over("setting")).sort(pl.col("value").abs(), descending=True).head(DRIFT_SHOWN)
+    return {"png": figures.drift(lines, panels),
+            "top": [r | {"value": signed(r["value"])} for r in top.iter_rows(named=True)]}
+
+
+def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, str]) -> str:
+    records = with_setting(records, ("family", "optimizer", "lr", "weight_decay", "horizon"))
+    exponents = with_setting(exponents, ("family", "optimizer"))
+    exponents = _model_order(exponents, records)
+    families = sorted(set(records["family"].to_list()) | set(exponents["family"].to_list()))
+    modes = ordered(records["mode"].to_list() + exponents["mode"].to_list(), MODES)
+    long_horizon = (records["horizon"] == "long").any()
+    evolving = long_horizon or exponents["step"].n_unique() >= 3
+    modules, omitted = _drilldown(records, exponents)
+    return environment(Path(__file__).parent).get_template("template.html.j2").render(
+        title=f"muscale coordinate check — {', '.join(families)} · {', '.join(modes)}",
+        banner=_banner(exponents),
+        worst=_worst(exponents),
+        first_last=[{k: signed(v) if k.startswith("alpha") else v for k, v in r.items()}
+                    for r in first_and_last(exponents).iter_rows(named=True)],
+        trajectories=alpha_trajectories(exponents, settle_from=SETTLE_FROM if long_horizon else None)
+        if evolving else [],
+        coord_checks=_coord_checks(records),
+        modules=modules, modules_omitted=omitted, anchors={m["module"]: m["anchor"] for m in modules},
+        drill_metrics=DRILL_METRICS, drill_max=DRILL_MAX_MODULES,
+        loss=loss_panel(records, log_steps=long_horizon),
+        drift=_drift(records),
+        log_step_label=figures.STEP_LOG_LABEL,
+        exponents=[_exponent_row(r) for r in exponents.iter_rows(named=True)],
+        meta=meta,
+    )

@@ -1,0 +1,115 @@
+"""Learning-rate transfer: the loss-optimal learning rate per width and how it drifts.
+
+η* per (setting, width, seed) is the vertex of the parabola through the best grid point
+and its two neighbours in log2 η; diverged runs are left out. When the best point sits
+on the grid's edge, or a neighbour diverged, there is no bracket and η* is that grid
+point, flagged. The drift exponent α in η* ∝ d^α is fitted like any width exponent
+(fit.py): per seed, with an interval over seeds."""
+
+import math
+from dataclasses import dataclass
+
+import polars as pl
+from scipy import stats
+
+from ...fit import fit_exponents
+
+SETTING = ["family", "mode", "optimizer"]
+
+
+def final_losses(records: pl.DataFrame) -> pl.DataFrame:
+    """One row per run: its last held-out loss and whether it diverged."""
+    runs = records.filter(pl.col("metric").is_in(["eval_loss", "diverged"]))
+    last = (runs.filter(pl.col("metric") == "eval_loss").sort("step")
+            .group_by("run_id").agg(pl.col("value").last().alias("eval_loss"), pl.col("step").max().alias("step")))
+    fate = runs.filter(pl.col("metric") == "diverged").select("run_id", diverged=pl.col("value") > 0)
+    keys = records.select("run_id", *SETTING, "width", "seed", "lr").unique()
+    return (keys.join(last, on="run_id").join(fate, on="run_id", how="left")
+            .with_columns(pl.col("diverged").fill_null(False),
+                          log2_lr=pl.col("lr").log(2).round(6))
+            .sort(*SETTING, "width", "seed", "lr"))
+
+
+def _vertex(points: list[tuple[float, float, bool]]) -> tuple[float, float, bool]:
+    """(log2 η*, loss at η*, bracketed) from (log2 lr, loss, diverged) sorted by lr."""
+    kept = [(x, y, d) for x, y, d in points if math.isfinite(y)]
+    alive = [i for i, (_, _, d) in enumerate(kept) if not d]
+    if not alive:
+        return math.nan, math.nan, False
+    i = min(alive, key=lambda j: kept[j][1])
+    x, y, _ = kept[i]
+    if i == 0 or i == len(kept) - 1 or kept[i - 1][2] or kept[i + 1][2]:
+        return x, y, False
+    (x0, y0, _), (x2, y2, _) = kept[i - 1], kept[i + 1]
+    h0, h2 = x - x0, x2 - x
+    # Parabola through three points with unequal spacing allowed.
+    a = ((y2 - y) / h2 + (y0 - y) / h0) / (h0 + h2)
+    b = (y2 - y) / h2 - a * h2
+    if a <= 0:
+        return x, y, False
+    shift = -b / (2 * a)
+    return x + shift, y + b * shift + a * shift**2, True
+
+
+def optima(losses: pl.DataFrame) -> pl.DataFrame:
+    """η* per setting, width and seed."""
+    rows = []
+    for key, group in losses.group_by(*SETTING, "width", "seed", maintain_order=True):
+        points = list(zip(group["log2_lr"], group["eval_loss"], group["diverged"]))
+        x, y, bracketed = _vertex(points)
+        rows.append(dict(zip(SETTING + ["width", "seed"], key), log2_lr_opt=x, loss_opt=y, bracketed=bracketed,
+                         n_diverged=int(group["diverged"].sum()), step=int(group["step"].max())))
+    return pl.DataFrame(rows)
+
+
+def drift(best: pl.DataFrame, tolerance: float) -> pl.DataFrame:
+    """Per setting: α of η* ∝ d^α with its interval, and the verdict `transfers` (|α| within
+    the tolerance), `drifts`, or `no fit` when fewer than two widths have an optimum. A width
+    whose every run diverged has no optimum and is left out of the fit (the report names it)."""
+    usable = best.filter(pl.col("log2_lr_opt").is_finite())
+    as_records = usable.select(*SETTING, "width", "seed", value=2.0 ** pl.col("log2_lr_opt")).with_columns(
+        module=pl.lit("lr_opt"), role=pl.lit("lr"), metric=pl.lit("lr_opt"), step=pl.lit(0))
+    fits = (fit_exponents(as_records).select(*SETTING, "alpha", "ci_low", "ci_high", "r2", "n_widths", "n_seeds")
+            if as_records.height else pl.DataFrame(schema={**{k: pl.String for k in SETTING},
+                                                           **{k: pl.Float64 for k in ("alpha", "ci_low", "ci_high", "r2")},
+                                                           "n_widths": pl.UInt32, "n_seeds": pl.UInt32}))
+    # Named like a width exponent (module, metric, step), so `muscale baseline` and `gate` take it as one.
+    summary = best.group_by(*SETTING).agg(unbracketed=(~pl.col("bracketed")).sum(),
+                                           diverged_runs=pl.col("n_diverged").sum(), step=pl.col("step").max()
+                                           ).with_columns(module=pl.lit("lr_opt"), metric=pl.lit("lr_opt"))
+    table = summary.join(fits, on=SETTING, how="left")
+    verdict = (pl.when(pl.col("alpha").is_null()).then(pl.lit("no fit"))
+               .when(pl.col("alpha").abs() <= tolerance).then(pl.lit("transfers"))
+               .otherwise(pl.lit("drifts")))
+    return table.with_columns(tolerance=pl.lit(tolerance), verdict=verdict).sort(*SETTING)
+
+
+def per_width(best: pl.DataFrame) -> pl.DataFrame:
+    """Mean log2 η* per setting and width with a 95% t-interval over seeds (null with one)."""
+    table = (best.filter(pl.col("log2_lr_opt").is_finite())
+             .group_by(*SETTING, "width")
+             .agg(log2_lr_opt=pl.col("log2_lr_opt").mean(), sd=pl.col("log2_lr_opt").std(),
+                  n_seeds=pl.len(), bracketed=pl.col("bracketed").all()))
+    half = pl.Series([stats.t.ppf(0.975, n - 1) if n > 1 else math.nan for n in table["n_seeds"]])
+    return (table.with_columns(half=(half * table["sd"] / table["n_seeds"].sqrt()).fill_nan(None))
+            .select(*SETTING, "width", "log2_lr_opt",
+                    ci_low=pl.col("log2_lr_opt") - pl.col("half"), ci_high=pl.col("log2_lr_opt") + pl.col("half"),
+                    n_seeds="n_seeds", bracketed="bracketed")
+            .sort(*SETTING, "width"))
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Everything the report, the tables and the gate read, from the records of a sweep."""
+
+    tolerance: float
+    losses: pl.DataFrame  # final_losses
+    best: pl.DataFrame  # optima
+    drift: pl.DataFrame  # drift: the exponents
+    widths: pl.DataFrame  # per_width
+
+
+def analyse(records: pl.DataFrame, tolerance: float) -> Transfer:
+    losses = final_losses(records)
+    best = optima(losses)
+    return Transfer(tolerance, losses, best, drift(best, tolerance), per_width(best))

@@ -1,0 +1,79 @@
+"""The package's shape: no module of muscale imports one that imports it back (directly or
+through others), and no study kind imports another, so that each kind's folder is its
+whole story."""
+
+import ast
+from pathlib import Path
+
+import muscale
+
+ROOT = Path(muscale.__file__).parent
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports() -> dict[str, set[str]]:
+    """Module → the muscale modules it imports (`from . import x` counts as importing x)."""
+    modules = {_module(p): p for p in ROOT.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")
+                base = ".".join(base[:len(base) - node.level + 1]) if node.level else ""
+                stem = ".".join(p for p in (base, node.module) if p)
+                targets = [f"{stem}.{a.name}" if f"{stem}.{a.name}" in modules else stem for a in node.names]
+            else:
+                continue
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycle_inside_muscale():
+    assert _cycle(_imports()) is None, " → ".join(_cycle(_imports()))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_kind_imports_another():
+    graph = _imports()
+    kinds = {p.name for p in (ROOT / "kinds").iterdir() if (p / "__init__.py").is_file()}
+    for module, edges in graph.items():
+        owner = module.split(".")[2] if module.startswith("muscale.kinds.") else None
+        if owner is None:
+            continue
+        others = {e for e in edges if e.startswith("muscale.kinds.") and e.split(".")[2] != owner}
+        assert not others, f"{module} imports {others}"
+    assert kinds == {"coord_check", "lr_transfer", "equilibrium", "claims"}
