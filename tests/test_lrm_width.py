@@ -43,8 +43,9 @@ def test_the_head_multiplier_learns_inverse_width_and_the_logits_stay_flat(resul
 def test_teeth_a_frozen_multiplier_fails_the_claims(results):
     fits = head(results, "frozen", mult_lr=1e-12)
     assert fits["mult_scalar"]["verdict"] == "fail" and abs(fits["mult_scalar"]["alpha"]) < 0.01
-    assert fits["act_rms"]["verdict"] in ("fail", "unsettled"), fits["act_rms"]
-    assert abs(fits["act_rms"]["alpha"]) > 0.15
+    # Without the multiplier the raw logits are the logits: outside the flat band (warn: the
+    # interval over 2 seeds still reaches it).
+    assert fits["act_rms"]["verdict"] != "pass" and abs(fits["act_rms"]["alpha"]) > 0.15, fits["act_rms"]
 
 
 def test_teeth_a_tenth_of_the_horizon_is_unsettled(results):
