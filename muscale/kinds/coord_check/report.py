@@ -40,6 +40,9 @@ DRILL_METRICS = ("act_rms", "dact_rms")
 # ~0.15 s and ~15 kB per module; past this many, only the modules with the largest misses are drawn.
 DRILL_MAX_MODULES = 12
 DRIFT_SHOWN = 8
+# The learned multipliers drawn per width against step: their sizes and symmetric pairs' products.
+LEARNED = ("mult_scalar", "mult_row_rms", "mult_col_rms", "mult_path")
+MULTIPLIERS_SHOWN = 16
 VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
 
 
@@ -223,6 +226,19 @@ def _drift(records: pl.DataFrame) -> dict | None:
             "top": [r | {"value": signed(r["value"])} for r in top.iter_rows(named=True)]}
 
 
+def _multipliers(records: pl.DataFrame) -> str | None:
+    """Each learned multiplier's size (|s|, a vector's RMS, a symmetric pair's product) per width
+    against step, so a reader sees whether it converged; at most MULTIPLIERS_SHOWN of them."""
+    rows = (records.filter(pl.col("metric").is_in(LEARNED) & pl.col("value").is_finite())
+            .with_columns(panel=pl.col("module") + " · " + pl.col("metric"), value=pl.col("value").abs()))
+    if rows.is_empty():
+        return None
+    lines = rows.pipe(over_seeds, "setting", "mode", "panel", "step", "width")
+    panels = [(s, p) for s in setting_order(lines)
+              for p in sorted(set(lines.filter(pl.col("setting") == s)["panel"].to_list()))][:MULTIPLIERS_SHOWN]
+    return figures.by_width_against_step(lines, panels, "panel", "multiplier size")
+
+
 def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, str]) -> str:
     records = with_setting(records, ("family", "optimizer", "lr", "weight_decay", "horizon"))
     exponents = with_setting(exponents, ("family", "optimizer"))
@@ -245,6 +261,7 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
         drill_metrics=DRILL_METRICS, drill_max=DRILL_MAX_MODULES,
         loss=loss_panel(records, log_steps=long_horizon),
         drift=_drift(records),
+        multipliers=_multipliers(records),
         log_step_label=figures.STEP_LOG_LABEL,
         exponents=[_exponent_row(r) for r in exponents.iter_rows(named=True)],
         meta=meta,
