@@ -67,3 +67,22 @@ def test_raw_activations_times_the_multiplier_are_the_activations():
             assert abs(s - 1) > 1e-3
             assert value[width, point, "act_rms"] == pytest.approx(abs(s) * value[width, point, "raw_act_rms"],
                                                                     rel=1e-5)
+
+
+@pytest.mark.parametrize(("alpha", "late_alpha", "settled", "verdict"),
+                         [(-1.0, -1.0, True, "pass"), (-1.0, -1.05, True, "pass"), (-1.0, -0.8, False, "unsettled"),
+                          (0.0, 0.0, True, "fail"), (0.0, -1.0, False, "unsettled")])
+def test_settled_compares_the_last_step_with_seventy_percent_of_the_run(alpha, late_alpha, settled, verdict):
+    """An exact power law d^α per step: `alpha` up to 70% of the run, `late_alpha` at its end.
+    Settled when those differ by ≤ 0.1 (spec.SETTLE_TOLERANCE); an unsettled claim is never judged,
+    even when it ends inside its band."""
+    steps = (0, 100, 700, 1000)
+    rows = [{"family": "f", "mode": "lrm-scalar", "optimizer": "adamw", "lr": 1e-3, "width": w, "seed": s,
+             "horizon": "long", "step": t, "module": "head", "role": "head", "metric": "mult_scalar",
+             "value": w ** (late_alpha if t == 1000 else alpha) * (1 + 0.01 * s)}
+            for w in (16, 32, 64) for s in (0, 1) for t in steps]
+    ex = muscale.fit_exponents(pl.DataFrame(rows))
+    last = ex.filter(pl.col("step") == 1000).row(0, named=True)
+    assert last["settled"] is settled and last["verdict"] == verdict
+    assert ex.filter(pl.col("step") < 1000)["settled"].is_null().all()
+    assert set(ex.filter(pl.col("step") < 1000)["verdict"]) == {"info"}

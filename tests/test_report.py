@@ -114,6 +114,8 @@ def test_user_strings_are_escaped(tmp_path, records):
         (["pass", "fail"], "fail"),  # one failing row fails the whole report
         (["pass", "warn"], "warn"),
         (["pass", "warn", "fail"], "fail"),  # fail outranks warn
+        (["pass", "unsettled"], "warn"),  # a claim still moving is not judged, and not a pass either
+        (["unsettled", "fail"], "fail"),
         (["info"], "info"),  # nothing was checked: neither pass nor fail
     ],
 )

@@ -98,7 +98,7 @@ def _banner(exponents: pl.DataFrame) -> dict:
     elif counts["warn"]:
         overall, line = "warn", f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed{unsettled}"
     elif counts["unsettled"]:
-        overall, line = "warn", f"UNSETTLED — {counts['unsettled']} of {checked} checked exponents still moving, the rest pass"
+        overall, line = "warn", f"WARN — {counts['unsettled']} of {checked} checked exponents unsettled (still moving, not judged), the rest pass"
     elif counts["pass"]:
         overall, line = "pass", f"PASS — all {checked} checked exponents within tolerance"
     elif exponents.is_empty():
