@@ -155,9 +155,11 @@ def test_teeth_a_wrong_fused_gradient_breaks_the_equality(monkeypatch):
 
     right = lrm.FusedVectorMultiplier.factor_grads
 
-    _, auto = train("lrm", "autograd", mult_lr=0.05)
+    # The paper's placement has column vectors to drop; linear, so `col` holds c itself.
+    run = dict(mult_lr=0.05, multipliers=lrm.PAPER_PLACEMENT, mult_param="linear")
+    _, auto = train("lrm", "autograd", **run)
     monkeypatch.setattr(lrm.FusedVectorMultiplier, "factor_grads", drop_col)
-    _, wrong = train("lrm", "fused", mult_lr=0.05)
+    _, wrong = train("lrm", "fused", **run)
     assert max_rel(wrong, auto) > 1e-3
 
 
