@@ -71,8 +71,9 @@ def test_report_is_self_contained(tmp_path):
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
     assert "@import" not in html and "url(" not in html
     sources = re.findall(r"<img\b[^>]*\bsrc=\"([^\"]*)\"", html)
-    # a coord-check figure per role, an α trajectory per mode, one loss figure, a drill-down figure per module
-    assert len(sources) == len({role for _, role in MODULES}) + 2 + 1 + len(MODULES)
+    # a coord-check figure per role, an α trajectory per mode, one loss figure, a drill-down figure per
+    # module, and the learned multipliers by width (the records carry an lrm mode's multipliers)
+    assert len(sources) == len({role for _, role in MODULES}) + 2 + 1 + len(MODULES) + 1
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.removeprefix("data:image/png;base64,"), validate=True).startswith(PNG_SIGNATURE)
