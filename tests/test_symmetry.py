@@ -95,7 +95,7 @@ def test_gain_pairs_are_found_by_tracing_so_a_renamed_norm_is_found_too():
 def runaway(mult_weight_decay: float) -> pl.Series:
     records = muscale.coord_check("lrm", "transformer", widths=(16, 32), steps=32, seeds=1, device="cpu",
                                   lr=1e-2, mult_weight_decay=mult_weight_decay, options={"layers": 1},
-                                  multipliers=lrm.PAPER_PLACEMENT, mult_param="linear")
+                                  multipliers=lrm.PAPER_PLACEMENT, mult_param="linear", mult_lr=1e-2, beta2=0.999)
     rows = records.filter((pl.col("module") == "blocks.0.mlp_norm[gain~col]") & (pl.col("metric") == "mult_drift")
                           & (pl.col("width") == 32))
     return rows.sort("step")["value"]
