@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import muscale
-from muscale import modes, optim
+from muscale import lrm, modes, optim
 from muscale.families import resolve
 
 SEQ_LEN = 128
@@ -32,7 +32,7 @@ def build(side: str, width: int, batch: int):
     mode, impl = SIDES[side]
     spec = muscale.plan(mode, "transformer", widths=(width // 2, width), seeds=1, optimizer="adamw", lr=1e-3,
                         weight_decay=0.1, batch_size=batch, seq_len=SEQ_LEN, options={"layers": 2},
-                        **({"lrm_impl": impl} if impl else {}))[-1]
+                        **({"lrm_impl": impl, "multipliers": lrm.PAPER_PLACEMENT} if impl else {}))[-1]
     family = resolve("transformer")
     model, mults = modes.build(spec, family)
     return model, optim.build(spec, model, mults), family.batch(0, batch, SEQ_LEN)

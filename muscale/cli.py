@@ -112,7 +112,8 @@ def cli():
 @click.option("--loss", default="cross_entropy", show_default=True, help="cross_entropy, mse, or "
               "package.module:function taking (output, target) and returning a scalar tensor.")
 @click.option("--widths", callback=_widths, help="Comma list, increasing. " + _both("widths"))
-@click.option("--steps", type=int, help="Optimizer steps; the long horizon records steps 0,1,2,4,… and the last. "
+@click.option("--steps", type=int, help="Optimizer steps; the long horizon records steps 0,1,2,4,…, 70% of the run "
+              "(where `settled` compares α with the last step's) and the last. "
               + _both("steps"))
 @click.option("--seeds", type=int, help="Runs seeds 0…N−1. " + _both("seeds"))
 @click.option("--optimizer", help=f"{', '.join(OPTIMIZERS)} (Muon on hidden matrices, AdamW on the rest). "
@@ -122,7 +123,8 @@ def cli():
 @click.option("--weight-decay-kind", default="decoupled", show_default=True,
               help="decoupled (W ← W − η·λ·W) or spectral (W ← W − η·λ·σ₁u₁v₁ᵀ: only the top singular value "
               "shrinks).")
-@click.option("--mult-lr", type=float, help="Learning rate of the learnable multipliers. Default: --lr.")
+@click.option("--mult-lr", type=float, help="Learning rate of the learnable multipliers. Default: "
+              f"{LONG.mult_lr} long, --lr short.")
 @click.option("--mult-weight-decay", type=float, default=MULT_WEIGHT_DECAY, show_default=True,
               help="Weight decay of the learnable multipliers: small, so that directions of the product the "
               "output cannot see (s·W = (a·s)·(W/a)) do not drift without bound.")
@@ -132,6 +134,10 @@ def cli():
               "the key, row on the head; lrm-scalar: scalar everywhere.")
 @click.option("--mult-init", type=float, default=1.0, show_default=True,
               help="Start value of every learnable multiplier.")
+@click.option("--mult-param", help="lrm modes: linear (the multiplier s is the parameter) or log (the parameter "
+              "is θ, s = e^θ, so an Adam step moves log s). " + _both("mult_param"))
+@click.option("--beta2", type=float, help="Adam's β₂; its window 1/(1 − β₂) should be shorter than 1/(lr·weight "
+              "decay). Default: torch's 0.999 short, " + f"{LONG.beta2} long.")
 @click.option("--batch-size", type=int, help="Sequences (or examples) per batch. " + _both("batch_size")
               + f" The mlp family takes {MLP_SHORT.batch_size} short.")
 @click.option("--seq-len", type=int, help="Tokens per sequence. " + _both("seq_len"))
@@ -168,7 +174,7 @@ def cli():
 def coord_check_cmd(mode, family, batch, loss, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
                     mult_lr, mult_weight_decay, multipliers, mult_init, batch_size, seq_len, base_width, options,
                     mup_multipliers, clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, metrics,
-                    save_models, out, device, jobs):
+                    mult_param, beta2, save_models, out, device, jobs):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
     write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html. Exits 3 when some
     run diverged (the rest are fitted and reported)."""
@@ -180,7 +186,7 @@ def coord_check_cmd(mode, family, batch, loss, widths, steps, seeds, optimizer, 
     specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
                             seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
                             clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl,
-                            multipliers, mult_init, metrics, loss=loss)
+                            multipliers, mult_init, metrics, mult_param, beta2, loss=loss)
     study = coordcheck.CoordCheck(f"{mode} {family}", tuple(specs))
     # No bar where stderr is no terminal: logs, and the one line of an error, stay clean.
     with tqdm(total=len(specs), desc=study.title, unit="run", file=sys.stderr, disable=None) as bar:

@@ -10,8 +10,9 @@ import polars as pl
 from . import launch, losses, store
 from .errors import InputError
 from .families import reference, resolve
-from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, RunSpec, canonical_mode, default_horizon
-from .validate import (check_family, check_metrics, check_multipliers, check_optimizer, check_output,
+from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, RunSpec, canonical_mode, default_horizon, multiplier_kind
+from .validate import (check_beta2, check_family, check_metrics, check_mult_param, check_multipliers, check_optimizer,
+                       check_output,
                        check_placement, check_positive, check_widths)
 
 
@@ -41,13 +42,15 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
          clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
          adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
          lrm_impl: str | None = None, multipliers: dict | None = None, mult_init: float = 1.0,
-         metrics: Iterable[str] | None = None, loss: str | Callable = "cross_entropy") -> list[RunSpec]:
+         metrics: Iterable[str] | None = None, mult_param: str | None = None,
+         beta2: float | None = None, data: str = "synthetic",
+         loss: str | Callable = "cross_entropy") -> list[RunSpec]:
     """Validate everything a user can get wrong before any run starts or any file is written.
     `family`, `batch` and `loss` may be module-level functions (families.reference)."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
     family, batch, loss = reference(family, "--family"), reference(batch, "--batch"), reference(loss, "--loss")
-    fam = resolve(family, batch)
+    fam = resolve(family, batch, data)
     losses.resolve(loss)
     h = default_horizon(mode, family)
     widths = tuple(h.widths if widths is None else widths)
@@ -68,19 +71,23 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
     check_placement(multipliers or {}, mode, mult_init)
     metrics = check_metrics(metrics)
     check_output(fam, widths[0], options, loss, batch_size or h.batch_size, seq_len or h.seq_len)
+    check_mult_param(mode, mult_param)
+    beta2 = h.beta2 if beta2 is None else check_beta2(beta2, optimizer)
     check_optimizer(mode, optimizer, h.weight_decay if weight_decay is None else weight_decay, clip, clip_multipliers,
                     muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl)
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
                   lr=h.lr if lr is None else lr, steps=steps or h.steps, horizon=h.name,
                   weight_decay=h.weight_decay if weight_decay is None else weight_decay,
                   batch_size=batch_size or h.batch_size, seq_len=seq_len or h.seq_len, batch=batch,
-                  mult_lr=mult_lr, mult_weight_decay=mult_weight_decay, base_width=base_width,
+                  mult_lr=h.mult_lr if mult_lr is None else mult_lr, mult_weight_decay=mult_weight_decay, base_width=base_width,
                   family_options=tuple(sorted(options.items())),
                   mup_multipliers=tuple(sorted((k, float(v)) for k, v in (mup_multipliers or {}).items())),
                   clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
                   weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr,
                   lrm_impl=lrm_impl or RunSpec.lrm_impl, multipliers=tuple(sorted((multipliers or {}).items())),
-                  mult_init=float(mult_init), metrics=metrics, loss=loss)
+                  mult_init=float(mult_init), metrics=metrics, data=data, loss=loss,
+                  beta2=beta2 if optimizer != "sgd" else None,
+                  mult_param=mult_param or (h.mult_param if multiplier_kind(mode) else RunSpec.mult_param))
     return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
 
 

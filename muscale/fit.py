@@ -7,6 +7,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from .spec import SETTLE_FROM, SETTLE_TOLERANCE
+
 KEYS = ["mode", "family", "optimizer", "lr", "module", "role", "metric", "step"]
 ACT = ("act_l1", "act_rms")
 # Signed log-ratios that start at 0 (probes' mult_drift): no power of width; drawn against step.
@@ -16,9 +18,28 @@ UNFITTED = ("mult_drift",)
 # dact_rms gets a wider band: at finite width the first Adam steps make it drift slightly.
 TOLERANCE = {"act_l1": 0.15, "act_rms": 0.15, "dact_rms": 0.35}
 
+# The learnable-multiplier claims (arXiv 2601.04890; DESIGN.md, fact 5), judged at the last
+# step of a long horizon once settled: what the loss sees is flat (the head's logits, the QK
+# logits), AdamW's equilibrium fixes every matrix's per-entry size (weight_rms flat), so the
+# head's multiplier learns d⁻¹ (its raw output grows like d once W is aligned with its
+# input). The QK logits are raw × s_q·s_k exactly, so "flat" is the claim that the QK product
+# learns minus the raw logits' exponent. Where the head's multiplier trades its scale with the
+# gain of the norm in front of it, only their product along the path (mult_path) is seen.
+# Tolerances: ±0.15 as for μP's activations; ±0.25 on the multiplier, whose exponent comes
+# from raw ∝ d reached only once W is aligned (the head-only reference: −0.92 over 16…256).
+LRM_CLAIMS = {("head", "act_l1"): (0.0, 0.15), ("head", "act_rms"): (0.0, 0.15),
+              ("attn_qk", "act_rms"): (0.0, 0.15), ("head", "mult_scalar"): (-1.0, 0.25),
+              ("head", "mult_row_rms"): (-1.0, 0.25), ("head", "mult_path"): (-1.0, 0.25)}
+WEIGHT_RMS = (0.0, 0.15)
+LONG_MODES = ("lrm", "lrm-scalar")
+
 
 def expectation(mode: str, role: str, metric: str) -> tuple[float | None, float | None]:
     """Expected α and tolerance, or (None, None) where theory makes no claim here."""
+    if mode in LONG_MODES:
+        if metric == "weight_rms" and role not in ("loss", "norm"):
+            return WEIGHT_RMS
+        return LRM_CLAIMS.get((role, metric), (None, None))
     if mode not in ("mup", "mup+lrm") or role == "loss" or metric not in TOLERANCE:
         return None, None
     if role == "head" and metric in ACT:
@@ -50,9 +71,32 @@ def fit_exponents(records: pl.DataFrame) -> pl.DataFrame:
                                  syy=((pl.col("y") - pl.col("y").mean()) ** 2).sum()))
     seeds = (data.group_by(keys + ["seed"]).agg(slope=_slope("x", "y"))
              .group_by(keys).agg(seed_sd=pl.col("slope").std(), n_seeds=pl.len()))
-    fits = means.join(seeds, on=keys).sort(keys)
+    fits = _settled(means.join(seeds, on=keys).sort(keys), keys, _long_modes(records))
     return _verdicts(_intervals(fits)).select(
-        *keys, "alpha", "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "verdict")
+        *keys, "alpha", "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "settled",
+        "verdict")
+
+
+def _long_modes(records: pl.DataFrame) -> list[str]:
+    if "horizon" not in records.columns:
+        return []
+    return records.filter(pl.col("horizon") == "long")["mode"].unique().to_list()
+
+
+def _settled(fits: pl.DataFrame, keys: list[str], long_modes: list[str]) -> pl.DataFrame:
+    """`settled` on each long-horizon row at its last step: α there is within SETTLE_TOLERANCE
+    of α at the recorded step nearest SETTLE_FROM of the run. Null elsewhere: a short horizon
+    judges every step, and a trajectory's earlier points are not judged."""
+    series = [k for k in keys if k != "step"]
+    last = pl.col("step").max().over(series)
+    off = (pl.col("step") - SETTLE_FROM * last).abs()
+    ref = (fits.filter(pl.col("mode").is_in(long_modes) & (off == off.min().over(series)))
+           .group_by(series).agg(alpha_ref=pl.col("alpha").first()))
+    fits = fits.join(ref, on=series, how="left", nulls_equal=True)
+    moved = (pl.col("alpha") - pl.col("alpha_ref")).abs()
+    settled = pl.when(pl.col("mode").is_in(long_modes) & (pl.col("step") == last)).then(moved <= SETTLE_TOLERANCE)
+    return fits.with_columns(settled=settled.fill_null(pl.lit(None, pl.Boolean)),
+                             last_step=pl.col("step") == last).drop("alpha_ref")
 
 
 def _intervals(fits: pl.DataFrame) -> pl.DataFrame:
@@ -70,13 +114,21 @@ def _intervals(fits: pl.DataFrame) -> pl.DataFrame:
 
 def _verdicts(fits: pl.DataFrame) -> pl.DataFrame:
     """pass inside the band; fail outside it with the interval excluding it too; warn between."""
-    rows = [expectation(m, r, k) for m, r, k in fits.select("mode", "role", "metric").iter_rows()]
+    rows = [expectation(m, r, k) if m not in LONG_MODES or last else (None, None)
+            for m, r, k, last in fits.select("mode", "role", "metric", "last_step").iter_rows()]
     fits = fits.with_columns(expected=pl.Series([e for e, _ in rows], dtype=pl.Float64),
                              tolerance=pl.Series([t for _, t in rows], dtype=pl.Float64))
+    # A head multiplier paired with a norm's gain is judged on their product, not alone.
+    group = [k for k in ("mode", "family", "optimizer", "lr", "step") if k in fits.columns]
+    paired = ((pl.col("role") == "head") & (pl.col("metric") == "mult_path")).any().over(group)
+    alone = (pl.col("role") == "head") & pl.col("metric").is_in(["mult_scalar", "mult_row_rms"])
+    fits = fits.with_columns(expected=pl.when(paired & alone).then(None).otherwise("expected"),
+                             tolerance=pl.when(paired & alone).then(None).otherwise("tolerance"))
     lo, hi = pl.col("expected") - pl.col("tolerance"), pl.col("expected") + pl.col("tolerance")
     inside = (pl.col("alpha") - pl.col("expected")).abs() <= pl.col("tolerance")
     excluded = (pl.col("ci_low") > hi) | (pl.col("ci_high") < lo)
     return fits.with_columns(verdict=pl.when(pl.col("expected").is_null()).then(pl.lit("info"))
+                             .when(pl.col("settled") == False).then(pl.lit("unsettled"))  # noqa: E712
                              .when(inside).then(pl.lit("pass"))
                              .when(excluded.fill_null(True)).then(pl.lit("fail"))
                              .otherwise(pl.lit("warn")))

@@ -5,11 +5,16 @@ user — gets them without changing its module names, and `weight` reads as W̄.
 
 Where they go is chosen per role (`placement`): none, a scalar s, a row vector r (one
 per output feature), a column vector c (one per input feature), or both r and c. The
-default is the paper's placement as the multipliers issue states it: row and column
-multipliers on every projector, one scalar on the QK product, row multipliers on the
-head. The QK scalar sits on the query alone: the logits see s_q·s_k only, so a second
-scalar on the key would add nothing but a direction the loss cannot see (see
-`mult_drift` in probes.py). `lrm-scalar` puts a scalar on every matrix.
+default leaves the loss no direction it cannot see between two learnable factors: a scalar
+on the head and one on the query (the QK product: the logits see s_q·s_k only, so a scalar
+on the key as well would add nothing but such a direction), row vectors on the outputs
+that feed the residual stream (attn_out, mlp_down, ssm_out) and on the layers of an MLP.
+`PAPER_PLACEMENT` — rows and columns on every projector, as the multipliers issue first read
+the paper — makes r_v·c_o, r_up·c_down and each column vector against the norm gain before
+it directions that only weight decay holds (`mult_drift` in probes.py), so the per-layer size of
+such a multiplier follows no power of width. One pair no placement on the head avoids: its
+multiplier against the final norm's gain, judged as their product (`mult_path`).
+`lrm-scalar` puts a scalar on every matrix.
 
 Two implementations with one parameter layout (so one state dict, one optimizer and the
 same probes serve both):
@@ -25,6 +30,7 @@ same probes serve both):
   not seen."""
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -36,50 +42,73 @@ KINDS = ("none", "scalar", "row", "col", "both")
 # The roles a placement can name: every role a matrix layer can have (norms own no matrix).
 ROLES = ("embed", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_out", "mlp_up", "mlp_gate", "mlp_down", "head",
          "ssm_in", "ssm_out", "hidden", "other")
-PAPER_PLACEMENT = {"attn_q": "scalar", "attn_k": "none", "head": "row"}
+DEFAULT_PLACEMENT = dict.fromkeys(ROLES, "none") | {
+    "head": "scalar", "attn_q": "scalar", "attn_out": "row", "mlp_down": "row", "ssm_out": "row",
+    "embed": "row", "hidden": "row", "other": "row"}
+PAPER_PLACEMENT = dict.fromkeys(ROLES, "both") | {"attn_q": "scalar", "attn_k": "none", "head": "row"}
 
 
 def placement(kind: str, overrides: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
-    """Role → multiplier kind: `vector` modes start from the paper's placement (`both`
-    on roles it does not name), `scalar` from a scalar everywhere; `overrides` win."""
-    default = {role: "both" for role in ROLES} | PAPER_PLACEMENT if kind == "vector" else dict.fromkeys(ROLES, "scalar")
+    """Role → multiplier kind: `vector` modes start from DEFAULT_PLACEMENT, `scalar` from a
+    scalar everywhere; `overrides` win."""
+    default = DEFAULT_PLACEMENT if kind == "vector" else dict.fromkeys(ROLES, "scalar")
     return default | dict(overrides)
 
 
-class VectorMultiplier(nn.Module):
-    """W̄_ij = r_i·W_ij·c_j, with either vector left out (`row` or `col` False)."""
+class _Multiplier(nn.Module):
+    """`log`: the parameters hold θ and the multiplier is e^θ, so an Adam step, which moves a
+    parameter by about its LR, moves log s instead of s: a width factor of 16 is 2.8 in log
+    space whichever way it goes, where a linear s would need 15 to grow and take steps of its
+    LR near 1/16. Probes, merge and the symmetries read values through `value`."""
 
-    def __init__(self, fan_out: int, fan_in: int, init: float = 1.0, row: bool = True, col: bool = True):
-        super().__init__()
-        self.row = nn.Parameter(torch.full((fan_out,), init)) if row else None
-        self.col = nn.Parameter(torch.full((fan_in,), init)) if col else None
+    log = False
+
+    def _stored(self, size, init: float) -> nn.Parameter:
+        return nn.Parameter(torch.full(size, math.log(init) if self.log else init))
+
+    def value(self, p: torch.Tensor) -> torch.Tensor:
+        return p.exp() if self.log else p
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return self.effective(weight)
 
+
+class VectorMultiplier(_Multiplier):
+    """W̄_ij = r_i·W_ij·c_j, with either vector left out (`row` or `col` False)."""
+
+    def __init__(self, fan_out: int, fan_in: int, init: float = 1.0, row: bool = True, col: bool = True,
+                 log: bool = False):
+        super().__init__()
+        self.log = log
+        self.row = self._stored((fan_out,), init) if row else None
+        self.col = self._stored((fan_in,), init) if col else None
+
+    def vectors(self) -> dict[str, torch.Tensor]:
+        """The values r and c present, by side."""
+        return {side: self.value(v) for side, v in (("row", self.row), ("col", self.col)) if v is not None}
+
     def effective(self, weight: torch.Tensor) -> torch.Tensor:
-        if self.row is not None:
-            weight = self.row[:, None] * weight
-        return weight if self.col is None else weight * self.col[None, :]
+        vectors = self.vectors()
+        if "row" in vectors:
+            weight = vectors["row"][:, None] * weight
+        return weight * vectors["col"][None, :] if "col" in vectors else weight
 
     def scale(self) -> torch.Tensor:
         """The multiplier's overall size: the product of its vectors' RMS."""
-        return torch.stack([v.detach().float().square().mean().sqrt() for v in self.parameters()]).prod()
+        return torch.stack([v.detach().float().square().mean().sqrt() for v in self.vectors().values()]).prod()
 
 
-class ScalarMultiplier(nn.Module):
-    def __init__(self, init: float = 1.0):
+class ScalarMultiplier(_Multiplier):
+    def __init__(self, init: float = 1.0, log: bool = False):
         super().__init__()
-        self.scalar = nn.Parameter(torch.tensor(init))
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return self.effective(weight)
+        self.log = log
+        self.scalar = self._stored((), init)
 
     def effective(self, weight: torch.Tensor) -> torch.Tensor:
-        return self.scalar * weight
+        return self.value(self.scalar) * weight
 
     def scale(self) -> torch.Tensor:
-        return self.scalar.detach().float().abs()
+        return self.value(self.scalar).detach().float().abs()
 
 
 MULTIPLIERS = (VectorMultiplier, ScalarMultiplier)
@@ -124,46 +153,55 @@ class _Fused:
 
 class FusedVectorMultiplier(_Fused, VectorMultiplier):
     def effective_into(self, weight: torch.Tensor, out: torch.Tensor):
-        first, *rest = [v for v in (self.row[:, None] if self.row is not None else None,
-                                    self.col[None, :] if self.col is not None else None) if v is not None]
+        vectors = self.vectors()
+        first, *rest = [v for v in (vectors["row"][:, None] if "row" in vectors else None,
+                                    vectors["col"][None, :] if "col" in vectors else None) if v is not None]
         torch.mul(weight, first, out=out)
         for v in rest:
             out.mul_(v)
 
     def factor_grads(self, grad: torch.Tensor, weight: torch.Tensor) -> list[torch.Tensor]:
         """∂L/∂r_i = Σ_j G_ij·W_ij·c_j, ∂L/∂c_j = Σ_i G_ij·r_i·W_ij, ∂L/∂W_ij = r_i·c_j·G_ij (written
-        over G, which is spent); a missing vector counts as ones."""
+        over G, which is spent); a missing vector counts as ones. Log-parametrised:
+        ∂L/∂θ = r·∂L/∂r (c·∂L/∂c)."""
+        vectors = self.vectors()
+        r, c = vectors.get("row"), vectors.get("col")
         gw = grad * weight
-        row = None if self.row is None else gw.sum(1) if self.col is None else gw @ self.col
-        col = None if self.col is None else gw.sum(0) if self.row is None else self.row @ gw
+        row = None if r is None else gw.sum(1) if c is None else gw @ c
+        col = None if c is None else gw.sum(0) if r is None else r @ gw
         del gw
-        if self.row is not None:
-            grad.mul_(self.row[:, None])
-        if self.col is not None:
-            grad.mul_(self.col[None, :])
+        if self.log:
+            row, col = (None if g is None else g.mul_(v) for g, v in ((row, r), (col, c)))
+        if r is not None:
+            grad.mul_(r[:, None])
+        if c is not None:
+            grad.mul_(c[None, :])
         return [g for g in (grad, row, col) if g is not None]
 
 
 class FusedScalarMultiplier(_Fused, ScalarMultiplier):
     def effective_into(self, weight: torch.Tensor, out: torch.Tensor):
-        torch.mul(weight, self.scalar, out=out)
+        torch.mul(weight, self.value(self.scalar), out=out)
 
     def factor_grads(self, grad: torch.Tensor, weight: torch.Tensor) -> list[torch.Tensor]:
-        """∂L/∂s = Σ G·W, ∂L/∂W = s·G (written over G)."""
+        """∂L/∂s = Σ G·W, ∂L/∂W = s·G (written over G); log-parametrised ∂L/∂θ = s·∂L/∂s."""
+        s = self.value(self.scalar)
         scalar = torch.tensordot(grad, weight, dims=grad.ndim)
-        return [grad.mul_(self.scalar), scalar]
+        return [grad.mul_(s), scalar.mul_(s) if self.log else scalar]
 
 
-def _multiplier(kind: str, impl: str, shape: torch.Size, init: float) -> nn.Module:
+def _multiplier(kind: str, impl: str, shape: torch.Size, init: float, log: bool) -> nn.Module:
     if kind == "scalar":
-        return (FusedScalarMultiplier if impl == "fused" else ScalarMultiplier)(init)
+        return (FusedScalarMultiplier if impl == "fused" else ScalarMultiplier)(init, log=log)
     cls = FusedVectorMultiplier if impl == "fused" else VectorMultiplier
-    return cls(*shape, init=init, row=kind in ("row", "both"), col=kind in ("col", "both"))
+    return cls(*shape, init=init, row=kind in ("row", "both"), col=kind in ("col", "both"), log=log)
 
 
-def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init: float = 1.0) -> list[nn.Parameter]:
+def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init: float = 1.0,
+          param: str = "linear") -> list[nn.Parameter]:
     """Wrap every linear layer (GPT-2's Conv1D too) whose role `where` gives a kind other than
-    none; returns the multiplier parameters for their own optimizer group."""
+    none; returns the multiplier parameters for their own optimizer group. `param`: linear or
+    log (stores θ, s = e^θ)."""
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear) or is_conv1d(m)]
     for name, linear in linears:
         kind = where.get(role_of(name, linear), "none")
@@ -172,7 +210,7 @@ def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init:
         if is_conv1d(linear):  # stored (fan_in, fan_out): a row multiplier lies along dim 1
             kind = {"row": "col", "col": "row"}.get(kind, kind)
         original = linear.weight
-        mult = _multiplier(kind, impl, original.shape, init)
+        mult = _multiplier(kind, impl, original.shape, init, param == "log")
         parametrize.register_parametrization(linear, "weight", mult.to(original.device))
         if hasattr(original, "infshape"):
             # mup's MuReadout asks `self.weight.infshape`, which the parametrized W̄ lacks.
@@ -182,6 +220,11 @@ def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init:
 
 def multipliers(model: nn.Module) -> list[nn.Parameter]:
     return [p for m in model.modules() if isinstance(m, MULTIPLIERS) for p in m.parameters()]
+
+
+def values(model: nn.Module) -> list[torch.Tensor]:
+    """The multipliers' values s, r, c, in the order of `multipliers`, however they are stored."""
+    return [m.value(p) for m in model.modules() if isinstance(m, MULTIPLIERS) for p in m.parameters()]
 
 
 def matrix(module: nn.Module) -> torch.Tensor | None:

@@ -61,4 +61,5 @@ def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]
     kind = multiplier_kind(spec.mode)
     if not kind:
         return model, []
-    return model, lrm.apply(model, lrm.placement(kind, spec.multipliers), spec.lrm_impl, spec.mult_init)
+    return model, lrm.apply(model, lrm.placement(kind, spec.multipliers), spec.lrm_impl, spec.mult_init,
+                            spec.mult_param)

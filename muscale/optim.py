@@ -51,7 +51,7 @@ from torch import nn
 
 from . import lrm
 from .roles import role_of
-from .spec import RunSpec, has_mup_lr
+from .spec import RunSpec, fixed_weight_decay, has_mup_lr
 from .spectral import SpectralDecay
 
 _PLAIN = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -89,9 +89,24 @@ class Optimizer:
             total = nn.utils.clip_grad_norm_(self.clipped, self.max_norm, foreach=True)
             # torch's own coefficient, so the record is what the gradients were multiplied by.
             self.clip_factor = (self.max_norm / (total + 1e-6)).clamp(max=1.0)
+        for group in self.param_groups:
+            if group.get("mult_decay"):
+                _decay_multipliers(group)
         for opt in self.optimizers:
             opt.step()
         self.decay.step()
+
+
+def _decay_multipliers(group: dict):
+    """s ← s·(1 − η·λ) before the step, as AdamW orders it, in every optimizer: inside Adam or
+    SGD an L2 term would be added to the gradient, and at init it outweighs the multipliers'
+    own gradients many times over. A log-parametrised multiplier shrinks the same s, θ ← θ +
+    log(1 − η·λ)."""
+    factor = 1 - group["lr"] * group["mult_decay"]
+    if group["mult_log"]:
+        torch._foreach_add_(group["params"], math.log(factor))
+    else:
+        torch._foreach_mul_(group["params"], factor)
 
 
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
@@ -119,7 +134,8 @@ def _muon(spec: RunSpec, params: list[nn.Parameter]) -> torch.optim.Muon:
     by_scale = collections.defaultdict(list)
     for p in params:
         by_scale[muon_width_scale(p, spec.muon_adjust_lr) if has_mup_lr(spec.mode) else 1.0].append(p)
-    groups = [{"params": ps, "lr": spec.lr * m, "weight_decay": spec.weight_decay / m} for m, ps in by_scale.items()]
+    groups = [{"params": ps, "lr": spec.lr * m, "weight_decay": spec.weight_decay / (1 if fixed_weight_decay(spec.mode) else m)}
+              for m, ps in by_scale.items()]
     return torch.optim.Muon(groups, lr=spec.lr, weight_decay=spec.weight_decay, adjust_lr_fn=spec.muon_adjust_lr)
 
 
@@ -149,9 +165,15 @@ def build(spec: RunSpec, model: nn.Module, multipliers: list[nn.Parameter]) -> O
         groups = _eps_scaled(groups)
     cls = (_MUP if has_mup_lr(spec.mode) else _PLAIN)["adamw" if spec.optimizer == "muon" else spec.optimizer]
     # foreach: one fused kernel per op over all tensors; on CPU torch defaults to a loop.
-    opt = cls(groups, lr=spec.lr, foreach=True)
+    betas = {} if spec.beta2 is None or spec.optimizer == "sgd" else {"betas": (0.9, spec.beta2)}
+    opt = cls(groups, lr=spec.lr, foreach=True, **betas)
+    if fixed_weight_decay(spec.mode):
+        for group in opt.param_groups:  # mup multiplied λ by width_mult wherever it divided η
+            group["weight_decay"] = group["weight_decay"] and spec.weight_decay
     if multipliers:
-        opt.add_param_group({"params": multipliers, "weight_decay": spec.mult_weight_decay,
+        # Their decay is applied by Optimizer.step, decoupled whatever the optimizer.
+        opt.add_param_group({"params": multipliers, "weight_decay": 0.0, "mult_decay": spec.mult_weight_decay,
+                             "mult_log": spec.mult_param == "log",
                              "lr": spec.lr if spec.mult_lr is None else spec.mult_lr})
     if spec.weight_decay_kind == "spectral":
         for group in (g for o in optimizers + [opt] for g in o.param_groups):

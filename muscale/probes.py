@@ -39,14 +39,39 @@ def _probed(model: nn.Module):
             yield name, module
 
 
-ACTIVATION_METRICS = ("act_l1", "act_rms", "dact_rms", "act_max", "act_mean", "attn_entropy")
-MATRIX_METRICS = ("weight_fro", "weight_spec", "spec_ratio", "update_fro", "update_spec")
-MULTIPLIER_METRICS = ("mult_scalar", "mult_drift") + tuple(f"mult_{side}_{stat}" for side in ("row", "col")
+# raw_act_rms: what a multiplied layer would output without its multiplier (x·Wᵀ with the
+# trained W), and the QK logits without the query's and key's scalars, so that a report can
+# show raw ∝ d, multiplier ∝ d⁻¹, product flat.
+ACTIVATION_METRICS = ("act_l1", "act_rms", "dact_rms", "act_max", "act_mean", "attn_entropy", "raw_act_rms")
+# weight_rms = ‖W‖_F / sqrt(numel): the per-entry size the noise–WD equilibrium fixes.
+MATRIX_METRICS = ("weight_fro", "weight_rms", "weight_spec", "spec_ratio", "update_fro", "update_spec")
+# mult_path: the product of the two sizes of a symmetric pair (symmetry.py), the one
+# combination of them the output sees.
+MULTIPLIER_METRICS = ("mult_scalar", "mult_drift", "mult_path") + tuple(f"mult_{side}_{stat}" for side in ("row", "col")
                                                             for stat in ("rms", "mean", "min", "max"))
 # What the optimizer did: the last step's clip factor (module and role "optimizer"), and per
 # layer the share of entries where Adam's ε outweighs sqrt(v̂) in the denominator.
 OPTIMIZER_METRICS = ("clip_factor", "eps_share")
 METRICS = ACTIVATION_METRICS + MATRIX_METRICS + MULTIPLIER_METRICS + OPTIMIZER_METRICS
+
+
+_VECTOR = object()  # a QK point whose query or key has a vector multiplier: no exact raw logits
+
+
+def _raw_scale(point: str, modules: dict[str, nn.Module]):
+    """The scalar multipliers of a QK point's sibling query and key (an empty list when they
+    have none), or _VECTOR when either has a vector one, which no scalar undoes."""
+    parent = point.rpartition(".")[0]
+    scalars = []
+    for name, module in modules.items():
+        if name.rpartition(".")[0] != parent or role_of(name, module) not in ("attn_q", "attn_k"):
+            continue
+        if hasattr(module, "parametrizations"):
+            mult = module.parametrizations.weight[0]
+            if not isinstance(mult, lrm.ScalarMultiplier):
+                return _VECTOR
+            scalars.append(mult)
+    return scalars
 
 
 class Probes:
@@ -67,6 +92,8 @@ class Probes:
                 self.matrices.append((name, role, w, fan_out, fan_in))
         self.mults = [(name, role, module.parametrizations.weight[0]) for name, module, role in self.layers
                       if hasattr(module, "parametrizations")]
+        self.raw = {name: _raw_scale(name, dict(model.named_modules())) for name, _, role in self.layers
+                    if role == "attn_qk"} | {name: None for name, _, _ in self.mults}
         self.model = model
         self.pairs = symmetry.pairs(model) if "mult_drift" in self.wanted else []
         self._drift0: dict[str, torch.Tensor] = {}
@@ -108,6 +135,10 @@ class Probes:
                 y = output.detach().float()
                 self._add(name, role, "act_l1", y.abs().mean())
                 self._add(name, role, "act_rms", y.square().mean().sqrt())
+                if name in self.raw and "raw_act_rms" in self.wanted:
+                    raw = self._raw_act(name, module, args, y)
+                    if raw is not None:
+                        self._add(name, role, "raw_act_rms", raw.square().mean().sqrt())
                 if point:
                     self._add(name, role, "act_max", y.abs().max())
                     for metric, value in module.extras(*args).items():
@@ -128,6 +159,15 @@ class Probes:
                 h.remove()
             if trace is not None:
                 self.pairs += trace.finish()
+
+    def _raw_act(self, name: str, module: nn.Module, args: tuple, y: torch.Tensor) -> torch.Tensor | None:
+        """A multiplied layer's output with its trained W alone; QK logits over s_q·s_k."""
+        scalars = self.raw[name]
+        if scalars is None:
+            return torch.nn.functional.linear(args[0].detach().float(), lrm.matrix(module).detach().float())
+        if scalars is _VECTOR:
+            return None
+        return y / torch.stack([s.scale() for s in scalars]).prod() if scalars else y
 
     @torch.no_grad()
     def snapshot(self):
@@ -190,15 +230,14 @@ class Probes:
                 toward = self._vec.get(name + "/update")
             spec = self._spectral(name, w, SPECTRAL_WARM, toward)
             self._add(name, role, "weight_fro", torch.linalg.vector_norm(w))
+            self._add(name, role, "weight_rms", torch.linalg.vector_norm(w) / w.numel() ** 0.5)
             self._add(name, role, "weight_spec", spec)
             self._add(name, role, "spec_ratio", spec / (fan_out / fan_in) ** 0.5)
         for name, role, mult in self.mults:
             if isinstance(mult, lrm.ScalarMultiplier):
-                self._add(name, role, "mult_scalar", mult.scalar.detach())
+                self._add(name, role, "mult_scalar", mult.value(mult.scalar).detach())
                 continue
-            for side, vec in (("row", mult.row), ("col", mult.col)):
-                if vec is None:
-                    continue
+            for side, vec in mult.vectors().items():
                 vec = vec.detach().float()
                 self._add(name, role, f"mult_{side}_rms", vec.square().mean().sqrt())
                 self._add(name, role, f"mult_{side}_mean", vec.mean())
@@ -207,6 +246,8 @@ class Probes:
         for pair in self.pairs:
             ratio = pair.log_ratio()
             self._add(pair.name, pair.role, "mult_drift", ratio - self._drift0.setdefault(pair.name, ratio))
+            if not pair.name.endswith("[mult~W]"):
+                self._add(pair.name, pair.role, "mult_path", pair.a() * pair.b())
         for name, role, tensors in self.adam if "eps_share" in self.wanted else []:
             share = self._eps_share(tensors)
             if share is not None:

@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-MODES = ("sp", "mup", "mup-lr", "lrm", "lrm-vector", "lrm-scalar", "mup+lrm")
+MODES = ("sp", "mup", "mup-lr", "mup-lr-only", "lrm", "lrm-vector", "lrm-scalar", "mup+lrm")
 OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 # torch.optim.Muon's learning-rate adjustments (its adjust_lr_fn).
 MUON_ADJUST_LR = ("original", "match_rms_adamw")
@@ -13,6 +13,8 @@ MUON_ADJUST_LR = ("original", "match_rms_adamw")
 WEIGHT_DECAY_KINDS = ("decoupled", "spectral")
 # How learnable multipliers are computed (lrm.py): equal trajectories, different cost.
 LRM_IMPLS = ("autograd", "fused")
+# How a learnable multiplier is stored (lrm.py): s itself, or θ with s = e^θ.
+MULT_PARAMS = ("linear", "log")
 # The multipliers' default decoupled weight decay: small, to hold the directions along which
 # a product of learnable factors can drift without changing the output (lrm.py, probes.py).
 MULT_WEIGHT_DECAY = 0.01
@@ -31,7 +33,15 @@ def has_mup_lr(mode: str) -> bool:
     """mup's base shapes, and with them μP's per-layer learning rates (MuAdam, MuAdamW,
     MuSGD, Muon's width scale, ε scaling). `mup-lr` has these on an SP model: it asks whether
     μP's optimizer alone, without its forward, makes width scaling right."""
-    return has_mup(mode) or mode == "mup-lr"
+    return has_mup(mode) or mode in ("mup-lr", "mup-lr-only")
+
+
+def fixed_weight_decay(mode: str) -> bool:
+    """`mup-lr-only`, the paper's "LR-only μP": μP's learning rates (η/width_mult on hidden
+    matrices) with λ left as given, so η·λ falls like 1/d and larger widths reach their
+    equilibrium later (per-entry size ∝ d^-½). `mup-lr` keeps mup's own rule, λ·width_mult,
+    so η·λ stays what it is at the base width."""
+    return mode == "mup-lr-only"
 
 
 def multiplier_kind(mode: str) -> str | None:
@@ -58,20 +68,34 @@ class Horizon:
     seq_len: int
     widths: tuple[int, ...]
     seeds: int
+    beta2: float | None = None
+    mult_param: str = "linear"
+    mult_lr: float | None = None
 
 
 def default_horizon(mode: str, family: str) -> Horizon:
+    """The long horizon is sized by what learnable multipliers need (DESIGN.md, fact 5): η·λ·steps
+    = 4, so the matrices reach AdamW's noise–WD equilibrium; Adam's β₂ window 1/(1 − β₂) = 20
+    steps, far shorter than 1/(η·λ) = 250; log multipliers at lr 0.02, so each can travel up to
+    0.02·1000 = 20 in log s, against log(128/16) = 2.1 that d⁻¹ needs over the widths. At 750
+    steps the head-only byte LM's multiplier was still moving (d^−0.82 at 70%, −0.92 at the end)."""
     if canonical_mode(mode) in ("lrm", "lrm-scalar"):
-        return Horizon("long", steps=200, optimizer="adamw", lr=3e-3, weight_decay=0.1,
-                       batch_size=4, seq_len=32, widths=(16, 32, 64, 128, 256), seeds=2)
+        return Horizon("long", steps=1000, optimizer="adamw", lr=4e-3, weight_decay=1.0,
+                       batch_size=8, seq_len=32, widths=(16, 32, 64, 128), seeds=2, beta2=0.95,
+                       mult_param="log", mult_lr=0.02)
     batch = 8 if family == "mlp" else 2
     return Horizon("short", steps=5, optimizer="adam", lr=1e-2, weight_decay=0.0,
                    batch_size=batch, seq_len=16, widths=(64, 128, 256, 512, 1024), seeds=3)
 
 
+# A long-horizon exponent is settled when α at the last recorded step is within SETTLE_TOLERANCE
+# of α at SETTLE_FROM of the run (fit.py): the last ~30% of training moved it by less than that.
+SETTLE_FROM, SETTLE_TOLERANCE = 0.7, 0.1
+
+
 def record_steps(steps: int, horizon: str) -> tuple[int, ...]:
-    """Short horizons record every step; long ones 0, 1, 2, 4, … and the last step; sweeps
-    every eighth of the run, since each recorded step costs a held-out evaluation."""
+    """Short horizons record every step; long ones 0, 1, 2, 4, …, SETTLE_FROM of the run and the
+    last step; sweeps every eighth of the run, since each recorded step costs a held-out evaluation."""
     if horizon == "short":
         return tuple(range(steps + 1))
     if horizon == "sweep":
@@ -80,7 +104,7 @@ def record_steps(steps: int, horizon: str) -> tuple[int, ...]:
     while s < steps:
         out.append(s)
         s *= 2
-    return tuple(out + [steps])
+    return tuple(sorted({*out, round(SETTLE_FROM * steps), steps}))
 
 
 @dataclass(frozen=True)
@@ -123,6 +147,9 @@ class RunSpec:
     adam_eps_scaling: bool = False
     weight_decay_kind: str = "decoupled"
     lrm_impl: str = "autograd"
+    mult_param: str = "linear"
+    # Adam's β₂ (None: torch's 0.999); its window 1/(1 − β₂) should be shorter than 1/(η·λ).
+    beta2: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -45,6 +45,11 @@ def _rms(t: torch.Tensor) -> Callable[[], torch.Tensor]:
     return lambda: t.detach().float().square().mean().sqrt()
 
 
+def _value_rms(mult: nn.Module, side: str) -> Callable[[], torch.Tensor]:
+    """RMS of a vector multiplier's values (r or c, whichever way they are stored)."""
+    return lambda: mult.vectors()[side].detach().float().square().mean().sqrt()
+
+
 def _geometric_mean(sizes: list[Callable[[], torch.Tensor]]) -> Callable[[], torch.Tensor]:
     """One size for a gain's several readers (q, k and v read the same norm)."""
     return lambda: torch.stack([size().log() for size in sizes]).mean().exp()
@@ -54,8 +59,7 @@ def _side(mult: nn.Module, side: str) -> Callable[[], torch.Tensor] | None:
     """The size of what scales a layer's outputs (`row`) or inputs (`col`), if anything does."""
     if isinstance(mult, lrm.ScalarMultiplier):
         return mult.scale
-    vec = getattr(mult, side)
-    return None if vec is None else _rms(vec)
+    return _value_rms(mult, side) if getattr(mult, side) is not None else None
 
 
 def _multiplied(model: nn.Module) -> dict[str, tuple[str, nn.Module, nn.Module]]:
@@ -70,7 +74,7 @@ def pairs(model: nn.Module) -> list[Pair]:
     for name, (role, module, mult) in layers.items():
         out.append(Pair(f"{name}[mult~W]", role, mult.scale, _rms(module.parametrizations.weight.original)))
         if isinstance(mult, lrm.VectorMultiplier) and mult.row is not None and mult.col is not None:
-            out.append(Pair(f"{name}[row~col]", role, _rms(mult.row), _rms(mult.col)))
+            out.append(Pair(f"{name}[row~col]", role, _value_rms(mult, "row"), _value_rms(mult, "col")))
     by_parent = {}
     for name, (role, _, mult) in layers.items():
         by_parent.setdefault(name.rpartition(".")[0], {})[role] = mult
@@ -119,5 +123,8 @@ class GainTrace:
         for norm, readers in self.readers.items():
             sides = [_side(self.layers[r][2], "col") if r in self.layers else None for r in dict.fromkeys(readers)]
             if all(side is not None for side in sides):
-                out.append(Pair(f"{norm}[gain~col]", "norm", _rms(self.gains[norm]), _geometric_mean(sides)))
+                # Named after what the gain feeds when that is one role (the final norm: the head).
+                roles = {self.layers[r][0] for r in readers}
+                role = roles.pop() if len(roles) == 1 else "norm"
+                out.append(Pair(f"{norm}[gain~col]", role, _rms(self.gains[norm]), _geometric_mean(sides)))
         return out

@@ -13,7 +13,7 @@ from .errors import InputError
 from .families import BUILTIN, MULTIPLIER_POINTS, unknown_options
 from .modes import hooks
 from .probes import METRICS
-from .spec import (LRM_IMPLS, MUON_ADJUST_LR, WEIGHT_DECAY_KINDS, RunSpec, has_mup, has_mup_lr,
+from .spec import (LRM_IMPLS, MULT_PARAMS, MUON_ADJUST_LR, WEIGHT_DECAY_KINDS, RunSpec, has_mup, has_mup_lr,
                    multiplier_kind)
 
 
@@ -100,6 +100,24 @@ def check_optimizer(mode: str, optimizer: str, weight_decay: float, clip: float 
     if clip_multipliers and multiplier_kind(mode) is None:
         raise InputError("--clip-multipliers", f"mode {mode} has no learnable multipliers",
                          "use an lrm mode, or drop it")
+
+
+def check_mult_param(mode: str, mult_param: str | None):
+    if mult_param is None:
+        return
+    if mult_param not in MULT_PARAMS:
+        raise InputError("--mult-param", f"unknown parametrisation '{mult_param}'",
+                         f"use one of {', '.join(MULT_PARAMS)}")
+    if multiplier_kind(mode) is None:
+        raise InputError("--mult-param", f"mode {mode} has no learnable multipliers", "use an lrm mode, or drop it")
+
+
+def check_beta2(beta2: float, optimizer: str) -> float:
+    if optimizer == "sgd":
+        raise InputError("--beta2", "SGD has no second moment", "use adam, adamw or muon, or drop it")
+    if isinstance(beta2, bool) or not isinstance(beta2, int | float) or not 0 <= beta2 < 1:
+        raise InputError("--beta2", f"{beta2!r} is not in [0, 1)", "give Adam's β₂ as e.g. 0.95")
+    return float(beta2)
 
 
 def check_family(family, widths, base_width, options, mode):

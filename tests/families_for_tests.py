@@ -178,3 +178,22 @@ def input_error_when_wide(width: int) -> nn.Module:
     if width >= 32:
         raise InputError("--option", f"width {width} needs a wider table", "give the family a wider table")
     return nn.Sequential(nn.Embedding(256, width), nn.Linear(width, 256))
+
+
+class HeadLM(nn.Module):
+    """The simplest layer whose scale the loss sees (DESIGN.md, fact 5): a byte LM that is an
+    embedding, a gainless RMSNorm and a head. The norm leaves the head nothing to trade its
+    scale with, so a head multiplier is identifiable."""
+
+    def __init__(self, width: int, vocab: int = 256):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.norm = nn.RMSNorm(width, elementwise_affine=False)
+        self.head = nn.Linear(width, vocab, bias=False)
+
+    def forward(self, tokens):
+        return self.head(self.norm(self.embed(tokens)))
+
+
+def head_lm(width: int) -> nn.Module:
+    return HeadLM(width)

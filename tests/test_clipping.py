@@ -20,7 +20,7 @@ def one_backward(clip, clip_multipliers=False, shift=1.0):
     moves scale from every row multiplier into its matrix (r/shift, shift·W: the same
     function), which makes the multipliers' gradients `shift` times larger."""
     spec = muscale.plan("lrm", "mlp", widths=(16, 32), seeds=1, steps=1, clip=clip,
-                        clip_multipliers=clip_multipliers)[0]
+                        clip_multipliers=clip_multipliers, multipliers={"head": "row"}, mult_param="linear")[0]
     model, mults = modes.build(spec, resolve("mlp"))
     with torch.no_grad():
         for m in model.modules():

@@ -1,6 +1,8 @@
 """Learnable multipliers as wrappers: same function at init, their own optimizer group,
 and the exponent table carries their width exponents at the first and last step."""
 
+import math
+
 import polars as pl
 import pytest
 import torch
@@ -26,11 +28,12 @@ def test_multipliers_start_at_one_and_leave_the_function_unchanged(mode):
     _, plain, _ = build(base_mode)
     _, wrapped, mults = build(mode)
     tokens = torch.randint(0, 256, (2, 8))
-    assert mults and all(torch.all(p == 1) for p in mults)
+    assert mults and all(torch.all(v == 1) for v in lrm.values(wrapped))
     assert torch.allclose(plain(tokens), wrapped(tokens), atol=1e-6)
     bare = {role_of(n, m) for n, m in wrapped.named_modules()
             if isinstance(m, torch.nn.Linear) and not parametrize.is_parametrized(m)}
-    assert bare == ({"attn_k"} if mode != "lrm-scalar" else set())  # the paper's placement: one scalar for QK
+    # The default placement: one scalar for QK on the query, rows where outputs join the residual.
+    assert bare == ({"attn_k", "attn_v", "mlp_gate", "mlp_up"} if mode != "lrm-scalar" else set())
 
 
 def test_multipliers_have_their_own_group_with_their_own_lr_and_weight_decay():
@@ -38,7 +41,38 @@ def test_multipliers_have_their_own_group_with_their_own_lr_and_weight_decay():
     opt = optim.build(spec, model, mults)
     group = next(g for g in opt.param_groups if any(p is mults[0] for p in g["params"]))
     assert {id(p) for p in group["params"]} == {id(p) for p in mults}
-    assert group["lr"] == 1e-4 and group["weight_decay"] == 0.5
+    # The decay is the Optimizer's own, decoupled: none of it reaches the torch optimizer's gradient.
+    assert group["lr"] == 1e-4 and group["mult_decay"] == 0.5 and group["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "muon"])
+@pytest.mark.parametrize("param", ["linear", "log"])
+def test_multiplier_decay_is_decoupled_from_the_update(optimizer, param):
+    """One step with decay λ equals the step without it applied to s·(1 − η·λ): the decay never
+    enters the gradient, so Adam's normalised update (g/sqrt(v)) is the one of g alone. Teeth:
+    torch's coupled L2 (Adam's weight_decay) gives a different step."""
+    lr, decay = 1e-2, 0.5
+
+    def step(mult_weight_decay, coupled=False):
+        spec, model, mults = build("lrm-scalar", optimizer=optimizer, lr=lr, mult_lr=lr, mult_weight_decay=mult_weight_decay,
+                                   mult_param=param)
+        opt = optim.build(spec, model, mults)
+        if coupled:
+            group = next(g for g in opt.param_groups if "mult_decay" in g)
+            group["weight_decay"], group["mult_decay"] = decay, 0.0
+        x, y = resolve("transformer").batch(0, 2, 8)
+        torch.nn.functional.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1)).backward()
+        before = torch.stack([p.detach().clone() for p in mults])
+        opt.step()
+        return before, torch.stack([p.detach() for p in mults])
+
+    before, free = step(0.0)
+    _, decayed = step(decay)
+    shrunk = before + math.log(1 - lr * decay) if param == "log" else before * (1 - lr * decay)
+    assert torch.allclose(decayed, shrunk + (free - before), atol=1e-7)
+    if optimizer == "adam":
+        _, coupled = step(decay, coupled=True)
+        assert (coupled - decayed).abs().max() > 1e-3
 
 
 def test_lrm_exponent_table_has_multiplier_and_activation_exponents_first_and_last():
@@ -56,10 +90,14 @@ def test_lrm_exponent_table_has_multiplier_and_activation_exponents_first_and_la
             assert set(at.filter(pl.col("metric") == metric)["module"]) == {
                 m for m in linears if where[roles[m]] in kinds}, metric
         assert set(at.filter(pl.col("metric") == "act_rms")["module"]) >= linears
-    assert set(ex["verdict"]) == {"info"}  # the paper's expectations come with the multipliers issue
-    table = first_and_last(ex).filter(pl.col("metric") == "mult_col_rms")
+    # The paper's claims are judged at the last step of a long horizon only, settled or not.
+    judged = ex.filter(pl.col("expected").is_not_null())
+    assert judged.height and set(judged["step"]) == {8} and set(judged["settled"]) <= {True, False}
+    assert set(judged["verdict"]) <= {"pass", "warn", "fail", "unsettled"}
+    assert set(ex.filter(pl.col("step") < 8)["verdict"]) == {"info"}
+    table = first_and_last(ex).filter(pl.col("metric") == "mult_row_rms")
     assert set(table["first_step"]) == {1} and set(table["last_step"]) == {8}
-    assert set(table["role"]) == {roles[m] for m in linears if where[roles[m]] in ("col", "both")}
+    assert set(table["role"]) == {roles[m] for m in linears if where[roles[m]] in ("row", "both")}
     learned = records.filter((pl.col("metric") == "mult_row_rms") & (pl.col("step") == 8))["value"]
     assert (learned - 1).abs().max() > 1e-3
 
@@ -77,3 +115,15 @@ def test_a_mup_ready_user_model_also_runs_without_mup(mode):
     records = muscale.coord_check(mode, "families_for_tests:gain_mlp", batch="families_for_tests:mlp_batch",
                                   widths=(32, 64), steps=2, seeds=1, device="cpu")
     assert records.filter(pl.col("module") == "head")["value"].is_finite().all()
+
+
+@pytest.mark.parametrize("mode, decay", [("mup-lr", 0.4), ("mup-lr-only", 0.1)])
+def test_lr_only_mup_keeps_weight_decay_where_mup_lr_scales_it(mode, decay):
+    """At width_mult 4 both divide the hidden matrices' lr by 4; `mup-lr` multiplies λ by 4 (η·λ
+    fixed), the paper's LR-only μP keeps λ (η·λ ∝ 1/d)."""
+    spec = muscale.plan(mode, "transformer", widths=(64, 256), seeds=1, optimizer="adamw", lr=1e-2,
+                        weight_decay=0.1, base_width=64)[1]
+    model, mults = modes.build(spec, resolve("transformer"))
+    hidden = [g for g in optim.build(spec, model, mults).param_groups if g["lr"] < spec.lr]
+    assert hidden and all(g["lr"] == pytest.approx(spec.lr / 4) for g in hidden)
+    assert all(g["weight_decay"] == pytest.approx(decay) for g in hidden)

@@ -18,9 +18,9 @@ from clirun import run_cli
 from studies_for_tests import TINY
 
 STEPS = 5
-# Every kind of multiplier on every matrix, and the paper's mix (lrm.PAPER_PLACEMENT).
+# Every kind of multiplier on every matrix, the default mix and the paper's (lrm.PAPER_PLACEMENT).
 EVERYWHERE = {kind: ("lrm", {role: kind for role in lrm.ROLES}) for kind in ("row", "col", "both")}
-PLACEMENTS = EVERYWHERE | {"scalar": ("lrm-scalar", {}), "paper": ("lrm", {})}
+PLACEMENTS = EVERYWHERE | {"scalar": ("lrm-scalar", {}), "default": ("lrm", {}), "paper": ("lrm", lrm.PAPER_PLACEMENT)}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -90,6 +90,18 @@ def test_fused_and_autograd_train_alike_in_float64_with_adamw_and_clipping(place
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
+def test_log_multipliers_fused_and_autograd_train_alike_in_float64(placement):
+    """s = e^θ: the fused hook's ∂L/∂θ = s·∂L/∂s against autograd through exp."""
+    mode, where = PLACEMENTS[placement]
+    run = dict(steps=20, optimizer="adamw", weight_decay=0.1, mult_weight_decay=0.01, clip=0.5, multipliers=where,
+               mult_param="log", mult_lr=0.05)
+    _, auto = train(mode, "autograd", torch.float64, **run)
+    _, fused = train(mode, "fused", torch.float64, **run)
+    assert any((v.abs() > 1e-3).any() for k, v in auto.items() if "parametrizations.weight.0" in k)  # θ moved
+    assert max_rel(fused, auto) < 1e-10
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
 def test_fused_and_autograd_train_alike_in_float32_with_adamw_and_clipping(placement):
     mode, where = PLACEMENTS[placement]
     run = dict(steps=20, optimizer="adamw", weight_decay=0.1, clip=0.5, multipliers=where)
@@ -108,15 +120,23 @@ def test_fused_sees_every_optimizers_in_place_update(run):
     assert max_rel(fused, auto) < 1e-10
 
 
+def spread(mults, param, low=0.5, high=1.5):
+    """Multipliers set to values between low and high (stored as their logs when `log`), so a
+    missing factor shows."""
+    with torch.no_grad():
+        for i, p in enumerate(mults):
+            values = torch.linspace(low, high, p.numel()).reshape(p.shape).roll(i)
+            p.copy_(values.log() if param == "log" else values)
+
+
+@pytest.mark.parametrize("param", ["linear", "log"])
 @pytest.mark.parametrize("placement", PLACEMENTS)
-def test_fused_factor_gradients_equal_autograds(placement):
+def test_fused_factor_gradients_equal_autograds(placement, param):
     mode, where = PLACEMENTS[placement]
     grads = {}
     for impl in ("autograd", "fused"):
-        _, family, model, _ = build(mode, impl, multipliers=where)
-        with torch.no_grad():  # multipliers away from 1, so a missing factor shows
-            for i, p in enumerate(lrm.multipliers(model)):
-                p.copy_(torch.linspace(0.5, 1.5, p.numel()).reshape(p.shape).roll(i))
+        _, family, model, _ = build(mode, impl, multipliers=where, mult_param=param)
+        spread(lrm.multipliers(model), param)
         x, y = family.batch(0, 4, 16)
         F.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1)).backward()
         grads[impl] = {k: p.grad for k, p in model.named_parameters()}
@@ -135,20 +155,21 @@ def test_teeth_a_wrong_fused_gradient_breaks_the_equality(monkeypatch):
 
     right = lrm.FusedVectorMultiplier.factor_grads
 
-    _, auto = train("lrm", "autograd", mult_lr=0.05)
+    # The paper's placement has column vectors to drop; linear, so `col` holds c itself.
+    run = dict(mult_lr=0.05, multipliers=lrm.PAPER_PLACEMENT, mult_param="linear")
+    _, auto = train("lrm", "autograd", **run)
     monkeypatch.setattr(lrm.FusedVectorMultiplier, "factor_grads", drop_col)
-    _, wrong = train("lrm", "fused", mult_lr=0.05)
+    _, wrong = train("lrm", "fused", **run)
     assert max_rel(wrong, auto) > 1e-3
 
 
+@pytest.mark.parametrize("param", ["linear", "log"])
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("impl", ["autograd", "fused"])
-def test_merge_keeps_the_outputs_and_drops_the_multipliers(placement, impl):
+def test_merge_keeps_the_outputs_and_drops_the_multipliers(placement, impl, param):
     mode, where = PLACEMENTS[placement]
-    spec, family, model, mults = build(mode, impl, multipliers=where)
-    with torch.no_grad():
-        for i, p in enumerate(mults):
-            p.mul_(torch.linspace(0.5, 2.0, p.numel()).reshape(p.shape).roll(i))
+    spec, family, model, mults = build(mode, impl, multipliers=where, mult_param=param)
+    spread(mults, param, 0.5, 2.0)
     merged = lrm.merge(model)
     x, _ = family.batch(0, 4, 16)
     assert torch.allclose(merged(x), model(x), rtol=1e-5, atol=1e-6)

@@ -38,8 +38,11 @@ def build(mode, family="transformer", **kw):
     return spec, *modes.build(spec, resolve(family))
 
 
-def test_default_placement_is_the_papers():
+def test_default_placement():
     _, model, _ = build("lrm")
+    assert kinds(model) == {"attn_q": {"scalar"}, "attn_k": {"none"}, "attn_v": {"none"}, "attn_out": {"row"},
+                            "mlp_gate": {"none"}, "mlp_up": {"none"}, "mlp_down": {"row"}, "head": {"scalar"}}
+    _, model, _ = build("lrm", multipliers=lrm.PAPER_PLACEMENT)
     assert kinds(model) == {"attn_q": {"scalar"}, "attn_k": {"none"}, "attn_v": {"both"}, "attn_out": {"both"},
                             "mlp_gate": {"both"}, "mlp_up": {"both"}, "mlp_down": {"both"}, "head": {"row"}}
     _, model, _ = build("lrm-scalar", family="hybrid")
@@ -50,17 +53,18 @@ def test_overrides_win_and_none_removes_a_multiplier():
     _, model, mults = build("mup+lrm", multipliers={"attn_k": "scalar", "head": "none", "mlp_down": "col"})
     got = kinds(model)
     assert got["attn_k"] == {"scalar"} and got["head"] == {"none"} and got["mlp_down"] == {"col"}
-    assert got["attn_v"] == {"both"}  # untouched roles keep the default
+    assert got["attn_out"] == {"row"}  # untouched roles keep the default
 
 
 def test_multipliers_start_at_their_init_value_and_scale_the_matrix():
     _, plain, _ = build("sp")
     _, model, mults = build("lrm", mult_init=0.5)
-    assert all(torch.all(p == 0.5) for p in mults)
+    assert all(torch.allclose(v, torch.tensor(0.5)) for v in lrm.values(model))
     q = dict(model.named_modules())["blocks.0.attn.q"]
     down = dict(model.named_modules())["blocks.0.mlp.down"]
     assert torch.allclose(q.weight, 0.5 * dict(plain.named_modules())["blocks.0.attn.q"].weight)
-    assert torch.allclose(down.weight, 0.25 * dict(plain.named_modules())["blocks.0.mlp.down"].weight)
+    # mlp_down carries a row vector alone by default: one factor 0.5 (the paper's `both` gave 0.25).
+    assert torch.allclose(down.weight, 0.5 * dict(plain.named_modules())["blocks.0.mlp.down"].weight)
 
 
 @pytest.mark.parametrize("width", [128, 512])
@@ -71,7 +75,7 @@ def test_multipliers_keep_their_own_lr_and_decay_at_every_width_under_mup(width)
     opt = optim.build(spec, model, mults)
     group = next(g for g in opt.param_groups if any(p is mults[0] for p in g["params"]))
     assert {id(p) for p in group["params"]} == {id(p) for p in mults}
-    assert group["lr"] == 0.02 and group["weight_decay"] == MULT_WEIGHT_DECAY > 0
+    assert group["lr"] == 0.02 and group["mult_decay"] == MULT_WEIGHT_DECAY > 0 and group["weight_decay"] == 0
     matrix_lrs = {g["lr"] for g in opt.param_groups if g is not group}
     assert min(matrix_lrs) == pytest.approx(spec.lr * spec.base_width / width)  # μP scales the matrices' alone
 

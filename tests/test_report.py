@@ -71,8 +71,9 @@ def test_report_is_self_contained(tmp_path):
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
     assert "@import" not in html and "url(" not in html
     sources = re.findall(r"<img\b[^>]*\bsrc=\"([^\"]*)\"", html)
-    # a coord-check figure per role, an α trajectory per mode, one loss figure, a drill-down figure per module
-    assert len(sources) == len({role for _, role in MODULES}) + 2 + 1 + len(MODULES)
+    # a coord-check figure per role, an α trajectory per mode, one loss figure, a drill-down figure per
+    # module, and the learned multipliers by width (the records carry an lrm mode's multipliers)
+    assert len(sources) == len({role for _, role in MODULES}) + 2 + 1 + len(MODULES) + 1
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.removeprefix("data:image/png;base64,"), validate=True).startswith(PNG_SIGNATURE)
@@ -114,6 +115,8 @@ def test_user_strings_are_escaped(tmp_path, records):
         (["pass", "fail"], "fail"),  # one failing row fails the whole report
         (["pass", "warn"], "warn"),
         (["pass", "warn", "fail"], "fail"),  # fail outranks warn
+        (["pass", "unsettled"], "warn"),  # a claim still moving is not judged, and not a pass either
+        (["unsettled", "fail"], "fail"),
         (["info"], "info"),  # nothing was checked: neither pass nor fail
     ],
 )

@@ -9,13 +9,16 @@ import pytest
 import torch
 
 import muscale
-from muscale import modes, symmetry
+from muscale import lrm, modes, symmetry
 from muscale.families import resolve
 from muscale.probes import Probes
 
 
-def build(**kw):
-    spec = muscale.plan("lrm", "transformer", widths=(32, 64), seeds=1, options={"layers": 1}, **kw)[0]
+def build(multipliers=None, **kw):
+    """The paper's placement (rows and columns on every projector), where the pairs are, with
+    linear multipliers, which the tests move by hand."""
+    spec = muscale.plan("lrm", "transformer", widths=(32, 64), seeds=1, options={"layers": 1}, mult_param="linear",
+                        multipliers=lrm.PAPER_PLACEMENT | (multipliers or {}), **kw)[0]
     family = resolve("transformer")
     model, _ = modes.build(spec, family)
     return model, family.batch(0, 2, 16)[0]
@@ -91,8 +94,10 @@ def test_gain_pairs_are_found_by_tracing_so_a_renamed_norm_is_found_too():
 
 def runaway(mult_weight_decay: float) -> pl.Series:
     records = muscale.coord_check("lrm", "transformer", widths=(16, 32), steps=32, seeds=1, device="cpu",
-                                  lr=1e-2, mult_weight_decay=mult_weight_decay, options={"layers": 1})
-    rows = records.filter((pl.col("module") == "blocks.0.mlp_norm[gain~col]") & (pl.col("width") == 32))
+                                  lr=1e-2, mult_weight_decay=mult_weight_decay, options={"layers": 1},
+                                  multipliers=lrm.PAPER_PLACEMENT, mult_param="linear", mult_lr=1e-2, beta2=0.999)
+    rows = records.filter((pl.col("module") == "blocks.0.mlp_norm[gain~col]") & (pl.col("metric") == "mult_drift")
+                          & (pl.col("width") == 32))
     return rows.sort("step")["value"]
 
 
@@ -104,6 +109,17 @@ def test_teeth_decaying_one_side_of_a_pair_makes_it_run_away():
     assert pushed[0] == held[0] == 0.0
     assert (pushed.diff().drop_nulls() > 0).all(), pushed.to_list()
     assert pushed[-1] > 5 * held.abs().max(), (pushed.to_list(), held.to_list())
+
+
+def test_the_default_placement_leaves_one_pair_the_head_cannot_avoid():
+    """Every learnable factor of the default placement is identifiable but the head's scalar,
+    which trades its scale with the final norm's gain: the claims judge their product. Each
+    layer's own [mult~W] direction is held by its matrix's weight decay."""
+    spec = muscale.plan("lrm", "transformer", widths=(32, 64), seeds=1, options={"layers": 1})[0]
+    model, _ = modes.build(spec, resolve("transformer"))
+    names = {p.name for p in traced(model, resolve("transformer").batch(0, 2, 16)[0]).pairs}
+    assert {n for n in names if not n.endswith("[mult~W]")} == {"final_norm[gain~col]"}
+    assert {"blocks.0.attn.q[mult~W]", "blocks.0.attn.o[mult~W]", "blocks.0.mlp.down[mult~W]", "head[mult~W]"} <= names
 
 
 def test_pairs_are_skipped_when_the_probe_is_not_wanted():

@@ -42,7 +42,8 @@ _PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
 
 # Colours fixed per metric so a metric looks the same in every trajectory figure.
 TRAJECTORY_COLORS = dict(
-    zip(("act_rms", "dact_rms", "mult_scalar", "mult_row_rms", "mult_col_rms"), sns.color_palette("deep"))
+    zip(("act_rms", "dact_rms", "mult_scalar", "mult_row_rms", "mult_col_rms", "mult_path", "weight_rms", "raw_act_rms"),
+        sns.color_palette("deep"))
 )
 
 RC = {
@@ -190,9 +191,11 @@ def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> 
 
 
 @matplotlib.rc_context(RC)
-def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJECTORY_COLORS) -> str:
+def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJECTORY_COLORS,
+                     settle_from: float | None = None) -> str:
     """One setting: fitted α vs training step, a panel per role, a line per metric, coloured
-    as `colors` says (every metric in `data` needs a colour).
+    as `colors` says (every metric in `data` needs a colour); `settle_from` shades the window
+    from that step to the last, over which a settled α moved less than its tolerance.
 
     `data`: role, metric, step, mean, lo, hi (α over the role's modules and its CI envelope).
     """
@@ -202,6 +205,8 @@ def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJEC
     panels = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("role", as_dict=True)
     for k, (ax, role) in enumerate(zip(axes.flat, roles)):
         _band_lines(ax, panels[(role,)], "step + 1", "metric", colors)
+        if settle_from is not None:
+            ax.axvspan(settle_from + 1, last_step + 1, color="0.9", zorder=0)
         log2_x_axis(ax, last_step + 1)
         ax.axhline(0, color="0.25", linewidth=0.8)
         lo, hi = ax.get_ylim()
@@ -225,17 +230,32 @@ def drift(data: pl.DataFrame, panels: list[tuple[str, str]]) -> str:
 
     `data`: setting, role, step, width, mean, lo, hi (the band is the spread over seeds).
     """
+    return by_width_against_step(data, panels, "role", "log(A / B) since init", centred=True)
+
+
+@matplotlib.rc_context(RC)
+def by_width_against_step(data: pl.DataFrame, panels: list[tuple[str, str]], key: str, ylabel: str,
+                          centred: bool = False) -> str:
+    """A value against step, a panel per (setting, `key`), a line per width: whether each width's
+    learned multiplier (or drift) converged. `centred`: a y-axis symmetric about 0, so float
+    noise is not blown up into a trend; else a log y-axis.
+
+    `data`: setting, `key`, step, width, mean, lo, hi (the band is the spread over seeds).
+    """
     palette = width_palette(sorted(data["width"].unique().to_list()))
-    fig, axes = panel_grid(len(panels), 4, STEP_LOG_LABEL, "log(A / B) since init")
-    parts = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("setting", "role", as_dict=True)
-    for ax, (setting, role) in zip(axes, panels):
-        _band_lines(ax, parts[(setting, role)], "step + 1", "width", palette)
+    fig, axes = panel_grid(len(panels), 4, STEP_LOG_LABEL, ylabel)
+    parts = data.with_columns((pl.col("step") + 1).alias("step + 1")).partition_by("setting", key, as_dict=True)
+    for ax, (setting, name) in zip(axes, panels):
+        _band_lines(ax, parts[(setting, name)], "step + 1", "width", palette)
         log2_x_axis(ax, data["step"].max() + 1)
-        ax.axhline(0, color="0.25", linewidth=0.8)
-        lo, hi = ax.get_ylim()
-        bound = max(abs(lo), abs(hi), 0.05)  # symmetric, and float noise is not blown up into a trend
-        ax.set_ylim(-bound, bound)
-        set_title(ax, f"{setting} · {role}" if len({s for s, _ in panels}) > 1 else role)
+        if centred:
+            ax.axhline(0, color="0.25", linewidth=0.8)
+            lo, hi = ax.get_ylim()
+            bound = max(abs(lo), abs(hi), 0.05)
+            ax.set_ylim(-bound, bound)
+        else:
+            ax.set_yscale("log")
+        set_title(ax, f"{setting} · {name}" if len({s for s, _ in panels}) > 1 else name)
     add_legend(fig, palette, "width")
     return to_png(fig)
 

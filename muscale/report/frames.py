@@ -42,8 +42,10 @@ def over_seeds(df: pl.DataFrame, *keys: str) -> pl.DataFrame:
     return df.group_by(*keys).agg(value.mean().alias("mean"), value.min().alias("lo"), value.max().alias("hi"))
 
 
-def alpha_trajectories(exponents: pl.DataFrame, colors: dict = figures.TRAJECTORY_COLORS) -> list[dict]:
-    """α against step per setting, for the metrics `colors` names."""
+def alpha_trajectories(exponents: pl.DataFrame, colors: dict = figures.TRAJECTORY_COLORS,
+                       settle_from: float | None = None) -> list[dict]:
+    """α against step per setting, for the metrics `colors` names; with `settle_from` (a share
+    of the run) the window that `settled` compares is shaded."""
     metrics = list(colors)
     alpha = pl.col("alpha").fill_nan(None)
     data = (
@@ -57,7 +59,8 @@ def alpha_trajectories(exponents: pl.DataFrame, colors: dict = figures.TRAJECTOR
     for setting in setting_order(data):
         part = data.filter(pl.col("setting") == setting)
         roles = ordered(part["role"], ROLES)
-        out.append({"setting": setting, "png": figures.alpha_trajectory(part, roles, colors)})
+        settle = None if settle_from is None else settle_from * part["step"].max()
+        out.append({"setting": setting, "png": figures.alpha_trajectory(part, roles, colors, settle)})
     return out
 
 

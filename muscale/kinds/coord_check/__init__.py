@@ -13,7 +13,8 @@ from ...report.text import TABLE
 from . import report
 
 WORST_SHOWN = 8
-VERDICTS = ("pass", "warn", "fail", "info")
+# unsettled: a long-horizon claim whose exponent still moved over the last part of the run.
+VERDICTS = ("pass", "warn", "fail", "unsettled", "info")
 
 
 def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
@@ -46,7 +47,7 @@ def summary(analysis: Analysis) -> str:
             lines.append(str(checked.with_columns(off=(pl.col("alpha") - pl.col("expected")).abs())
                              .sort("off", descending=True).head(WORST_SHOWN)
                              .select("mode", "module", "metric", "step", "alpha", "ci_low", "ci_high", "r2",
-                                     "verdict")))
+                                     "settled", "verdict")))
         table = first_and_last(exponents)
         if table.height and not checked.height:
             lines.append("width exponents by role, median over modules (α after the first update → at the last step):")

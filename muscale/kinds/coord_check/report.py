@@ -15,7 +15,7 @@ import polars as pl
 
 from ...fit import first_and_last
 from ...roles import ROLES
-from ...spec import MODES
+from ...spec import MODES, SETTLE_FROM
 from ...store import write_atomic
 from ...report import figures
 from ...report.frames import (alpha_trajectories, loss_panel, ordered, over_seeds, require, setting_order,
@@ -29,7 +29,8 @@ RECORD_COLUMNS = ("family", "mode", "optimizer", "lr", "weight_decay", "width", 
                   "step", "role", "metric", "value")
 EXPONENT_COLUMNS = ("mode", "family", "optimizer", "module", "role", "metric", "step", "alpha",
                     "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "verdict")
-VERDICTS = ("fail", "warn", "pass", "info")
+# unsettled: a long-horizon exponent still moving over the last part of the run, never judged.
+VERDICTS = ("fail", "warn", "unsettled", "pass", "info")
 # act_l1 is left to the table: it scales like act_rms, and every panel costs ~60 ms to draw.
 COORD_METRICS = ("act_rms", "dact_rms", "update_spec", "spec_ratio",
                  "mult_scalar", "mult_row_rms", "mult_col_rms")
@@ -39,6 +40,9 @@ DRILL_METRICS = ("act_rms", "dact_rms")
 # ~0.15 s and ~15 kB per module; past this many, only the modules with the largest misses are drawn.
 DRILL_MAX_MODULES = 12
 DRIFT_SHOWN = 8
+# The learned multipliers drawn per width against step: their sizes and symmetric pairs' products.
+LEARNED = ("mult_scalar", "mult_row_rms", "mult_col_rms", "mult_path")
+MULTIPLIERS_SHOWN = 16
 VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
 
 
@@ -87,11 +91,14 @@ def _exponent_row(r: dict) -> dict:
 
 def _banner(exponents: pl.DataFrame) -> dict:
     counts = dict.fromkeys(VERDICTS, 0) | dict(exponents["verdict"].value_counts().rows())
-    checked = counts["fail"] + counts["warn"] + counts["pass"]
+    checked = counts["fail"] + counts["warn"] + counts["pass"] + counts["unsettled"]
+    unsettled = f"; {counts['unsettled']} unsettled, not judged" if counts["unsettled"] else ""
     if counts["fail"]:
-        overall, line = "fail", f"FAIL — {counts['fail']} of {checked} checked exponents outside tolerance"
+        overall, line = "fail", f"FAIL — {counts['fail']} of {checked} checked exponents outside tolerance{unsettled}"
     elif counts["warn"]:
-        overall, line = "warn", f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed"
+        overall, line = "warn", f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed{unsettled}"
+    elif counts["unsettled"]:
+        overall, line = "warn", f"WARN — {counts['unsettled']} of {checked} checked exponents unsettled (still moving, not judged), the rest pass"
     elif counts["pass"]:
         overall, line = "pass", f"PASS — all {checked} checked exponents within tolerance"
     elif exponents.is_empty():
@@ -219,6 +226,19 @@ def _drift(records: pl.DataFrame) -> dict | None:
             "top": [r | {"value": signed(r["value"])} for r in top.iter_rows(named=True)]}
 
 
+def _multipliers(records: pl.DataFrame) -> str | None:
+    """Each learned multiplier's size (|s|, a vector's RMS, a symmetric pair's product) per width
+    against step, so a reader sees whether it converged; at most MULTIPLIERS_SHOWN of them."""
+    rows = (records.filter(pl.col("metric").is_in(LEARNED) & pl.col("value").is_finite())
+            .with_columns(panel=pl.col("module") + " · " + pl.col("metric"), value=pl.col("value").abs()))
+    if rows.is_empty():
+        return None
+    lines = rows.pipe(over_seeds, "setting", "mode", "panel", "step", "width")
+    panels = [(s, p) for s in setting_order(lines)
+              for p in sorted(set(lines.filter(pl.col("setting") == s)["panel"].to_list()))][:MULTIPLIERS_SHOWN]
+    return figures.by_width_against_step(lines, panels, "panel", "multiplier size")
+
+
 def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, str]) -> str:
     records = with_setting(records, ("family", "optimizer", "lr", "weight_decay", "horizon"))
     exponents = with_setting(exponents, ("family", "optimizer"))
@@ -234,12 +254,14 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
         worst=_worst(exponents),
         first_last=[{k: signed(v) if k.startswith("alpha") else v for k, v in r.items()}
                     for r in first_and_last(exponents).iter_rows(named=True)],
-        trajectories=alpha_trajectories(exponents) if evolving else [],
+        trajectories=alpha_trajectories(exponents, settle_from=SETTLE_FROM if long_horizon else None)
+        if evolving else [],
         coord_checks=_coord_checks(records),
         modules=modules, modules_omitted=omitted, anchors={m["module"]: m["anchor"] for m in modules},
         drill_metrics=DRILL_METRICS, drill_max=DRILL_MAX_MODULES,
         loss=loss_panel(records, log_steps=long_horizon),
         drift=_drift(records),
+        multipliers=_multipliers(records),
         log_step_label=figures.STEP_LOG_LABEL,
         exponents=[_exponent_row(r) for r in exponents.iter_rows(named=True)],
         meta=meta,
