@@ -164,7 +164,8 @@ class Probes:
         """A multiplied layer's output with its trained W alone; QK logits over s_q·s_k."""
         scalars = self.raw[name]
         if scalars is None:
-            return torch.nn.functional.linear(args[0].detach().float(), lrm.matrix(module).detach().float())
+            x, w = args[0].detach().float(), lrm.matrix(module).detach().float()
+            return x @ w if is_conv1d(module) else torch.nn.functional.linear(x, w)  # Conv1D stores W (in, out)
         if scalars is _VECTOR:
             return None
         return y / torch.stack([s.scale() for s in scalars]).prod() if scalars else y

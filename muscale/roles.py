@@ -32,8 +32,9 @@ _NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d
 
 def is_conv1d(module: nn.Module) -> bool:
     """GPT-2's `Conv1D`: a linear layer whose weight is stored (fan_in, fan_out). Named, not
-    imported, so that transformers stays an optional extra."""
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+    imported, so that transformers stays an optional extra; looked up along the class's bases
+    because a parametrized layer's class is a subclass (ParametrizedConv1D)."""
+    return hasattr(module, "nf") and any(c.__name__ == "Conv1D" for c in type(module).__mro__)
 
 
 def role_of(name: str, module: nn.Module) -> str:

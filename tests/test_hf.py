@@ -38,7 +38,8 @@ def test_hf_coord_check(monkeypatch, capsys, tmp_path, model_type, mode, steps):
     assert fitted.height and fitted["alpha"].is_finite().all()
     if mode == "lrm":
         mults = ex.filter(pl.col("metric").str.starts_with("mult_"))
-        assert ROLES[model_type] - {"embed", "norm", "attn_qk", "attn_k"} <= set(mults["role"]), set(mults["role"])
+        placed = {role for role, kind in lrm.DEFAULT_PLACEMENT.items() if kind != "none"}
+        assert (ROLES[model_type] - {"embed"}) & placed == set(mults["role"]) - {"optimizer"}, set(mults["role"])
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gpt2"])
@@ -50,9 +51,9 @@ def test_every_other_mode_trains(model_type, mode):
     assert records.filter(pl.col("role") == "attn_qk").height > 0
 
 
-def _model(mode: str, model_type: str, width: int, **options):
+def _model(mode: str, model_type: str, width: int, multipliers: dict | None = None, **options):
     spec = muscale.plan(mode, f"hf:{model_type}", widths=(width, 2 * width), seeds=1, steps=1,
-                        options={k: str(v) for k, v in options.items()})[0]
+                        options={k: str(v) for k, v in options.items()}, multipliers=multipliers)[0]
     return spec, modes.build(spec, resolve(spec.family))[0]
 
 
@@ -72,7 +73,7 @@ def test_gpt2_conv1d_is_a_matrix_layer_to_probes_and_multipliers():
     _, model = _model("sp", "gpt2", 32)
     fans = {name: (fan_out, fan_in) for name, _, _, fan_out, fan_in in Probes(model).matrices}
     assert fans["transformer.h.0.attn.c_attn"] == (96, 32) and fans["transformer.h.0.mlp.c_proj"] == (32, 128)
-    _, model = _model("lrm", "gpt2", 32)
+    _, model = _model("lrm", "gpt2", 32, multipliers={"mlp_up": "both"})
     c_fc = model.transformer.h[0].mlp.c_fc
     x = torch.randn(3, 32)
     before = c_fc(x)
@@ -80,7 +81,7 @@ def test_gpt2_conv1d_is_a_matrix_layer_to_probes_and_multipliers():
     outputs = mult.col if mult.col is not None and mult.col.numel() == 128 else mult.row
     assert outputs.numel() == 128
     with torch.no_grad():
-        outputs[0] = 2.0
+        outputs[0] = math.log(2.0) if mult.log else 2.0  # log multipliers store θ, s = e^θ
     after = c_fc(x)
     bias = c_fc.bias
     assert torch.allclose(after[:, 0] - bias[0], 2 * (before[:, 0] - bias[0]), atol=1e-6)
