@@ -47,7 +47,10 @@ def test_the_section_has_every_kind_of_example():
         assert needle in lines, needle
 
 
-@pytest.mark.parametrize("script", scripts(), ids=[script[0][:60] for script in scripts()])
+# The first example (a nanoGPT-style family) runs in the default suite; the others, about half
+# a minute each, run with `pytest -m slow` to keep CI inside its budget.
+@pytest.mark.parametrize("script", [pytest.param(script, id=script[0][:60], marks=() if i == 0 else pytest.mark.slow)
+                                    for i, script in enumerate(scripts())])
 def test_readme_example_runs(monkeypatch, capsys, tmp_path, script):
     if "hf:" in " ".join(script):
         pytest.importorskip("transformers")
