@@ -14,7 +14,7 @@ coord-check: setup
 
 test: setup
 	scripts/install-browser || echo "no Chromium: the browser tests will be skipped"
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile
 
 # Refresh the golden files tests/test_gold.py compares `muscale fit` with (GOLD=records: retrain their inputs too).
 gold: setup

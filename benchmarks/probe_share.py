@@ -24,6 +24,8 @@ TARGET = 0.10
 class Bare:
     """Probes that watch nothing: what train.run costs without measuring."""
 
+    nonfinite = False  # what the trainer reads to stop a diverging run
+
     def __init__(self, model, metrics=None, optimizer=None):
         pass
 

@@ -9,7 +9,8 @@ from .families import resolve
 from .probes import METRICS
 from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, canonical_mode, has_mup, has_mup_lr, multiplier_kind
 from .studyfile import Reader
-from .validate import check_family, check_multipliers, check_optimizer, check_placement, check_positive, check_widths
+from .validate import (check_beta2, check_family, check_mult_param, check_multipliers, check_optimizer, check_placement,
+                       check_positive, check_widths)
 
 # key: (type, default; None = required, help): the keys every study across widths may take.
 KEYS = {
@@ -39,6 +40,8 @@ KEYS = {
     "weight_decay_kind": (str, "decoupled", "decoupled (W ← W − η·λ·W) or spectral (top singular value only)"),
     "lrm_impl": (str, None, "how learnable multipliers are computed for the lrm runs: autograd or fused"),
     "loss": (str, "cross_entropy", "cross_entropy, mse, or package.module:function taking (output, target)"),
+    "mult_param": (str, "linear", "lrm modes: how a multiplier is stored, linear (s) or log (θ, s = e^θ)"),
+    "beta2": (float, None, "Adam's β₂ (adam, adamw, muon runs); default: torch's 0.999"),
 }
 # Optimizer keys that apply to some runs only: a study sets them on the runs they apply to,
 # and refuses them, as the command line does, when they apply to none.
@@ -82,6 +85,11 @@ def across_widths(r: Reader, top: dict) -> Runs:
         if has_mup(mode):
             r.check(check_multipliers, top["mup_multipliers"], mode, key="mup_multipliers")
     training = _training(r, top, modes, optimizers)
+    if any(multiplier_kind(m) for m in modes) or top["mult_param"] != KEYS["mult_param"][1]:
+        r.check(check_mult_param, next((m for m in modes if multiplier_kind(m)), modes[0]), top["mult_param"],
+                key="mult_param")
+    if top["beta2"] is not None:
+        r.check(check_beta2, top["beta2"], next((o for o in optimizers if o != "sgd"), optimizers[0]), key="beta2")
     placement = tuple(sorted(top["multipliers"].items()))
     r.check(check_placement, top["multipliers"], next((m for m in modes if multiplier_kind(m)), modes[0]),
             top["mult_init"])
@@ -98,6 +106,8 @@ def across_widths(r: Reader, top: dict) -> Runs:
                    mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0,
                    family_options=tuple(sorted(options.items())), data=top["data"], loss=top["loss"],
                    mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
+                   mult_param=top["mult_param"] if multiplier_kind(mode) else KEYS["mult_param"][1],
+                   beta2=top["beta2"] if optimizer != "sgd" else None,
                    **training[mode, optimizer])
               for family in families for mode in modes for optimizer in optimizers]
     return Runs(families, modes, widths, base_width, options, fields)

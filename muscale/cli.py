@@ -10,10 +10,10 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from . import api, checkpoint, coordcheck, gate, launch, store, sweep
+from . import api, checkpoint, coordcheck, divergence, gate, launch, store, sweep
 from .errors import DIVERGED, FAIL, OK, USAGE, InputError
 from .families import MULTIPLIER_POINTS
-from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, default_horizon
+from .spec import LONG_MODES, MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, SHORT_MODES, default_horizon
 
 SHORT, LONG = default_horizon("mup", "transformer"), default_horizon("lrm", "transformer")
 MLP_SHORT = default_horizon("mup", "mlp")
@@ -24,7 +24,7 @@ def _both(field: str) -> str:
     short, long = getattr(SHORT, field), getattr(LONG, field)
     if isinstance(short, tuple):
         short, long = ",".join(map(str, short)), ",".join(map(str, long))
-    return f"Default: {short} short (sp, mup, mup-lr, mup+lrm), {long} long (lrm, lrm-scalar)."
+    return f"Default: {short} short ({', '.join(SHORT_MODES)}), {long} long ({', '.join(LONG_MODES)})."
 
 STATUS_SHOWN = 20
 
@@ -109,6 +109,9 @@ def cli():
 @click.option("--batch", default=None, help="package.module:function returning (inputs, targets) for a user "
               "family that is not a token LM: called with no arguments, one fixed batch; with (step, batch_size), "
               "a stream (negative steps are held out). Default: synthetic tokens (vocab 256).")
+@click.option("--data", default="synthetic", show_default=True, help="The token LMs' training text: synthetic "
+              "(a sparse Markov chain, vocab 256), stdlib (the bytes of Python's own library sources on this "
+              "machine), text:PATH (a file's bytes) or tokens:PATH (an llm.c or uint16 token file).")
 @click.option("--loss", default="cross_entropy", show_default=True, help="cross_entropy, mse, or "
               "package.module:function taking (output, target) and returning a scalar tensor.")
 @click.option("--widths", callback=_widths, help="Comma list, increasing. " + _both("widths"))
@@ -130,8 +133,9 @@ def cli():
               "output cannot see (s·W = (a·s)·(W/a)) do not drift without bound.")
 @click.option("--multiplier", "multipliers", multiple=True, callback=_placement,
               help="lrm modes: ROLE=KIND places multipliers by role, repeatable; kinds: none, scalar, row, col, "
-              "both. Default (lrm, mup+lrm): both on projectors, scalar on the query (the QK product), none on "
-              "the key, row on the head; lrm-scalar: scalar everywhere.")
+              "both. Default (lrm, lrm-frozen, mup+lrm): a scalar on the head and on the query (the QK product), "
+              "a row vector on attn_out, mlp_down and ssm_out, nothing elsewhere (no two learnable factors the "
+              "output cannot tell apart); lrm-scalar: scalar everywhere.")
 @click.option("--mult-init", type=float, default=1.0, show_default=True,
               help="Start value of every learnable multiplier.")
 @click.option("--mult-param", help="lrm modes: linear (the multiplier s is the parameter) or log (the parameter "
@@ -171,7 +175,7 @@ def cli():
               help="auto takes CUDA when present.")
 @click.option("--jobs", type=int, default=None, help="Runs in parallel processes. Default: one per CPU core "
               "on CPU, 1 on a GPU.")
-def coord_check_cmd(mode, family, batch, loss, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
+def coord_check_cmd(mode, family, batch, data, loss, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
                     mult_lr, mult_weight_decay, multipliers, mult_init, batch_size, seq_len, base_width, options,
                     mup_multipliers, clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, metrics,
                     mult_param, beta2, save_models, out, device, jobs):
@@ -186,7 +190,7 @@ def coord_check_cmd(mode, family, batch, loss, widths, steps, seeds, optimizer, 
     specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
                             seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
                             clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl,
-                            multipliers, mult_init, metrics, mult_param, beta2, loss=loss)
+                            multipliers, mult_init, metrics, mult_param, beta2, data=data, loss=loss)
     study = coordcheck.CoordCheck(f"{mode} {family}", tuple(specs))
     # No bar where stderr is no terminal: logs, and the one line of an error, stay clean.
     with tqdm(total=len(specs), desc=study.title, unit="run", file=sys.stderr, disable=None) as bar:
@@ -195,7 +199,7 @@ def coord_check_cmd(mode, family, batch, loss, widths, steps, seeds, optimizer, 
             bar.update()
         result = api.run(study, out, device, jobs or launch.default_jobs(device), tick, save_models=save_models)
     _write(result, device)
-    if diverged := coordcheck.diverged_runs(result.analysis.detail):
+    if diverged := divergence.diverged_runs(result.analysis.detail):
         click.echo(f"{len(diverged)} runs diverged: {', '.join(diverged)}", err=True)
         sys.exit(DIVERGED)
 

@@ -10,7 +10,8 @@ import polars as pl
 from . import launch, losses, store
 from .errors import InputError
 from .families import reference, resolve
-from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, RunSpec, canonical_mode, default_horizon, multiplier_kind
+from .spec import (MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, RunSpec, canonical_mode, default_horizon, multiplier_kind,
+                   multiplier_lr)
 from .validate import (check_beta2, check_family, check_metrics, check_mult_param, check_multipliers, check_optimizer,
                        check_output,
                        check_placement, check_positive, check_widths)
@@ -65,7 +66,7 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
     for name, value in (("--weight-decay", weight_decay), ("--mult-weight-decay", mult_weight_decay)):
         if value is not None and not 0 <= value < math.inf:
             raise InputError(name, f"{value} is not a finite number ≥ 0", f"give {name} a finite value ≥ 0")
-    options = {k: str(v) for k, v in (options or {}).items()}
+    options = dict(h.options) | {k: str(v) for k, v in (options or {}).items()}
     check_family(fam, widths, base_width, options, mode)
     check_multipliers(mup_multipliers or {}, mode)
     check_placement(multipliers or {}, mode, mult_init)
@@ -79,7 +80,8 @@ def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] |
                   lr=h.lr if lr is None else lr, steps=steps or h.steps, horizon=h.name,
                   weight_decay=h.weight_decay if weight_decay is None else weight_decay,
                   batch_size=batch_size or h.batch_size, seq_len=seq_len or h.seq_len, batch=batch,
-                  mult_lr=h.mult_lr if mult_lr is None else mult_lr, mult_weight_decay=mult_weight_decay, base_width=base_width,
+                  mult_lr=multiplier_lr(mode, h.mult_lr if mult_lr is None else mult_lr),
+                  mult_weight_decay=mult_weight_decay, base_width=base_width,
                   family_options=tuple(sorted(options.items())),
                   mup_multipliers=tuple(sorted((k, float(v)) for k, v in (mup_multipliers or {}).items())),
                   clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
@@ -103,12 +105,6 @@ def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto",
     done.update(launch.local([s for s in specs if s not in done], out, device, jobs, on_run,
                              save_models=save_models))
     return pl.concat([done[s] for s in specs])
-
-
-def diverged_runs(records: pl.DataFrame) -> list[str]:
-    """The runs whose loss or statistics turned non-finite (train.run stopped them there)."""
-    rows = records.filter((pl.col("metric") == "diverged") & (pl.col("value") > 0))
-    return rows["run_id"].unique().sort().to_list()
 
 
 def coord_check(mode: str = "lrm", family: str = "transformer", *, out: Path | str | None = None,

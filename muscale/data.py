@@ -38,10 +38,9 @@ def token_batch(index: int, batch_size: int, seq_len: int) -> tuple[torch.Tensor
     g = _generator(index)
     choice = torch.searchsorted(_CUMULATIVE, torch.rand(batch_size, seq_len, generator=g))
     noise = torch.randint(0, VOCAB, (batch_size, seq_len + 1), generator=g)
-    tokens = noise.clone()
+    tokens, follows, rank = noise.clone(), choice < 4, choice.clamp_max(3)
     for t in range(seq_len):
-        successor = _SUCCESSORS[tokens[:, t], choice[:, t].clamp_max(3)]
-        tokens[:, t + 1] = torch.where(choice[:, t] < 4, successor, noise[:, t + 1])
+        tokens[:, t + 1] = torch.where(follows[:, t], _SUCCESSORS[tokens[:, t], rank[:, t]], noise[:, t + 1])
     return tokens[:, :-1], tokens[:, 1:]
 
 
@@ -77,7 +76,7 @@ class Source:
         n = len(self.tokens)
         held_out = n - self._split
         if min(self._split, held_out) < seq_len + 1:
-            raise InputError("data", f"'{self.name}' has {n} tokens, {held_out} of them held out, too few for "
+            raise InputError("--data", f"'{self.name}' has {n} tokens, {held_out} of them held out, too few for "
                              f"seq_len {seq_len} (each region needs seq_len + 1)",
                              f"use seq_len < {min(self._split, held_out)} or a corpus of at least "
                              f"{10 * (seq_len + 1)} tokens")
@@ -106,7 +105,7 @@ def resolve_source(name: str) -> Source:
         return _text(name, _existing(name, path))
     if sep and kind == "tokens":
         return _token_file(name, _existing(name, path))
-    raise InputError("data", f"unknown data source '{name}'", f"use {SOURCE_FORMS}")
+    raise InputError("--data", f"unknown data source '{name}'", f"use {SOURCE_FORMS}")
 
 
 def _byte_source(name: str, raw: bytes) -> Source:
@@ -128,13 +127,13 @@ def _stdlib() -> Source:
         size += len(chunks[-1])
     raw = b"".join(chunks)[:STDLIB_CAP]
     if not raw:
-        raise InputError("data", f"no Python sources found under {root}", 'use "text:PATH" or "synthetic"')
+        raise InputError("--data", f"no Python sources found under {root}", 'use "text:PATH" or "synthetic"')
     return _byte_source("stdlib", raw)
 
 
 def _existing(name: str, path: str) -> Path:
     if not path or not Path(path).exists():  # Path("") would quietly mean the current directory
-        raise InputError("data", f"'{name}': path '{path}' does not exist", "give an existing file or directory")
+        raise InputError("--data", f"'{name}': path '{path}' does not exist", "give an existing file or directory")
     return Path(path)
 
 
@@ -157,7 +156,7 @@ def _text_at(name: str, path: Path, modified: tuple[int, int]) -> Source:
     else:
         raw = path.read_bytes()
     if not raw:
-        raise InputError("data", f"'{name}' is empty", "point at a file or directory with text in it")
+        raise InputError("--data", f"'{name}' is empty", "point at a file or directory with text in it")
     return _byte_source(name, raw)
 
 
@@ -172,32 +171,32 @@ def _layout(name: str, path: Path, size: int) -> tuple[type, int]:
     with path.open("rb") as f:
         head = f.read(LLMC_HEADER)
     if head.startswith(b"\x93NUMPY"):
-        raise InputError("data", f"'{name}' is a .npy file, whose header would be read as tokens",
+        raise InputError("--data", f"'{name}' is a .npy file, whose header would be read as tokens",
                          "write the bare array (arr.astype(np.uint16).tofile(path)) or an llm.c shard")
     words = np.frombuffer(head[: len(head) // 4 * 4], dtype="<i4")
     if not len(words) or words[0] != LLMC_MAGIC:
         if size % 2:
-            raise InputError("data", f"'{name}' has an odd size ({size} bytes), so it is not uint16 tokens",
+            raise InputError("--data", f"'{name}' has an odd size ({size} bytes), so it is not uint16 tokens",
                              "write tokens as a flat numpy uint16 array (nanoGPT's .bin format) or an llm.c shard")
         return np.uint16, 0
     if len(head) < LLMC_HEADER or words[1] not in LLMC_DTYPES:
         version = words[1] if len(words) > 1 else "missing"
-        raise InputError("data", f"'{name}' has an llm.c header (magic {LLMC_MAGIC}) of version {version}, which "
+        raise InputError("--data", f"'{name}' has an llm.c header (magic {LLMC_MAGIC}) of version {version}, which "
                          "muscale does not read", "write version 1 (uint16 tokens) or 2 (uint32 tokens)")
     dtype = LLMC_DTYPES[int(words[1])]
     held = (size - LLMC_HEADER) / np.dtype(dtype).itemsize
     if held != words[2] or not held:
-        raise InputError("data", f"'{name}''s llm.c header says {words[2]} tokens but the file holds {held:g}",
+        raise InputError("--data", f"'{name}''s llm.c header says {words[2]} tokens but the file holds {held:g}",
                          "point at a whole shard, as llm.c's data scripts write it")
     return dtype, LLMC_HEADER
 
 
 def _token_file(name: str, path: Path) -> Source:
     if not path.is_file():
-        raise InputError("data", f"'{name}' is not a file", "point at a flat uint16 .bin token file or an llm.c shard")
+        raise InputError("--data", f"'{name}' is not a file", "point at a flat uint16 .bin token file or an llm.c shard")
     stat = path.stat()
     if stat.st_size == 0:
-        raise InputError("data", f"'{name}' is empty", "point at a non-empty uint16 .bin token file")
+        raise InputError("--data", f"'{name}' is empty", "point at a non-empty uint16 .bin token file")
     dtype, offset = _layout(name, path, stat.st_size)
     tokens = np.memmap(path, dtype=dtype, mode="r", offset=offset)
     with path.open("rb") as f:

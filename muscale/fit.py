@@ -5,9 +5,9 @@ fit over tens of thousands of groups costs one pass over the records."""
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
-from .spec import SETTLE_FROM, SETTLE_TOLERANCE
+from . import intervals
+from .spec import LONG_MODES, SETTLE_FROM, SETTLE_TOLERANCE
 
 KEYS = ["mode", "family", "optimizer", "lr", "module", "role", "metric", "step"]
 ACT = ("act_l1", "act_rms")
@@ -31,7 +31,8 @@ LRM_CLAIMS = {("head", "act_l1"): (0.0, 0.15), ("head", "act_rms"): (0.0, 0.15),
               ("attn_qk", "act_rms"): (0.0, 0.15), ("head", "mult_scalar"): (-1.0, 0.25),
               ("head", "mult_row_rms"): (-1.0, 0.25), ("head", "mult_path"): (-1.0, 0.25)}
 WEIGHT_RMS = (0.0, 0.15)
-LONG_MODES = ("lrm", "lrm-scalar")
+# The QK logits' band: logits = raw × mult_qk, so α(mult_qk) + α(raw) = α(logits) ≈ 0 ± 0.15.
+QK_PRODUCT_TOLERANCE = 0.15
 
 
 def expectation(mode: str, role: str, metric: str) -> tuple[float | None, float | None]:
@@ -104,10 +105,7 @@ def _intervals(fits: pl.DataFrame) -> pl.DataFrame:
     n, nw = fits["n_seeds"].to_numpy(), fits["n_widths"].to_numpy()
     alpha, sxx, syy = (fits[c].to_numpy() for c in ("alpha", "sxx", "syy"))
     seed_sd = fits["seed_sd"].fill_null(np.nan).to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        over_seeds = stats.t.ppf(0.975, n - 1) * seed_sd / np.sqrt(n)
-        regression = stats.t.ppf(0.975, nw - 2) * np.sqrt(np.maximum(syy - alpha**2 * sxx, 0) / (nw - 2) / sxx)
-    half = np.where(n >= 2, over_seeds, regression)
+    half = np.where(n >= 2, intervals.over_seeds(seed_sd, n), intervals.slope_from_sums(alpha, sxx, syy, nw))
     fits = fits.with_columns(half=pl.Series(half).fill_nan(None))
     return fits.with_columns(ci_low=pl.col("alpha") - pl.col("half"), ci_high=pl.col("alpha") + pl.col("half"))
 
@@ -124,14 +122,37 @@ def _verdicts(fits: pl.DataFrame) -> pl.DataFrame:
     alone = (pl.col("role") == "head") & pl.col("metric").is_in(["mult_scalar", "mult_row_rms"])
     fits = fits.with_columns(expected=pl.when(paired & alone).then(None).otherwise("expected"),
                              tolerance=pl.when(paired & alone).then(None).otherwise("tolerance"))
+    fits = _qk_product(fits)
     lo, hi = pl.col("expected") - pl.col("tolerance"), pl.col("expected") + pl.col("tolerance")
     inside = (pl.col("alpha") - pl.col("expected")).abs() <= pl.col("tolerance")
     excluded = (pl.col("ci_low") > hi) | (pl.col("ci_high") < lo)
+    moving = (pl.col("settled") == False) | (pl.col("reference_settled") == False)  # noqa: E712
     return fits.with_columns(verdict=pl.when(pl.col("expected").is_null()).then(pl.lit("info"))
-                             .when(pl.col("settled") == False).then(pl.lit("unsettled"))  # noqa: E712
+                             .when(moving).then(pl.lit("unsettled"))
                              .when(inside).then(pl.lit("pass"))
                              .when(excluded.fill_null(True)).then(pl.lit("fail"))
                              .otherwise(pl.lit("warn")))
+
+
+def _qk_product(fits: pl.DataFrame) -> pl.DataFrame:
+    """The QK multiplier product (derived `mult_qk`) is expected to undo the raw logits: its
+    α ≈ −α(raw_act_rms) of the same attention at the same step, judged only when both are
+    settled (the row's own `settled` stays its own; `reference_settled` is the raw logits').
+    The raw exponent, not a constant, is the reference. With every weight entry of
+    one size at every width and W fully aligned with its input, query and key entries grow
+    like d, and q·k sums head_dim ∝ d of their products: d³. The paper's 1/head_dim scale
+    leaves d² (its d⁻² for the product); SP's 1/sqrt(head_dim), which the lrm modes keep,
+    leaves d^2.5, so full alignment would ask the product for d^-2.5. Partial alignment
+    gives less, and the measured raw logits say how much."""
+    series = [k for k in KEYS if k in fits.columns and k != "metric"]
+    raw = (fits.filter((pl.col("role") == "attn_qk") & (pl.col("metric") == "raw_act_rms")
+                       & pl.col("mode").is_in(LONG_MODES) & pl.col("last_step"))
+           .select(*series, raw_alpha=-pl.col("alpha"), raw_settled=pl.col("settled")))
+    fits = fits.join(raw, on=series, how="left", nulls_equal=True)
+    product = (pl.col("metric") == "mult_qk") & pl.col("raw_alpha").is_not_null()
+    return fits.with_columns(expected=pl.when(product).then("raw_alpha").otherwise("expected"),
+                             tolerance=pl.when(product).then(QK_PRODUCT_TOLERANCE).otherwise("tolerance"),
+                             reference_settled=pl.when(product).then("raw_settled")).drop("raw_alpha", "raw_settled")
 
 
 SUMMARY_METRICS = ("act_rms", "dact_rms", "mult_scalar", "mult_row_rms", "mult_col_rms")

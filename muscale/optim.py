@@ -51,7 +51,7 @@ from torch import nn
 
 from . import lrm
 from .roles import role_of
-from .spec import RunSpec, fixed_weight_decay, has_mup_lr
+from .spec import RunSpec, fixed_weight_decay, has_mup_lr, multiplier_lr
 from .spectral import SpectralDecay
 
 _PLAIN = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -174,7 +174,7 @@ def build(spec: RunSpec, model: nn.Module, multipliers: list[nn.Parameter]) -> O
         # Their decay is applied by Optimizer.step, decoupled whatever the optimizer.
         opt.add_param_group({"params": multipliers, "weight_decay": 0.0, "mult_decay": spec.mult_weight_decay,
                              "mult_log": spec.mult_param == "log",
-                             "lr": spec.lr if spec.mult_lr is None else spec.mult_lr})
+                             "lr": multiplier_lr(spec.mode, spec.lr if spec.mult_lr is None else spec.mult_lr)})
     if spec.weight_decay_kind == "spectral":
         for group in (g for o in optimizers + [opt] for g in o.param_groups):
             if group["weight_decay"] and all(p.ndim >= 2 for p in group["params"]):

@@ -5,7 +5,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-MODES = ("sp", "mup", "mup-lr", "mup-lr-only", "lrm", "lrm-vector", "lrm-scalar", "mup+lrm")
 OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 # torch.optim.Muon's learning-rate adjustments (its adjust_lr_fn).
 MUON_ADJUST_LR = ("original", "match_rms_adamw")
@@ -20,33 +19,73 @@ MULT_PARAMS = ("linear", "log")
 MULT_WEIGHT_DECAY = 0.01
 
 
+@dataclass(frozen=True)
+class Mode:
+    """What a parametrization is made of. Every question the code asks of a mode is answered
+    here, so a new mode is one row of MODE_TABLE.
+
+    mup: a μP model (MuReadout head, 1/head_dim attention, Falcon-H1's fixed multipliers).
+    mup_lr: mup's base shapes, and with them μP's per-layer learning rates (MuAdam, MuAdamW,
+    MuSGD, Muon's width scale, ε scaling); `mup-lr` has these on an SP model, to ask whether
+    μP's optimizer alone, without its forward, makes width scaling right.
+    fixed_weight_decay: `mup-lr-only`, the paper's "LR-only μP": μP's learning rates
+    (η/width_mult on hidden matrices) with λ left as given, so η·λ falls like 1/d and larger
+    widths reach their equilibrium later (per-entry size ∝ d^-½); `mup-lr` keeps mup's own
+    rule, λ·width_mult, so η·λ stays what it is at the base width.
+    multipliers: `vector` (W̄_ij = r_i·W_ij·c_j, by placement), `scalar` (W̄ = s·W) or None.
+    frozen: the multipliers stay at their start value (learning rate 0), the lrm model's
+    must-fail control for the claims that they learn a width exponent; a learnable norm gain
+    in front of a multiplied layer still carries its path (README, the width studies).
+    horizon: `long` where the multipliers need training to show anything (DESIGN.md, fact 5)."""
+
+    mup: bool = False
+    mup_lr: bool = False
+    fixed_weight_decay: bool = False
+    multipliers: str | None = None
+    frozen: bool = False
+    horizon: str = "short"
+
+
+MODE_TABLE = {
+    "sp": Mode(),
+    "mup": Mode(mup=True, mup_lr=True),
+    "mup-lr": Mode(mup_lr=True),
+    "mup-lr-only": Mode(mup_lr=True, fixed_weight_decay=True),
+    "lrm": Mode(multipliers="vector", horizon="long"),
+    "lrm-vector": Mode(multipliers="vector", horizon="long"),
+    "lrm-scalar": Mode(multipliers="scalar", horizon="long"),
+    "lrm-frozen": Mode(multipliers="vector", frozen=True, horizon="long"),
+    "mup+lrm": Mode(mup=True, mup_lr=True, multipliers="vector"),
+}
+MODES = tuple(MODE_TABLE)
+ALIASES = {"lrm-vector": "lrm"}
+LONG_MODES = tuple(m for m, d in MODE_TABLE.items() if d.horizon == "long" and m not in ALIASES)
+SHORT_MODES = tuple(m for m, d in MODE_TABLE.items() if d.horizon == "short")
+
+
 def canonical_mode(mode: str) -> str:
-    return "lrm" if mode == "lrm-vector" else mode
+    return ALIASES.get(mode, mode)
 
 
 def has_mup(mode: str) -> bool:
-    """A μP model: MuReadout head, 1/head_dim attention, Falcon-H1's fixed multipliers."""
-    return mode in ("mup", "mup+lrm")
+    return MODE_TABLE[mode].mup
 
 
 def has_mup_lr(mode: str) -> bool:
-    """mup's base shapes, and with them μP's per-layer learning rates (MuAdam, MuAdamW,
-    MuSGD, Muon's width scale, ε scaling). `mup-lr` has these on an SP model: it asks whether
-    μP's optimizer alone, without its forward, makes width scaling right."""
-    return has_mup(mode) or mode in ("mup-lr", "mup-lr-only")
+    return MODE_TABLE[mode].mup_lr
 
 
 def fixed_weight_decay(mode: str) -> bool:
-    """`mup-lr-only`, the paper's "LR-only μP": μP's learning rates (η/width_mult on hidden
-    matrices) with λ left as given, so η·λ falls like 1/d and larger widths reach their
-    equilibrium later (per-entry size ∝ d^-½). `mup-lr` keeps mup's own rule, λ·width_mult,
-    so η·λ stays what it is at the base width."""
-    return mode == "mup-lr-only"
+    return MODE_TABLE[mode].fixed_weight_decay
 
 
 def multiplier_kind(mode: str) -> str | None:
-    """`vector` (W̄_ij = r_i·W_ij·c_j), `scalar` (W̄ = s·W) or None."""
-    return {"lrm": "vector", "lrm-vector": "vector", "mup+lrm": "vector", "lrm-scalar": "scalar"}.get(mode)
+    return MODE_TABLE[mode].multipliers
+
+
+def multiplier_lr(mode: str, mult_lr: float | None) -> float | None:
+    """The multipliers' learning rate a run gets: 0 where the mode freezes them."""
+    return 0.0 if MODE_TABLE[mode].frozen else mult_lr
 
 
 def merged_mode(mode: str) -> str:
@@ -71,6 +110,10 @@ class Horizon:
     beta2: float | None = None
     mult_param: str = "linear"
     mult_lr: float | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+
+ONE_BLOCK_FAMILIES = ("transformer", "mamba2", "hybrid")
 
 
 def default_horizon(mode: str, family: str) -> Horizon:
@@ -78,11 +121,15 @@ def default_horizon(mode: str, family: str) -> Horizon:
     = 4, so the matrices reach AdamW's noise–WD equilibrium; Adam's β₂ window 1/(1 − β₂) = 20
     steps, far shorter than 1/(η·λ) = 250; log multipliers at lr 0.02, so each can travel up to
     0.02·1000 = 20 in log s, against log(128/16) = 2.1 that d⁻¹ needs over the widths. At 750
-    steps the head-only byte LM's multiplier was still moving (d^−0.82 at 70%, −0.92 at the end)."""
-    if canonical_mode(mode) in ("lrm", "lrm-scalar"):
+    steps the head-only byte LM's multiplier was still moving (d^−0.82 at 70%, −0.92 at the end).
+    The built-in block families train one block (their `layers` option, which the user's
+    --option overrides): every claim is about one layer's width scaling, and a second block
+    costs about a third of the check's time."""
+    if MODE_TABLE[mode].horizon == "long":
         return Horizon("long", steps=1000, optimizer="adamw", lr=4e-3, weight_decay=1.0,
                        batch_size=8, seq_len=32, widths=(16, 32, 64, 128), seeds=2, beta2=0.95,
-                       mult_param="log", mult_lr=0.02)
+                       mult_param="log", mult_lr=0.02,
+                       options=(("layers", "1"),) if family in ONE_BLOCK_FAMILIES else ())
     batch = 8 if family == "mlp" else 2
     return Horizon("short", steps=5, optimizer="adam", lr=1e-2, weight_decay=0.0,
                    batch_size=batch, seq_len=16, widths=(64, 128, 256, 512, 1024), seeds=3)

@@ -9,13 +9,13 @@ from pathlib import Path
 from .errors import InputError
 
 # Keys whose absence means "derive it" (None), not an error (the last four: a [coord_check] table's).
-OPTIONAL = ("base_width", "tolerance", "coord_check", "clip", "muon_adjust_lr", "lrm_impl",
+OPTIONAL = ("base_width", "tolerance", "coord_check", "clip", "muon_adjust_lr", "lrm_impl", "beta2",
             "modes", "widths", "steps", "seeds")
 
 
 # The study key behind each command-line option a shared validation may name.
 FIELD_KEYS = {"--widths": "widths", "--base-width": "base_width", "--option": "options", "--family": "families",
-              "--batch": "families", "data": "data", "--clip": "clip", "--clip-multipliers": "clip_multipliers",
+              "--batch": "families", "--data": "data", "--clip": "clip", "--clip-multipliers": "clip_multipliers",
               "--muon-adjust-lr": "muon_adjust_lr", "--adam-eps-scaling": "adam_eps_scaling",
               "--weight-decay-kind": "weight_decay_kind", "--lrm-impl": "lrm_impl",
               "--multiplier": "multipliers", "--mult-init": "mult_init", "--loss": "loss"}
@@ -80,7 +80,10 @@ class Reader:
                              f"make log2_max ≥ log2_min + {MIN_GRID - 1}·log2_step")
         return values
 
-    def listed(self, key: str, values: list, kind: type, allowed: tuple | None = None) -> list:
+    def listed(self, key: str, values: list | None, kind: type, allowed: tuple | None = None) -> list:
+        """`values` None: the key is missing (OPTIONAL keys may come as None)."""
+        if values is None:
+            raise self.error(key, "missing", f"add {key} = [...]")
         if not values:
             raise self.error(key, "is empty", "list at least one value")
         for v in values:

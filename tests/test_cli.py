@@ -1,6 +1,7 @@
 """The command line: bad input ends in one line and exit 2 with nothing written; a real
 run writes records, exponents and a report, and is reproducible."""
 
+import json
 import subprocess
 import sys
 
@@ -51,7 +52,23 @@ BAD = [
     (["--mode", "mup", "--lrm-impl", "fused"], "--lrm-impl"),  # no multipliers to compute
     (["--mode", "sp", "--lrm-impl", "autograd"], "--lrm-impl"),
     (["--metric", "spectral"], "--metric"),
+    (["--data", "wikipedia"], "--data"),
+    (["--data", "text:/no/such/file.txt"], "--data"),
+    (["--mode", "lrm-frozen", "--mult-param", "exp"], "--mult-param"),
 ]
+
+
+def test_data_reaches_every_run(monkeypatch, capsys, tmp_path):
+    """--data picks the training text: here the bytes of a file of the user's."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 400)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "lrm", "--widths", "16,32", "--steps", "2",
+                              "--seeds", "1", "--data", f"text:{text}", "--metric", "act_rms", "--jobs", "1",
+                              "--out", str(out))
+    assert code == 0, stderr
+    runs = json.loads((out / "plan.json").read_text())["runs"]
+    assert {r["data"] for r in runs} == {f"text:{text}"}
 
 
 @pytest.mark.parametrize("args,option", BAD, ids=[" ".join(a) for a, _ in BAD])

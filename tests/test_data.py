@@ -64,7 +64,7 @@ def test_train_and_held_out_windows_stay_on_their_side_of_the_split(split_file):
         assert bytes(torch.cat([x, y[:, -1:]], 1).flatten().tolist()).isdigit()
     with pytest.raises(InputError) as err:
         source.batch(0, 1, seq_len + 1)
-    assert err.value.field == "data" and "seq_len" in str(err.value)
+    assert err.value.field == "--data" and "seq_len" in str(err.value)
 
 
 def test_directory_is_read_in_sorted_relative_path_order(tmp_path):
@@ -127,14 +127,14 @@ def test_bad_sources_raise_input_errors(tmp_path):
     for name, problem in cases.items():
         with pytest.raises(InputError) as err:
             resolve_source(name)
-        assert err.value.field == "data" and problem in err.value.problem, name
+        assert err.value.field == "--data" and problem in err.value.problem, name
     with pytest.raises(InputError) as err:
         resolve_source("wikitext")
     assert all(form in err.value.fix for form in ("synthetic", "stdlib", "text:PATH", "tokens:PATH"))
     short = resolve_source(f"text:{tmp_path / 'short.txt'}")
     with pytest.raises(InputError) as err:
         short.check(16)
-    assert err.value.field == "data"
+    assert err.value.field == "--data"
     short.check(3)
 
 
@@ -184,5 +184,5 @@ def test_other_headers_are_refused_in_one_line(tmp_path):
     for name, problem in (("v7.bin", "version 7"), ("short.bin", "says 5000 tokens"), ("arr.npy", ".npy")):
         with pytest.raises(InputError) as err:
             resolve_source(f"tokens:{tmp_path / name}")
-        assert err.value.field == "data" and problem in err.value.problem, name
+        assert err.value.field == "--data" and problem in err.value.problem, name
         assert "\n" not in str(err.value)

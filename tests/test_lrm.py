@@ -18,7 +18,8 @@ SMALL = dict(widths=(16, 32, 64), steps=8, seeds=2, device="cpu", jobs=1)
 
 
 def build(mode, **kw):
-    spec = muscale.plan(mode, "transformer", widths=(32, 64), seeds=1, **kw)[0]
+    """Two blocks in every mode: the long horizon's default of one would make lrm's model differ from sp's."""
+    spec = muscale.plan(mode, "transformer", widths=(32, 64), seeds=1, **{"options": {"layers": 2}} | kw)[0]
     return spec, *modes.build(spec, resolve("transformer"))
 
 

@@ -86,3 +86,19 @@ def test_settled_compares_the_last_step_with_seventy_percent_of_the_run(alpha, l
     assert last["settled"] is settled and last["verdict"] == verdict
     assert ex.filter(pl.col("step") < 1000)["settled"].is_null().all()
     assert set(ex.filter(pl.col("step") < 1000)["verdict"]) == {"info"}
+
+
+@pytest.mark.parametrize(("raw", "product", "settled", "verdict"),
+                         [(1.4, -1.4, True, "pass"), (1.4, 0.0, True, "fail"), (1.4, -1.4, False, "unsettled")])
+def test_qk_multiplier_product_is_judged_against_minus_the_raw_logits_exponent(raw, product, settled, verdict):
+    """The QK logits are the raw logits times s_q·s_k (derived `mult_qk`), so the product's
+    expected α is −α(raw) of the same attention and step, whatever the attention scale; it is
+    judged only when the raw logits have settled too (the unsettled case moves only them)."""
+    rows = [{"family": "f", "mode": "lrm", "optimizer": "adamw", "lr": 1e-3, "width": w, "seed": s,
+             "horizon": "long", "step": t, "module": "b.attn.qk", "role": "attn_qk", "metric": metric,
+             "value": w ** (alpha if t == 1000 or settled or metric == "mult_qk" else alpha / 2) * (1 + 0.01 * s)}
+            for w in (16, 32, 64) for s in (0, 1) for t in (0, 700, 1000)
+            for metric, alpha in (("raw_act_rms", raw), ("mult_qk", product))]
+    last = muscale.fit_exponents(pl.DataFrame(rows)).filter((pl.col("step") == 1000) & (pl.col("metric") == "mult_qk"))
+    (row,) = last.iter_rows(named=True)
+    assert row["expected"] == pytest.approx(-raw) and row["verdict"] == verdict

@@ -21,7 +21,9 @@ HIDDEN = re.compile(r"blocks\.\d\.(attn\.[qkvo]|mlp\.(gate|up|down))\.(weight|pa
 
 
 def built(mode, width=32, **kw):
-    spec = muscale.plan(mode, "transformer", widths=(width, 2 * width), seeds=1, optimizer="muon", **kw)[0]
+    """Two blocks in every mode (the long horizon's default is one): 14 hidden matrices."""
+    spec = muscale.plan(mode, "transformer", widths=(width, 2 * width), seeds=1, optimizer="muon",
+                        **{"options": {"layers": 2}} | kw)[0]
     model, mults = modes.build(spec, resolve("transformer"))
     return spec, model, optim.build(spec, model, mults)
 

@@ -162,7 +162,8 @@ def test_killed_sweep_resumes_to_exactly_the_runs_of_an_uninterrupted_one(tmp_pa
     proc = subprocess.Popen(_sweep_cmd(path, killed), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
-    while len(list((killed / "records").glob("*.parquet"))) < 2 and time.monotonic() < deadline:
+    while (len(list((killed / "records").glob("*.parquet"))) < 2 and proc.poll() is None
+           and time.monotonic() < deadline):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

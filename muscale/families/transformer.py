@@ -1,6 +1,8 @@
 """Decoder-only LM: token embedding, pre-RMSNorm blocks, causal attention with optional
 grouped KV heads and rotary positions, SwiGLU MLP, untied head."""
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,12 +25,18 @@ def check_width(width: int, options: dict) -> str | None:
     return None
 
 
+@functools.cache
+def _rotation(t: int, dim: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles, once per shape: every forward of every layer needs
+    the same tables, and rebuilding them was a tenth of a small model's step."""
+    inv_freq = 10000.0 ** (-torch.arange(0, dim, 2, device=device, dtype=dtype) / dim)
+    angles = torch.arange(t, device=device, dtype=dtype)[:, None] * inv_freq
+    return angles.cos(), angles.sin()
+
+
 def rotary(x: torch.Tensor) -> torch.Tensor:
     """Rotary position embedding on (B, H, T, head_dim)."""
-    t, dim = x.shape[-2], x.shape[-1]
-    inv_freq = 10000.0 ** (-torch.arange(0, dim, 2, device=x.device, dtype=x.dtype) / dim)
-    angles = torch.arange(t, device=x.device, dtype=x.dtype)[:, None] * inv_freq
-    cos, sin = angles.cos(), angles.sin()
+    cos, sin = _rotation(x.shape[-2], x.shape[-1], x.device, x.dtype)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).flatten(-2)
 

@@ -5,6 +5,7 @@ study's claims judged on them (DESIGN.md, fact 5)."""
 import polars as pl
 
 from ... import provenance
+from ...derived import derived
 from ...fit import fit_exponents
 from ...kind import Analysis, StudyKind
 from ...report.text import TABLE
@@ -13,7 +14,7 @@ from .study import read
 
 
 def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
-    records = pl.concat([records, claims.derived(records)])
+    records = pl.concat([records, derived(records)])
     exponents = fit_exponents(records)
     verdicts, modules = claims.judge(exponents, claims.from_plan(plan))
     counts = dict(verdicts.group_by("status").len().iter_rows()) if verdicts.height else {}

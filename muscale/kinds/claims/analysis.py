@@ -2,15 +2,7 @@
 the long horizon, width exponents fitted at every recorded step, and the claims the study
 makes about them marked reproduced, not reproduced or inconclusive from the numbers.
 
-Derived quantities are computed here, from the records, never in the probes:
-
-* `mult_scale`, per layer: the size of its learnable multiplier, |s| or the product of the
-  RMS of its row and column vectors (whichever it has).
-* `mult_qk`, per attention (at its QK-logit point, role attn_qk): the size of what
-  multiplies the logits, the product of the query's and the key's output-side multipliers
-  (|s|, or the row vector's RMS; a projection without one counts 1): s_q·s_k for scalars.
-* `update_rel`, per matrix: ‖ΔW‖_F / ‖W‖_F of the recorded step, the relative (angular)
-  update, which the weight-decay equilibrium sets to about sqrt(2ηλ) whatever the width.
+Claims may name the metrics derived from the records (derived.py) as well as recorded ones.
 
 A claim names a mode, a metric, the roles it covers (none: every role with the metric),
 an expected α and a tolerance; it is judged at the last recorded step, per family, on every
@@ -18,8 +10,14 @@ module it covers. With band = α ± tolerance and I the module's 95% interval of
 module reproduces the claim when I lies inside the band, fails to when I lies wholly
 outside it, and is inconclusive otherwise (the interval is too wide to tell). A claim is
 reproduced when all its modules are, not reproduced when any is not, else inconclusive.
+A module whose α is not settled (fit.py: it moved by more than SETTLE_TOLERANCE over the
+last 30% of the run) is `unsettled` and judged neither way; a claim with no module against
+it but an unsettled one is unsettled. A `control` claim names the scheme where the claim
+must not hold (`lrm-frozen`): "not reproduced" is its pass.
 `muscale gate` checks the claims marked `gate = true`; its rule (fail only when α and its
-whole interval miss the band) fails exactly the modules judged not reproduced."""
+whole interval miss the band) fails exactly the modules judged not reproduced; unsettled
+modules are left out of the gate, as they are of every verdict, so a gated claim with no
+settled module fails the gate: it cannot be decided yet."""
 
 import dataclasses
 from dataclasses import dataclass
@@ -29,9 +27,7 @@ import polars as pl
 from ...gate import KEY
 from ...spec import RunSpec, multiplier_kind
 
-DERIVED = ("mult_scale", "mult_qk", "update_rel")
-STATUSES = ("reproduced", "not reproduced", "inconclusive", "no data")
-_MULT = ("mult_scalar", "mult_row_rms", "mult_col_rms")
+STATUSES = ("reproduced", "not reproduced", "inconclusive", "unsettled", "no data")
 
 
 @dataclass(frozen=True)
@@ -45,6 +41,9 @@ class Claim:
     # Gated claims are expectations `muscale gate` fails on; the others are reported only.
     gate: bool = False
     note: str = ""
+    # A must-fail control: a scheme where the claim should not hold (multipliers frozen), so
+    # that "reproduced" elsewhere means something; reproduced here, the claim has no teeth.
+    control: bool = False
 
 
 def from_plan(plan: dict) -> list[Claim]:
@@ -67,32 +66,6 @@ def training(specs: list[RunSpec]) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def derived(records: pl.DataFrame) -> pl.DataFrame:
-    """The derived rows (see above), in the records' columns."""
-    run = [c for c in records.columns if c not in ("module", "role", "metric", "value")]
-    wide = _wide(records, run, _MULT)
-    scale = pl.col("mult_scalar").abs().fill_null(pl.col("mult_row_rms").fill_null(1.0)
-                                                  * pl.col("mult_col_rms").fill_null(1.0))
-    out = [wide.filter(pl.any_horizontal(pl.col(m).is_not_null() for m in _MULT))
-           .select(*run, "module", "role", metric=pl.lit("mult_scale"), value=scale)]
-    side = pl.col("mult_scalar").abs().fill_null(pl.col("mult_row_rms").fill_null(1.0))
-    qk = (wide.filter(pl.col("role").is_in(["attn_q", "attn_k"]))
-          .with_columns(module=pl.col("module").str.replace(r"\.[^.]+$", "") + ".qk")
-          .group_by(*run, "module").agg(value=side.product()))
-    out.append(qk.select(*run, "module", role=pl.lit("attn_qk"), metric=pl.lit("mult_qk"), value="value"))
-    norms = _wide(records, run, ("update_fro", "weight_fro")).drop_nulls(["update_fro", "weight_fro"])
-    out.append(norms.select(*run, "module", "role", metric=pl.lit("update_rel"),
-                            value=pl.col("update_fro") / pl.col("weight_fro")))
-    return pl.concat([frame.select(records.columns).cast(records.schema) for frame in out])
-
-
-def _wide(records: pl.DataFrame, run: list[str], metrics: tuple[str, ...]) -> pl.DataFrame:
-    """One row per (run, step, module) with a column per metric (null where not recorded)."""
-    rows = records.filter(pl.col("metric").is_in(metrics))
-    wide = rows.pivot(on="metric", index=[*run, "module", "role"], values="value") if rows.height else rows
-    return wide.with_columns(pl.lit(None, pl.Float64).alias(m) for m in metrics if m not in wide.columns)
-
-
 def _covered(exponents: pl.DataFrame, claim: Claim) -> pl.DataFrame:
     """The claim's rows: its mode, metric and roles, at each family's last recorded step."""
     rows = exponents.filter((pl.col("mode") == claim.mode) & (pl.col("metric") == claim.metric))
@@ -109,7 +82,8 @@ def judge(exponents: pl.DataFrame, claims: list[Claim]) -> tuple[pl.DataFrame, p
         lo, hi = claim.alpha - claim.tolerance, claim.alpha + claim.tolerance
         rows = _covered(exponents, claim).with_columns(
             claim=pl.lit(i),
-            status=pl.when((pl.col("ci_low") >= lo) & (pl.col("ci_high") <= hi)).then(pl.lit("reproduced"))
+            status=pl.when(pl.col("settled") == False).then(pl.lit("unsettled"))  # noqa: E712
+            .when((pl.col("ci_low") >= lo) & (pl.col("ci_high") <= hi)).then(pl.lit("reproduced"))
             .when((pl.col("ci_high") < lo) | (pl.col("ci_low") > hi)).then(pl.lit("not reproduced"))
             .otherwise(pl.lit("inconclusive")))
         modules.append(rows)
@@ -117,6 +91,7 @@ def judge(exponents: pl.DataFrame, claims: list[Claim]) -> tuple[pl.DataFrame, p
             got = rows.filter(pl.col("family") == family)
             seen = set(got["status"].to_list())
             status = ("no data" if not seen else "not reproduced" if "not reproduced" in seen
+                      else "unsettled" if "unsettled" in seen
                       else "reproduced" if seen == {"reproduced"} else "inconclusive")
             alphas = got["alpha"]
             verdicts.append({"claim": i, "name": claim.name, "mode": claim.mode, "family": family,
@@ -125,8 +100,8 @@ def judge(exponents: pl.DataFrame, claims: list[Claim]) -> tuple[pl.DataFrame, p
                              "step": got["step"].max(), "modules": got.height,
                              "alpha_min": alphas.min(), "alpha_median": alphas.median(), "alpha_max": alphas.max(),
                              "ci_low": got["ci_low"].min(), "ci_high": got["ci_high"].max(),
-                             **{s: int((got["status"] == s).sum()) for s in STATUSES[:3]},
-                             "status": status, "note": claim.note})
+                             **{s: int((got["status"] == s).sum()) for s in STATUSES[:4]},
+                             "status": status, "note": claim.note, "control": claim.control})
     return pl.DataFrame(verdicts), pl.concat(modules) if modules else exponents.clear()
 
 
@@ -136,7 +111,7 @@ def baseline(claims: list[Claim], exponents: pl.DataFrame) -> list[dict]:
     rows = []
     for claim in (c for c in claims if c.gate):
         expect = {"expected": claim.alpha, "tolerance": claim.tolerance}
-        covered = _covered(exponents, claim)
+        covered = _covered(exponents, claim).filter(pl.col("settled").fill_null(True))
         rows += [dict(zip(KEY, key)) | expect for key in covered.select(KEY).iter_rows()]
         if covered.is_empty():
             rows.append({"mode": claim.mode, "family": "any", "optimizer": "any",

@@ -20,6 +20,7 @@ from ...report.frames import alpha_trajectories, loss_panel, ordered, setting_or
 from ...report.templates import environment
 from ...report.text import DASH, finite, interval, signed
 from ...roles import ROLES
+from ...spec import SETTLE_FROM, SETTLE_TOLERANCE
 from .analysis import STATUSES
 
 __all__ = ["render"]
@@ -29,12 +30,14 @@ TABLE_METRICS = ("weight_fro", "act_rms", "update_fro", "update_spec", "update_r
 MULTIPLIER_METRICS = ("mult_scale", "mult_qk")
 TRAJECTORY_COLORS = dict(zip(("act_rms", "weight_fro", "update_rel", "mult_scale", "mult_qk"),
                              sns.color_palette("deep")))
-STATUS_KIND = dict(zip(STATUSES, ("pass", "fail", "warn", "info")))
+STATUS_KIND = dict(zip(STATUSES, ("pass", "fail", "warn", "warn", "info")))
+# A control passes by not being reproduced.
+CONTROL_KIND = {"reproduced": "fail", "not reproduced": "pass"}
 
 
 def render(title: str, records: pl.DataFrame, exponents: pl.DataFrame, verdicts: pl.DataFrame,
            modules: pl.DataFrame, meta: Mapping[str, str]) -> str:
-    """`records`: the runs' records with the derived rows (analysis.derived); `exponents`: their fits;
+    """`records`: the runs' records with the derived rows (derived.py); `exponents`: their fits;
     `verdicts`, `modules`: analysis.judge's claim rows and the module rows behind them."""
     records = with_setting(records, ("family",))
     exponents = with_setting(exponents, ("family",))
@@ -47,6 +50,7 @@ def render(title: str, records: pl.DataFrame, exponents: pl.DataFrame, verdicts:
         trajectories=alpha_trajectories(exponents, TRAJECTORY_COLORS),
         loss=loss_panel(records, log_steps=True),
         meta=meta,
+        settle=(SETTLE_TOLERANCE, round(100 * (1 - SETTLE_FROM))),
     )
 
 
@@ -55,14 +59,20 @@ def _banner(verdicts: pl.DataFrame) -> dict:
     reproduced or undecided, pass when every claim is reproduced."""
     if verdicts.is_empty():
         return {"overall": "info", "line": "the study makes no claims", "counts": [(s, 0) for s in STATUSES]}
+    controls = verdicts.filter(pl.col("control"))
+    verdicts = verdicts.filter(~pl.col("control"))
     counts = {s: int((verdicts["status"] == s).sum()) for s in STATUSES}
     missed = verdicts.filter(pl.col("gate") & pl.col("status").is_in(["not reproduced", "no data"])).height
     n = verdicts.height
     line = f"{counts['reproduced']} of {n} claims reproduced"
+    toothless = int((controls["status"] == "reproduced").sum())
+    if controls.height:
+        line += (f"; {int((controls['status'] == 'not reproduced').sum())} of {controls.height} must-fail "
+                 "controls fail as they must")
     if missed:
         line += f"; the gate fails on {missed} gated claim{'s' if missed > 1 else ''}"
-    return {"overall": "fail" if missed else "pass" if counts["reproduced"] == n else "warn", "line": line,
-            "counts": list(counts.items())}
+    overall = "fail" if missed or toothless else "pass" if counts["reproduced"] == n else "warn"
+    return {"overall": overall, "line": line, "counts": list(counts.items())}
 
 
 def _claim_rows(verdicts: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
@@ -75,8 +85,10 @@ def _claim_rows(verdicts: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
             else DASH, "alpha": signed(v["alpha_median"], 2),
             "range": f"{v['alpha_min']:+.2f} … {v['alpha_max']:+.2f}" if v["modules"] else DASH,
             "envelope": interval(v["ci_low"], v["ci_high"]) or DASH,
-            "counts": f"{v['reproduced']} / {v['not reproduced']} / {v['inconclusive']}",
-            "gate": "gated" if v["gate"] else "reported", "status": v["status"], "kind": STATUS_KIND[v["status"]],
+            "counts": f"{v['reproduced']} / {v['not reproduced']} / {v['inconclusive']} / {v['unsettled']}",
+            "gate": "control (must fail)" if v["control"] else "gated" if v["gate"] else "reported",
+            "status": v["status"],
+            "kind": (CONTROL_KIND.get(v["status"], "warn") if v["control"] else STATUS_KIND[v["status"]]),
             "note": v["note"],
             "modules": [{"module": m["module"], "role": m["role"], "alpha": signed(m["alpha"]),
                          "ci": interval(m["ci_low"], m["ci_high"]) or DASH, "status": m["status"],

@@ -13,14 +13,15 @@ from pathlib import Path
 from ...across_widths import KEYS, TRAINING, across_widths
 from ...probes import METRICS
 from ...roles import ROLES
-from ...spec import RunSpec, canonical_mode, multiplier_kind
+from ...spec import RunSpec, canonical_mode, multiplier_kind, multiplier_lr
 from ...studyfile import Reader
 from ...validate import check_positive
-from .analysis import DERIVED, Claim
+from ...derived import DERIVED, SOURCES
+from .analysis import Claim
 
 TOP = {key: KEYS[key] for key in (
     "title", "families", "modes", "widths", "steps", "batch_size", "seq_len", "mult_weight_decay", "multipliers",
-    "mult_init", "base_width", "data", "options", "mup_multipliers", "loss", *TRAINING)} | {
+    "mult_init", "base_width", "data", "options", "mup_multipliers", "loss", "mult_param", "beta2", *TRAINING)} | {
     "optimizers": (list, ["adamw"], "optimizers, e.g. [\"adamw\"]"),
     "seeds": (int, 2, "runs seeds 0…N−1; at least 2, for an interval over seeds"),
     "lr": (float, None, "the learning rate of every run (μP's modes scale it per layer)"),
@@ -37,10 +38,8 @@ CLAIM = {"name": (str, None, "what the claim says, e.g. \"multipliers ≈ d^-1 o
          "alpha": (float, None, "the expected width exponent"),
          "tolerance": (float, None, "how far α may stray, e.g. 0.2"),
          "gate": (bool, False, "true: `muscale gate` fails when the claim is not reproduced"),
-         "note": (str, "", "a line for the report")}
-# What each derived metric is computed from (analysis.derived).
-SOURCES = {"mult_scale": ("mult_scalar", "mult_row_rms", "mult_col_rms"),
-           "mult_qk": ("mult_scalar", "mult_row_rms"), "update_rel": ("update_fro", "weight_fro")}
+         "note": (str, "", "a line for the report"),
+         "control": (bool, False, "true: a must-fail control, the scheme where the claim must not be reproduced")}
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def read(r: Reader, raw: dict) -> WidthStudy:
     claims = tuple(_claim(r, i, c, runs.modes, metrics) for i, c in enumerate(top["claim"]))
     specs = tuple(
         RunSpec(**fields, lr=top["lr"], width=width, seed=seed, horizon="long", metrics=tuple(metrics),
-                mult_lr=top["mult_lr"] if multiplier_kind(fields["mode"]) else None)
+                mult_lr=multiplier_lr(fields["mode"], top["mult_lr"]) if multiplier_kind(fields["mode"]) else None)
         for fields in runs.fields for width in runs.widths for seed in range(top["seeds"]))
     return WidthStudy(r.path, top["title"] or r.path.stem, specs, claims, {})
 
@@ -101,10 +100,15 @@ def _claim(r: Reader, index: int, raw, modes: list[str], metrics: list[str]) -> 
                        "add them to metrics")
     if c["roles"]:
         at.listed("roles", c["roles"], str, ROLES)
+    if c["tolerance"] is None:
+        raise at.error("tolerance", "missing", f"add tolerance = … ({CLAIM['tolerance'][2]})")
     if not c["tolerance"] > 0:
         raise at.error("tolerance", f"{c['tolerance']} is not positive", "give a tolerance > 0, e.g. 0.2")
+    if c["control"] and c["gate"]:
+        raise at.error("gate", "a control claim is judged in the report, not by the gate",
+                       "drop gate = true, or control = true")
     return Claim(c["name"], canonical_mode(c["mode"]), c["metric"], c["alpha"], c["tolerance"], tuple(c["roles"]),
-                 c["gate"], c["note"])
+                 c["gate"], c["note"], c["control"])
 
 
 class _ClaimReader(Reader):

@@ -5,11 +5,13 @@ directory without a plan.json, as older versions wrote them, reads as one."""
 
 import polars as pl
 
-from ...coordcheck import diverged_runs
+from ...derived import derived
+from ...divergence import diverged_runs
 from ...families import width_rules
 from ...fit import first_and_last, fit_exponents
 from ...kind import Analysis, StudyKind
 from ...report.text import TABLE
+from ...spec import LONG_MODES
 from . import report
 
 WORST_SHOWN = 8
@@ -18,6 +20,10 @@ VERDICTS = ("pass", "warn", "fail", "unsettled", "info")
 
 
 def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
+    """A long horizon's QK multiplier product is derived from the records, to be judged
+    against the raw logits (fit.py)."""
+    if records.filter(pl.col("mode").is_in(LONG_MODES)).height:
+        records = pl.concat([records, derived(records, ("mult_qk",))])
     exponents = fit_exponents(records)
     return Analysis(exponents, {"exponents.csv": exponents}, dict(exponents.group_by("verdict").len().iter_rows()),
                     records)

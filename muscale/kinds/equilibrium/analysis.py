@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy import stats
+
+from ...divergence import fate
+from ...intervals import ols, over_seeds
 
 OPTIMIZER = "adamw"
 QUANTITIES = ("weight_fro", "effective_fro")
@@ -46,11 +48,8 @@ def runs_state(records: pl.DataFrame, runs: pl.DataFrame, fraction: float) -> pl
     """One row per run: its steady-state held-out loss and whether it diverged."""
     loss = (_window(records, runs, fraction).filter(pl.col("metric") == "eval_loss")
             .group_by("run_id").agg(loss=pl.col("value").mean()))
-    fate = records.filter(pl.col("metric") == "diverged").select("run_id", diverged=pl.col("value") > 0)
     keys = records.join(runs, on="run_id").select(*RUN_KEYS).unique()
-    return (keys.join(loss, on="run_id", how="left").join(fate, on="run_id", how="left")
-            .with_columns(pl.col("diverged").fill_null(False)
-                          | ~pl.col("loss").is_finite().fill_null(False))
+    return (keys.join(loss, on="run_id", how="left").join(fate(records), on="run_id", how="left")
             .sort("variant", "mode", "lr", "weight_decay", "seed"))
 
 
@@ -75,20 +74,6 @@ def trajectories(records: pl.DataFrame, runs: pl.DataFrame, norms: pl.DataFrame)
             .sort(*RUN_KEYS, "module", "step"))
 
 
-def _ols(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Coefficients past the intercept, their 95% half-widths, and R², of y on [1, x]."""
-    design = np.column_stack([np.ones(len(y)), x])
-    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
-    residual = y - design @ beta
-    dof = len(y) - design.shape[1]
-    total = ((y - y.mean()) ** 2).sum()
-    r2 = 1 - (residual**2).sum() / total if total > 0 else math.nan
-    if dof < 1:
-        return beta[1:], np.full(len(beta) - 1, math.nan), r2
-    cov = (residual**2).sum() / dof * np.linalg.pinv(design.T @ design)
-    return beta[1:], stats.t.ppf(0.975, dof) * np.sqrt(np.diag(cov)[1:]), r2
-
-
 def _regressors(frame: pl.DataFrame, joint: bool) -> np.ndarray:
     """log η and log λ as two columns, or log(η/λ) as one."""
     eta, lam = np.log(frame["lr"].to_numpy()), np.log(frame["weight_decay"].to_numpy())
@@ -108,12 +93,11 @@ def _fit(points: pl.DataFrame, quantity: str) -> list[dict]:
             rows += [{"variable": v, "exponent": math.nan, "half": math.nan, "r2": math.nan} for v in variables]
             continue
         y = np.log(means[quantity].to_numpy())
-        coef, half, r2 = _ols(_regressors(means, joint), y)
-        per_seed = [_ols(_regressors(s, joint), np.log(s[quantity].to_numpy()))[0]
+        coef, half, r2 = ols(_regressors(means, joint), y)
+        per_seed = [ols(_regressors(s, joint), np.log(s[quantity].to_numpy()))[0]
                     for s in seeds if s.height >= 2 + len(variables)]
         if len(per_seed) >= 2:
-            spread = np.std(per_seed, axis=0, ddof=1)
-            half = stats.t.ppf(0.975, len(per_seed) - 1) * spread / math.sqrt(len(per_seed))
+            half = over_seeds(np.std(per_seed, axis=0, ddof=1), len(per_seed))
         rows += [{"variable": v, "exponent": float(c), "half": float(h), "r2": r2}
                  for v, c, h in zip(variables, coef, half)]
     return [row | {"quantity": quantity, "n_points": means.height, "n_seeds": len(seeds)} for row in rows]

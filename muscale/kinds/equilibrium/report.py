@@ -26,12 +26,12 @@ from ...report import figures
 from ...report.templates import environment
 from ...report.text import DASH, finite, interval, signed
 from . import analysis as equilibrium
+from .study import TOLERANCE
 
 __all__ = ["render"]
 
 MODE_STYLE = {"sp": "-", "lrm-scalar": "--"}
 NO_CLAIM = "measured"  # the check column of a row the study expects nothing of
-DEFAULT_BAND = 0.15  # how near ±½ counts as "follows sqrt(η/λ)" when the study has no [expect]
 
 
 class _Study:
@@ -45,7 +45,7 @@ class _Study:
         self.checks = gate.check(analysis.fits, list(plan["expect"]))
         self.by_key = {(c.mode, c.family, c.module, c.metric): c for c in self.checks}
         expected = plan["expect"]
-        self.band = expected[0]["tolerance"] if expected else DEFAULT_BAND
+        self.band = expected[0]["tolerance"] if expected else TOLERANCE
         self.wide = {q: equilibrium.wide(analysis.fits, q) for q in equilibrium.QUANTITIES}
 
     def check(self, mode: str, variant: str, module: str, variable: str) -> gate.Check | None:

