@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from . import api, checkpoint, coordcheck, divergence, gate, launch, store, sweep
-from .errors import DIVERGED, FAIL, OK, USAGE, InputError
+from .errors import DIVERGED, FAIL, OK, USAGE, InputError, RunFailed
 from .families import MULTIPLIER_POINTS
 from .spec import LONG_MODES, MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, SHORT_MODES, default_horizon
 
@@ -349,6 +349,9 @@ def main():
     except click.UsageError as exc:
         click.echo(f"muscale: error: {exc.format_message()}", err=True)
         sys.exit(USAGE)
+    except RunFailed as exc:
+        click.echo(f"muscale: error: {exc}", err=True)
+        sys.exit(FAIL)
     except click.Abort:
         click.echo("muscale: aborted", err=True)
         sys.exit(FAIL)

@@ -17,3 +17,9 @@ class InputError(ValueError):
         """A worker process's error reaches the parent whole: pickling's default would call
         __init__ with the one formatted message and fail there."""
         return type(self), (self.field, self.problem, self.fix)
+
+
+class RunFailed(RuntimeError):
+    """A run's worker process died outright (killed, out of memory, a segfault) in a command
+    that does not keep going: nothing of the user's input to fix and no traceback worth
+    showing, so the CLI prints the run and the cause in one line and exits FAIL."""

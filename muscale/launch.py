@@ -18,6 +18,7 @@ import polars as pl
 import torch
 
 from . import store, train
+from .errors import RunFailed
 from .spec import RunSpec
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
@@ -131,7 +132,7 @@ def local(specs: list[RunSpec], out: Path | None, device: str, jobs: int,
                     raise value
                 if kind == "died":
                     if not keep_going or out is None:
-                        raise RuntimeError(f"muscale: run {spec.run_id}: {value}")
+                        raise RunFailed(f"run {spec.run_id} (width {spec.width}, seed {spec.seed}): {value}")
                     store.write_failure(out, spec, value)
                     value = None
                 results[spec] = value

@@ -58,6 +58,19 @@ BAD = [
 ]
 
 
+def test_a_worker_killed_outright_ends_a_coordinate_check_in_one_line(monkeypatch, capsys, tmp_path):
+    """kill -9 of the worker building the width-32 model: exit 1, the run and the signal named
+    in one line, no traceback."""
+    marker = tmp_path / "kill-me"
+    marker.touch()
+    monkeypatch.setenv("MUSCALE_TEST_KILL", str(marker))
+    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "sp", "--family",
+                              "families_for_tests:killed_once", "--widths", "16,32", "--steps", "1", "--seeds", "1",
+                              "--jobs", "2", "--out", str(tmp_path / "out"))
+    assert code == 1 and len(stderr.strip().splitlines()) == 1, stderr
+    assert "width 32" in stderr and "SIGKILL" in stderr and "Traceback" not in stderr
+
+
 def test_data_reaches_every_run(monkeypatch, capsys, tmp_path):
     """--data picks the training text: here the bytes of a file of the user's."""
     text = tmp_path / "corpus.txt"
