@@ -26,7 +26,8 @@ from .analysis import STATUSES
 __all__ = ["render"]
 
 # The exponent table's columns: matrix, activation, update and multiplier sizes.
-TABLE_METRICS = ("weight_fro", "act_rms", "update_fro", "update_spec", "update_rel", "mult_scale", "mult_qk")
+TABLE_METRICS = ("weight_fro", "weight_rms", "act_rms", "raw_act_rms", "update_fro", "update_spec", "update_rel",
+                 "mult_scale", "mult_path", "mult_qk")
 MULTIPLIER_METRICS = ("mult_scale", "mult_qk")
 TRAJECTORY_COLORS = dict(zip(("act_rms", "weight_fro", "update_rel", "mult_scale", "mult_qk"),
                              sns.color_palette("deep")))
@@ -116,9 +117,11 @@ def _alpha_tables(records: pl.DataFrame, exponents: pl.DataFrame) -> list[dict]:
 
 
 def _cell(fit: dict | None) -> dict:
+    """α and its interval; an α still moving at the end of the run is marked, as no verdict uses it."""
     if fit is None:
         return {"alpha": "", "ci": ""}
-    return {"alpha": signed(fit["alpha"], 2), "ci": interval(fit["ci_low"], fit["ci_high"]) or DASH}
+    moving = " unsettled" if fit.get("settled") is False else ""
+    return {"alpha": signed(fit["alpha"], 2), "ci": (interval(fit["ci_low"], fit["ci_high"]) or DASH) + moving}
 
 
 def _multiplier_values(records: pl.DataFrame) -> list[dict]:
