@@ -22,23 +22,28 @@ _MULT = ("mult_scalar", "mult_row_rms", "mult_col_rms")
 
 
 def derived(records: pl.DataFrame, metrics: tuple[str, ...] = DERIVED) -> pl.DataFrame:
-    """The derived rows of `metrics` (see above), in the records' columns."""
+    """The derived rows of `metrics` (see above), in the records' columns; only those asked
+    for are built (a coordinate check wants `mult_qk` alone, not a pivot of every matrix)."""
     run = [c for c in records.columns if c not in ("module", "role", "metric", "value")]
-    wide = _wide(records, run, _MULT)
-    scale = pl.col("mult_scalar").abs().fill_null(pl.col("mult_row_rms").fill_null(1.0)
-                                                  * pl.col("mult_col_rms").fill_null(1.0))
-    out = [wide.filter(pl.any_horizontal(pl.col(m).is_not_null() for m in _MULT))
-           .select(*run, "module", "role", metric=pl.lit("mult_scale"), value=scale)]
-    side = pl.col("mult_scalar").abs().fill_null(pl.col("mult_row_rms").fill_null(1.0))
-    qk = (wide.filter(pl.col("role").is_in(["attn_q", "attn_k"]))
-          .with_columns(module=pl.col("module").str.replace(r"\.[^.]+$", "") + ".qk")
-          .group_by(*run, "module").agg(value=side.product()))
-    out.append(qk.select(*run, "module", role=pl.lit("attn_qk"), metric=pl.lit("mult_qk"), value="value"))
-    norms = _wide(records, run, ("update_fro", "weight_fro")).drop_nulls(["update_fro", "weight_fro"])
-    out.append(norms.select(*run, "module", "role", metric=pl.lit("update_rel"),
-                            value=pl.col("update_fro") / pl.col("weight_fro")))
-    frames = [frame.select(records.columns).cast(records.schema) for frame in out]
-    return pl.concat(frames).filter(pl.col("metric").is_in(metrics))
+    out = []
+    if {"mult_scale", "mult_qk"} & set(metrics):
+        wide = _wide(records, run, _MULT)
+    if "mult_scale" in metrics:
+        scale = pl.col("mult_scalar").abs().fill_null(pl.col("mult_row_rms").fill_null(1.0)
+                                                      * pl.col("mult_col_rms").fill_null(1.0))
+        out.append(wide.filter(pl.any_horizontal(pl.col(m).is_not_null() for m in _MULT))
+                   .select(*run, "module", "role", metric=pl.lit("mult_scale"), value=scale))
+    if "mult_qk" in metrics:
+        side = pl.col("mult_scalar").abs().fill_null(pl.col("mult_row_rms").fill_null(1.0))
+        qk = (wide.filter(pl.col("role").is_in(["attn_q", "attn_k"]))
+              .with_columns(module=pl.col("module").str.replace(r"\.[^.]+$", "") + ".qk")
+              .group_by(*run, "module").agg(value=side.product()))
+        out.append(qk.select(*run, "module", role=pl.lit("attn_qk"), metric=pl.lit("mult_qk"), value="value"))
+    if "update_rel" in metrics:
+        norms = _wide(records, run, ("update_fro", "weight_fro")).drop_nulls(["update_fro", "weight_fro"])
+        out.append(norms.select(*run, "module", "role", metric=pl.lit("update_rel"),
+                                value=pl.col("update_fro") / pl.col("weight_fro")))
+    return pl.concat([frame.select(records.columns).cast(records.schema) for frame in out] or [records.clear()])
 
 
 def _wide(records: pl.DataFrame, run: list[str], metrics: tuple[str, ...]) -> pl.DataFrame:

@@ -52,13 +52,14 @@ MODE_TABLE = {
     "mup-lr": Mode(mup_lr=True),
     "mup-lr-only": Mode(mup_lr=True, fixed_weight_decay=True),
     "lrm": Mode(multipliers="vector", horizon="long"),
-    "lrm-vector": Mode(multipliers="vector", horizon="long"),
+    "lrm-vector": None,  # another name for lrm (ALIASES)
     "lrm-scalar": Mode(multipliers="scalar", horizon="long"),
     "lrm-frozen": Mode(multipliers="vector", frozen=True, horizon="long"),
     "mup+lrm": Mode(mup=True, mup_lr=True, multipliers="vector"),
 }
-MODES = tuple(MODE_TABLE)
 ALIASES = {"lrm-vector": "lrm"}
+MODE_TABLE |= {alias: MODE_TABLE[target] for alias, target in ALIASES.items()}
+MODES = tuple(MODE_TABLE)
 LONG_MODES = tuple(m for m, d in MODE_TABLE.items() if d.horizon == "long" and m not in ALIASES)
 SHORT_MODES = tuple(m for m, d in MODE_TABLE.items() if d.horizon == "short")
 

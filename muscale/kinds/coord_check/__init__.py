@@ -22,7 +22,7 @@ VERDICTS = ("pass", "warn", "fail", "unsettled", "info")
 def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
     """A long horizon's QK multiplier product is derived from the records, to be judged
     against the raw logits (fit.py)."""
-    if records.filter(pl.col("mode").is_in(LONG_MODES)).height:
+    if records["mode"].is_in(LONG_MODES).any():
         records = pl.concat([records, derived(records, ("mult_qk",))])
     exponents = fit_exponents(records)
     return Analysis(exponents, {"exponents.csv": exponents}, dict(exponents.group_by("verdict").len().iter_rows()),
