@@ -6,43 +6,21 @@ from dataclasses import dataclass
 from .data import resolve_source
 from .losses import resolve as resolve_loss
 from .families import resolve
-from .probes import METRICS
-from .spec import MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, canonical_mode, has_mup, has_mup_lr, multiplier_kind
+from .options import study_keys
+from .spec import MODES, OPTIMIZERS, canonical_mode, has_mup, has_mup_lr, multiplier_kind
 from .studyfile import Reader
 from .validate import (check_beta2, check_family, check_mult_param, check_multipliers, check_optimizer, check_placement,
                        check_positive, check_widths)
 
-# key: (type, default; None = required, help): the keys every study across widths may take.
-KEYS = {
-    "title": (str, "", "a heading for the report"),
-    "families": (list, None, "families to sweep, e.g. [\"transformer\"]"),
-    "modes": (list, None, f"parametrizations among {', '.join(MODES)}"),
-    "optimizers": (list, ["adam"], f"optimizers among {', '.join(OPTIMIZERS)}"),
-    "widths": (list, None, "widths, increasing, e.g. [32, 64, 128]"),
-    "seeds": (int, 1, "runs seeds 0…N−1"),
-    "steps": (int, 200, "optimizer steps per run"),
-    "batch_size": (int, 8, "sequences per batch"),
-    "seq_len": (int, 64, "tokens per sequence"),
-    "weight_decay": (float, 0.0, "weight decay on matrices"),
-    "mult_weight_decay": (float, MULT_WEIGHT_DECAY, "weight decay on learnable multipliers"),
-    "multipliers": (dict, {}, "lrm modes: learnable multipliers by role, e.g. {attn_k = \"scalar\", head = \"none\"}"),
-    "mult_init": (float, 1.0, "the learnable multipliers' start value"),
-    "base_width": (int, None, "μP base width; default: the smallest width"),
-    "data": (str, "stdlib", "synthetic, stdlib, text:PATH or tokens:PATH"),
-    "metrics": (list, [], f"probe metrics to record besides the losses, among {', '.join(METRICS)}"),
-    "eval_batches": (int, 4, "held-out batches behind each evaluation loss"),
-    "options": (dict, {}, "family options, e.g. {layers = 2}"),
-    "mup_multipliers": (dict, {}, "fixed μP multipliers (mup modes), e.g. {embed = 2.0}"),
-    "clip": (float, None, "the largest global gradient norm, multipliers left out; default: no clipping"),
-    "clip_multipliers": (bool, False, "count and clip the multipliers' gradients too (lrm modes)"),
-    "muon_adjust_lr": (str, None, "torch Muon's lr adjustment for the muon runs: original or match_rms_adamw"),
-    "adam_eps_scaling": (bool, False, "ε / width_mult for each Adam parameter (μP modes, Adam-family runs)"),
-    "weight_decay_kind": (str, "decoupled", "decoupled (W ← W − η·λ·W) or spectral (top singular value only)"),
-    "lrm_impl": (str, None, "how learnable multipliers are computed for the lrm runs: autograd or fused"),
-    "loss": (str, "cross_entropy", "cross_entropy, mse, or package.module:function taking (output, target)"),
-    "mult_param": (str, "linear", "lrm modes: how a multiplier is stored, linear (s) or log (θ, s = e^θ)"),
-    "beta2": (float, None, "Adam's β₂ (adam, adamw, muon runs); default: torch's 0.999"),
-}
+# key: (type, default; None = required, help): the keys every study across widths may take,
+# with the defaults of a sweep where they are not RunSpec's.
+KEYS = {"title": (str, "", "a heading for the report")} | study_keys(
+    "family", "mode", "optimizer", "widths", "seeds", "steps", "batch_size", "seq_len", "weight_decay",
+    "mult_weight_decay", "multipliers", "mult_init", "base_width", "data", "metrics", "eval_batches", "options",
+    "mup_multipliers", "clip", "clip_multipliers", "muon_adjust_lr", "adam_eps_scaling", "weight_decay_kind",
+    "lrm_impl", "loss", "mult_param", "beta2",
+    optimizers=["adam"], seeds=1, steps=200, seq_len=64, data="stdlib", metrics=[], eval_batches=4,
+    base_width=None, muon_adjust_lr=None, lrm_impl=None)
 # Optimizer keys that apply to some runs only: a study sets them on the runs they apply to,
 # and refuses them, as the command line does, when they apply to none.
 SCOPED = {"clip_multipliers": lambda mode, optimizer: multiplier_kind(mode) is not None,

@@ -10,59 +10,10 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from . import api, checkpoint, coordcheck, divergence, gate, launch, store, sweep
+from . import api, checkpoint, coordcheck, divergence, gate, launch, options, store, sweep
 from .errors import DIVERGED, FAIL, OK, USAGE, InputError, RunFailed
-from .families import MULTIPLIER_POINTS
-from .spec import LONG_MODES, MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, SHORT_MODES, default_horizon
-
-SHORT, LONG = default_horizon("mup", "transformer"), default_horizon("lrm", "transformer")
-MLP_SHORT = default_horizon("mup", "mlp")
-
-
-def _both(field: str) -> str:
-    """A default as help text, read from the horizons so the two cannot drift apart."""
-    short, long = getattr(SHORT, field), getattr(LONG, field)
-    if isinstance(short, tuple):
-        short, long = ",".join(map(str, short)), ",".join(map(str, long))
-    return f"Default: {short} short ({', '.join(SHORT_MODES)}), {long} long ({', '.join(LONG_MODES)})."
 
 STATUS_SHOWN = 20
-
-
-def _widths(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return tuple(int(w) for w in value.split(",") if w.strip())
-    except ValueError:
-        raise InputError("--widths", f"'{value}' is not a comma list of whole numbers",
-                         "write it like 64,128,256") from None
-
-
-def _pairs(items, option: str, example: str, convert=str) -> dict:
-    out = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        try:
-            if not sep or not key:
-                raise ValueError
-            out[key] = convert(val)
-        except ValueError:
-            raise InputError(option, f"'{item}' is not KEY=VALUE with a {convert.__name__} value",
-                             f"write it like {example}") from None
-    return out
-
-
-def _options(ctx, param, value):
-    return _pairs(value, "--option", "kv_heads=2")
-
-
-def _multipliers(ctx, param, value):
-    return _pairs(value, "--mup-multiplier", "embed=2.0", float)
-
-
-def _placement(ctx, param, value):
-    return _pairs(value, "--multiplier", "attn_k=scalar")
 
 
 def _out_dir(value: str) -> Path:
@@ -102,72 +53,7 @@ def cli():
 
 
 @cli.command("coord-check")
-@click.option("--mode", default="lrm", show_default=True, help=f"Parametrization: {', '.join(MODES)}.")
-@click.option("--family", default="transformer", show_default=True,
-              help="mlp, transformer, mamba2, hybrid, hf:MODEL_TYPE (a Hugging Face architecture, the hf extra), "
-              "or package.module:function returning an nn.Module for a width (and its --option keywords).")
-@click.option("--batch", default=None, help="package.module:function returning (inputs, targets) for a user "
-              "family that is not a token LM: called with no arguments, one fixed batch; with (step, batch_size), "
-              "a stream (negative steps are held out). Default: synthetic tokens (vocab 256).")
-@click.option("--data", default="synthetic", show_default=True, help="The token LMs' training text: synthetic "
-              "(a sparse Markov chain, vocab 256), stdlib (the bytes of Python's own library sources on this "
-              "machine), text:PATH (a file's bytes) or tokens:PATH (an llm.c or uint16 token file).")
-@click.option("--loss", default="cross_entropy", show_default=True, help="cross_entropy, mse, or "
-              "package.module:function taking (output, target) and returning a scalar tensor.")
-@click.option("--widths", callback=_widths, help="Comma list, increasing. " + _both("widths"))
-@click.option("--steps", type=int, help="Optimizer steps; the long horizon records steps 0,1,2,4,…, 70% of the run "
-              "(where `settled` compares α with the last step's) and the last. "
-              + _both("steps"))
-@click.option("--seeds", type=int, help="Runs seeds 0…N−1. " + _both("seeds"))
-@click.option("--optimizer", help=f"{', '.join(OPTIMIZERS)} (Muon on hidden matrices, AdamW on the rest). "
-              + _both("optimizer"))
-@click.option("--lr", type=float, help="Learning rate (μP modes scale it per layer). " + _both("lr"))
-@click.option("--weight-decay", type=float, help="Weight decay on matrices. " + _both("weight_decay"))
-@click.option("--weight-decay-kind", default="decoupled", show_default=True,
-              help="decoupled (W ← W − η·λ·W) or spectral (W ← W − η·λ·σ₁u₁v₁ᵀ: only the top singular value "
-              "shrinks).")
-@click.option("--mult-lr", type=float, help="Learning rate of the learnable multipliers. Default: "
-              f"{LONG.mult_lr} long, --lr short.")
-@click.option("--mult-weight-decay", type=float, default=MULT_WEIGHT_DECAY, show_default=True,
-              help="Weight decay of the learnable multipliers: small, so that directions of the product the "
-              "output cannot see (s·W = (a·s)·(W/a)) do not drift without bound.")
-@click.option("--multiplier", "multipliers", multiple=True, callback=_placement,
-              help="lrm modes: ROLE=KIND places multipliers by role, repeatable; kinds: none, scalar, row, col, "
-              "both. Default (lrm, lrm-frozen, mup+lrm): a scalar on the head and on the query (the QK product), "
-              "a row vector on attn_out, mlp_down and ssm_out, nothing elsewhere (no two learnable factors the "
-              "output cannot tell apart); lrm-scalar: scalar everywhere.")
-@click.option("--mult-init", type=float, default=1.0, show_default=True,
-              help="Start value of every learnable multiplier.")
-@click.option("--mult-param", help="lrm modes: linear (the multiplier s is the parameter) or log (the parameter "
-              "is θ, s = e^θ, so an Adam step moves log s). " + _both("mult_param"))
-@click.option("--beta2", type=float, help="Adam's β₂; its window 1/(1 − β₂) should be shorter than 1/(lr·weight "
-              "decay). Default: torch's 0.999 short, " + f"{LONG.beta2} long.")
-@click.option("--batch-size", type=int, help="Sequences (or examples) per batch. " + _both("batch_size")
-              + f" The mlp family takes {MLP_SHORT.batch_size} short.")
-@click.option("--seq-len", type=int, help="Tokens per sequence. " + _both("seq_len"))
-@click.option("--base-width", type=int, default=64, show_default=True, help="μP base width (delta at 2×).")
-@click.option("--option", "options", multiple=True, callback=_options,
-              help="Family option KEY=VALUE, repeatable (transformer: layers, heads, kv_heads, mlp_ratio, "
-              "zero_query=1 to start the query at zero as mup recommends; mamba2: layers, expand, ssm_head_dim, "
-              "d_state, chunk, mlp_ratio; hybrid: all of both; mlp: depth, norm=layernorm; hf:TYPE: layers, heads, "
-              "mlp_ratio and any config field; a user family: its function's keyword parameters).")
-@click.option("--mup-multiplier", "mup_multipliers", multiple=True, callback=_multipliers,
-              help="A fixed μP multiplier KEY=VALUE where Falcon-H1 places them (mup modes), repeatable; "
-              f"keys: {', '.join(MULTIPLIER_POINTS)}. Default: none (1).")
-@click.option("--clip", type=float, metavar="NORM", help="Clip the global gradient norm of all parameters "
-              "but the learnable multipliers to NORM, and record the clip factor. Default: no clipping.")
-@click.option("--clip-multipliers", is_flag=True, help="Count and clip the multipliers' gradients too.")
-@click.option("--muon-adjust-lr", help="torch Muon's learning-rate adjustment: original or match_rms_adamw "
-              "(update RMS ≈ AdamW's, so --lr means what it means for AdamW). μP modes scale it further with "
-              "width so that ‖ΔW‖₂ ∝ sqrt(fan_out/fan_in). Default: match_rms_adamw.")
-@click.option("--adam-eps-scaling", is_flag=True, help="μP modes: give each Adam parameter ε / width_mult, "
-              "following its gradients, which shrink like 1/width under μP.")
-@click.option("--lrm-impl", help="lrm modes: autograd (the product r·W·c in the forward pass) or fused (the "
-              "forward and backward on W̄ alone, its gradient turned into the factors' in closed form); the two "
-              "train alike. Default: autograd.")
-@click.option("--metric", "metrics", multiple=True, help="Record only this probe metric (repeatable; the loss is "
-              "always recorded): a check that skips the spectral and update norms of every matrix runs faster. "
-              "Default: every metric.")
+@options.command_options
 @click.option("--save-models", is_flag=True, help="Also write each run's trained model to OUT/models/<run_id>.pt "
               "(for muscale merge).")
 @click.option("--out", default=None, help="Output directory. Default: out/<family>-<mode>.")
@@ -175,22 +61,17 @@ def cli():
               help="auto takes CUDA when present.")
 @click.option("--jobs", type=int, default=None, help="Runs in parallel processes. Default: one per CPU core "
               "on CPU, 1 on a GPU.")
-def coord_check_cmd(mode, family, batch, data, loss, widths, steps, seeds, optimizer, lr, weight_decay, weight_decay_kind,
-                    mult_lr, mult_weight_decay, multipliers, mult_init, batch_size, seq_len, base_width, options,
-                    mup_multipliers, clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, lrm_impl, metrics,
-                    mult_param, beta2, save_models, out, device, jobs):
+def coord_check_cmd(save_models, out, device, jobs, **given):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
     write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html. Exits 3 when some
     run diverged (the rest are fitted and reported)."""
+    mode, family = given.pop("mode"), given.pop("family")
     out = _out_dir(out or f"out/{family.replace(':', '_')}-{mode}")
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device", "cuda was asked for but no CUDA device is visible", "use --device auto or cpu")
     if jobs is not None and jobs < 1:
         raise InputError("--jobs", f"{jobs} is not positive", "give --jobs a whole number ≥ 1")
-    specs = coordcheck.plan(mode, family, widths, steps, seeds, optimizer, lr, weight_decay, batch_size,
-                            seq_len, batch, options, mult_lr, mult_weight_decay, base_width, mup_multipliers,
-                            clip, clip_multipliers, muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl,
-                            multipliers, mult_init, metrics, mult_param, beta2, data=data, loss=loss)
+    specs = coordcheck.plan(mode, family, **given)
     study = coordcheck.CoordCheck(f"{mode} {family}", tuple(specs))
     # No bar where stderr is no terminal: logs, and the one line of an error, stay clean.
     with tqdm(total=len(specs), desc=study.title, unit="run", file=sys.stderr, disable=None) as bar:

@@ -3,15 +3,16 @@
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import polars as pl
 
 from . import launch, losses, store
 from .errors import InputError
 from .families import reference, resolve
-from .spec import (MODES, MULT_WEIGHT_DECAY, OPTIMIZERS, RunSpec, canonical_mode, default_horizon, multiplier_kind,
-                   multiplier_lr)
+from .options import HORIZON_FIELDS, OPTIONS, to_fields
+from .spec import (CHECK_FAMILY, CHECK_MODE, MODES, OPTIMIZERS, RunSpec, canonical_mode, default_horizon,
+                   multiplier_kind, multiplier_lr)
 from .validate import (check_beta2, check_family, check_metrics, check_mult_param, check_multipliers, check_optimizer,
                        check_output,
                        check_placement, check_positive, check_widths)
@@ -34,63 +35,64 @@ class CoordCheck:
         return []
 
 
-def plan(mode: str = "lrm", family: str = "transformer", widths: Iterable[int] | None = None,
-         steps: int | None = None, seeds: int | None = None, optimizer: str | None = None,
-         lr: float | None = None, weight_decay: float | None = None, batch_size: int | None = None,
-         seq_len: int | None = None, batch: str | None = None, options: dict | None = None,
-         mult_lr: float | None = None, mult_weight_decay: float = MULT_WEIGHT_DECAY, base_width: int = 64,
-         mup_multipliers: dict | None = None, clip: float | None = None,
-         clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
-         adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
-         lrm_impl: str | None = None, multipliers: dict | None = None, mult_init: float = 1.0,
-         metrics: Iterable[str] | None = None, mult_param: str | None = None,
-         beta2: float | None = None, data: str = "synthetic",
-         loss: str | Callable = "cross_entropy") -> list[RunSpec]:
+def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given) -> list[RunSpec]:
     """Validate everything a user can get wrong before any run starts or any file is written.
-    `family`, `batch` and `loss` may be module-level functions (families.reference)."""
+    `given` holds the options (options.OPTIONS by name: widths, steps, seeds, optimizer, lr, …);
+    one left out or None takes its horizon's default, else RunSpec's. `family`, `batch` and
+    `loss` may be module-level functions (families.reference)."""
+    if unknown := sorted(set(given) - set(OPTIONS)):
+        raise TypeError(f"plan() got unexpected options {', '.join(unknown)}; it takes {', '.join(OPTIONS)}")
+    o = dict.fromkeys(OPTIONS) | {k: v for k, v in given.items() if v is not None}
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
-    family, batch, loss = reference(family, "--family"), reference(batch, "--batch"), reference(loss, "--loss")
+    family = reference(family, "--family")
+    batch, loss = reference(o["batch"], "--batch"), reference(o["loss"] or RunSpec.loss, "--loss")
+    data = o["data"] or RunSpec.data
     fam = resolve(family, batch, data)
     losses.resolve(loss)
     h = default_horizon(mode, family)
-    widths = tuple(h.widths if widths is None else widths)
+    # The horizon's value where it sets one and the option is not given, else RunSpec's default.
+    value = {name: o[name] if o[name] is not None else getattr(h, name, None) for name in HORIZON_FIELDS}
+    widths = tuple(value["widths"])
     check_widths(widths)
-    optimizer = optimizer or h.optimizer
+    optimizer = value["optimizer"]
     if optimizer not in OPTIMIZERS:
         raise InputError("--optimizer", f"unknown optimizer '{optimizer}'", f"use one of {', '.join(OPTIMIZERS)}")
-    for name, value, integer in (("--steps", steps, True), ("--seeds", seeds, True), ("--lr", lr, False),
-                                 ("--batch-size", batch_size, True), ("--seq-len", seq_len, True),
-                                 ("--base-width", base_width, True), ("--mult-lr", mult_lr, False)):
-        check_positive(name, value, integer)
-    for name, value in (("--weight-decay", weight_decay), ("--mult-weight-decay", mult_weight_decay)):
-        if value is not None and not 0 <= value < math.inf:
-            raise InputError(name, f"{value} is not a finite number ≥ 0", f"give {name} a finite value ≥ 0")
-    options = dict(h.options) | {k: str(v) for k, v in (options or {}).items()}
+    base_width = o["base_width"] or RunSpec.base_width
+    mult_weight_decay = RunSpec.mult_weight_decay if o["mult_weight_decay"] is None else o["mult_weight_decay"]
+    for name, integer in (("steps", True), ("seeds", True), ("lr", False), ("batch_size", True),
+                          ("seq_len", True), ("base_width", True), ("mult_lr", False)):
+        check_positive(OPTIONS[name].flag, o[name], integer)
+    for name in ("weight_decay", "mult_weight_decay"):
+        flag, v = OPTIONS[name].flag, o[name]
+        if v is not None and not 0 <= v < math.inf:
+            raise InputError(flag, f"{v} is not a finite number ≥ 0", f"give {flag} a finite value ≥ 0")
+    options = dict(h.options) | {k: str(v) for k, v in (o["options"] or {}).items()}
+    mult_init = RunSpec.mult_init if o["mult_init"] is None else o["mult_init"]
     check_family(fam, widths, base_width, options, mode)
-    check_multipliers(mup_multipliers or {}, mode)
-    check_placement(multipliers or {}, mode, mult_init)
-    metrics = check_metrics(metrics)
-    check_output(fam, widths[0], options, loss, batch_size or h.batch_size, seq_len or h.seq_len)
-    check_mult_param(mode, mult_param)
-    beta2 = h.beta2 if beta2 is None else check_beta2(beta2, optimizer)
-    check_optimizer(mode, optimizer, h.weight_decay if weight_decay is None else weight_decay, clip, clip_multipliers,
-                    muon_adjust_lr, adam_eps_scaling, weight_decay_kind, lrm_impl)
-    common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer,
-                  lr=h.lr if lr is None else lr, steps=steps or h.steps, horizon=h.name,
-                  weight_decay=h.weight_decay if weight_decay is None else weight_decay,
-                  batch_size=batch_size or h.batch_size, seq_len=seq_len or h.seq_len, batch=batch,
-                  mult_lr=multiplier_lr(mode, h.mult_lr if mult_lr is None else mult_lr),
-                  mult_weight_decay=mult_weight_decay, base_width=base_width,
-                  family_options=tuple(sorted(options.items())),
-                  mup_multipliers=tuple(sorted((k, float(v)) for k, v in (mup_multipliers or {}).items())),
-                  clip=clip, clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
-                  weight_decay_kind=weight_decay_kind, muon_adjust_lr=muon_adjust_lr or RunSpec.muon_adjust_lr,
-                  lrm_impl=lrm_impl or RunSpec.lrm_impl, multipliers=tuple(sorted((multipliers or {}).items())),
+    check_multipliers(o["mup_multipliers"] or {}, mode)
+    check_placement(o["multipliers"] or {}, mode, mult_init)
+    metrics = check_metrics(o["metrics"])
+    check_output(fam, widths[0], options, loss, value["batch_size"], value["seq_len"])
+    check_mult_param(mode, o["mult_param"])
+    beta2 = h.beta2 if o["beta2"] is None else check_beta2(o["beta2"], optimizer)
+    clip_multipliers, adam_eps_scaling = bool(o["clip_multipliers"]), bool(o["adam_eps_scaling"])
+    weight_decay_kind = o["weight_decay_kind"] or RunSpec.weight_decay_kind
+    check_optimizer(mode, optimizer, value["weight_decay"], o["clip"], clip_multipliers, o["muon_adjust_lr"],
+                    adam_eps_scaling, weight_decay_kind, o["lrm_impl"])
+    common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer, lr=value["lr"],
+                  steps=value["steps"], horizon=h.name, weight_decay=value["weight_decay"],
+                  batch_size=value["batch_size"], seq_len=value["seq_len"], batch=batch,
+                  mult_lr=multiplier_lr(mode, value["mult_lr"]), mult_weight_decay=mult_weight_decay,
+                  base_width=base_width, family_options=to_fields("options", options),
+                  mup_multipliers=to_fields("mup_multipliers", o["mup_multipliers"]), clip=o["clip"],
+                  clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
+                  weight_decay_kind=weight_decay_kind, muon_adjust_lr=o["muon_adjust_lr"] or RunSpec.muon_adjust_lr,
+                  lrm_impl=o["lrm_impl"] or RunSpec.lrm_impl, multipliers=to_fields("multipliers", o["multipliers"]),
                   mult_init=float(mult_init), metrics=metrics, data=data, loss=loss,
                   beta2=beta2 if optimizer != "sgd" else None,
-                  mult_param=mult_param or (h.mult_param if multiplier_kind(mode) else RunSpec.mult_param))
-    return [RunSpec(width=w, seed=s, **common) for s in range(seeds or h.seeds) for w in widths]
+                  mult_param=o["mult_param"] or (h.mult_param if multiplier_kind(mode) else RunSpec.mult_param))
+    return [RunSpec(width=w, seed=s, **common) for s in range(value["seeds"]) for w in widths]
 
 
 def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto", jobs: int = 1,
@@ -107,9 +109,9 @@ def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto",
     return pl.concat([done[s] for s in specs])
 
 
-def coord_check(mode: str = "lrm", family: str = "transformer", *, out: Path | str | None = None,
+def coord_check(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, *, out: Path | str | None = None,
                 device: str = "auto", jobs: int = 1, **kwargs) -> pl.DataFrame:
     """The Python API of `muscale coord-check`: the records of every run as one DataFrame.
-    Keyword arguments are those of `plan` (widths, steps, seeds, optimizer, lr, …)."""
+    Keyword arguments are the options of `plan` (widths, steps, seeds, optimizer, lr, …)."""
     specs = plan(mode, family, **kwargs)
     return execute(specs, Path(out) if out is not None else None, device, jobs)

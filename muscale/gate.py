@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import tomli_w
 
-from .errors import FAIL, OK, USAGE, InputError
+from .errors import FAIL, OK, InputError
 from .store import write_atomic
 
 KEY = ("mode", "family", "optimizer", "module", "metric", "step")

@@ -38,20 +38,20 @@ from torch.nn.utils import parametrize
 
 from .roles import is_conv1d, role_of
 
-KINDS = ("none", "scalar", "row", "col", "both")
+PLACEMENT_KINDS = ("none", "scalar", "row", "col", "both")
 # The roles a placement can name: every role a matrix layer can have (norms own no matrix).
-ROLES = ("embed", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_out", "mlp_up", "mlp_gate", "mlp_down", "head",
-         "ssm_in", "ssm_out", "hidden", "other")
-DEFAULT_PLACEMENT = dict.fromkeys(ROLES, "none") | {
+PLACEABLE_ROLES = ("embed", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_out", "mlp_up", "mlp_gate", "mlp_down",
+                   "head", "ssm_in", "ssm_out", "hidden", "other")
+DEFAULT_PLACEMENT = dict.fromkeys(PLACEABLE_ROLES, "none") | {
     "head": "scalar", "attn_q": "scalar", "attn_out": "row", "mlp_down": "row", "ssm_out": "row",
     "embed": "row", "hidden": "row", "other": "row"}
-PAPER_PLACEMENT = dict.fromkeys(ROLES, "both") | {"attn_q": "scalar", "attn_k": "none", "head": "row"}
+PAPER_PLACEMENT = dict.fromkeys(PLACEABLE_ROLES, "both") | {"attn_q": "scalar", "attn_k": "none", "head": "row"}
 
 
 def placement(kind: str, overrides: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """Role → multiplier kind: `vector` modes start from DEFAULT_PLACEMENT, `scalar` from a
     scalar everywhere; `overrides` win."""
-    default = DEFAULT_PLACEMENT if kind == "vector" else dict.fromkeys(ROLES, "scalar")
+    default = DEFAULT_PLACEMENT if kind == "vector" else dict.fromkeys(PLACEABLE_ROLES, "scalar")
     return default | dict(overrides)
 
 

@@ -6,6 +6,8 @@ so the training step is bit-for-bit the one of a bare loop."""
 
 import contextlib
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -39,20 +41,58 @@ def _probed(model: nn.Module):
             yield name, module
 
 
-# raw_act_rms: what a multiplied layer would output without its multiplier (x·Wᵀ with the
-# trained W), and the QK logits without the query's and key's scalars, so that a report can
-# show raw ∝ d, multiplier ∝ d⁻¹, product flat.
-ACTIVATION_METRICS = ("act_l1", "act_rms", "dact_rms", "act_max", "act_mean", "attn_entropy", "raw_act_rms")
-# weight_rms = ‖W‖_F / sqrt(numel): the per-entry size the noise–WD equilibrium fixes.
-MATRIX_METRICS = ("weight_fro", "weight_rms", "weight_spec", "spec_ratio", "update_fro", "update_spec")
-# mult_path: the product of the two sizes of a symmetric pair (symmetry.py), the one
-# combination of them the output sees.
-MULTIPLIER_METRICS = ("mult_scalar", "mult_drift", "mult_path") + tuple(f"mult_{side}_{stat}" for side in ("row", "col")
-                                                            for stat in ("rms", "mean", "min", "max"))
-# What the optimizer did: the last step's clip factor (module and role "optimizer"), and per
-# layer the share of entries where Adam's ε outweighs sqrt(v̂) in the denominator.
-OPTIMIZER_METRICS = ("clip_factor", "eps_share")
-METRICS = ACTIVATION_METRICS + MATRIX_METRICS + MULTIPLIER_METRICS + OPTIMIZER_METRICS
+def rms(t: torch.Tensor) -> torch.Tensor:
+    return t.square().mean().sqrt()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A recorded statistic: its group (a group none of whose metrics is wanted costs nothing),
+    what it is a statistic of, and, for a statistic of that one tensor, its function; where
+    `fn` is None, Probes computes it from state it keeps between steps."""
+
+    group: str  # activation, matrix, multiplier or optimizer
+    of: str
+    help: str
+    fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+VECTOR_STATISTICS = {"rms": rms, "mean": torch.mean, "min": torch.min, "max": torch.max}
+# Every metric, as mup's FDICT holds its statistics: a new statistic of a layer's output, its
+# matrix, its update or a multiplier vector is one row with its function.
+METRIC_TABLE = {
+    "act_l1": Metric("activation", "output", "mean |y| of a layer's output, mup's l1", lambda y: y.abs().mean()),
+    "act_rms": Metric("activation", "output", "RMS of a layer's output", rms),
+    "dact_rms": Metric("activation", "output", "RMS of the output's change since step 0, on the same batch"),
+    "act_max": Metric("activation", "point", "largest |y| at a probe point (QK logits, SSM dt)"),
+    "act_mean": Metric("activation", "point", "mean of a probe point's value (the SSM's dt)"),
+    "attn_entropy": Metric("activation", "point", "mean entropy of the causal attention rows"),
+    # What a multiplied layer would output without its multiplier (x·Wᵀ with the trained W), and
+    # the QK logits without the query's and key's scalars: raw ∝ d, multiplier ∝ d⁻¹, product flat.
+    "raw_act_rms": Metric("activation", "output", "RMS of the output without the layer's multipliers"),
+    "weight_fro": Metric("matrix", "matrix", "‖W‖_F", torch.linalg.vector_norm),
+    # The per-entry size the noise–WD equilibrium fixes.
+    "weight_rms": Metric("matrix", "matrix", "‖W‖_F / sqrt(numel)",
+                         lambda w: torch.linalg.vector_norm(w) / w.numel() ** 0.5),
+    "weight_spec": Metric("matrix", "matrix", "σ₁(W), exact below EXACT_SPECTRAL_BELOW, else Lanczos"),
+    "spec_ratio": Metric("matrix", "matrix", "σ₁(W) / sqrt(fan_out / fan_in), flat under μP's spectral condition"),
+    "update_fro": Metric("matrix", "update", "‖ΔW‖_F of the last optimizer step", torch.linalg.vector_norm),
+    "update_spec": Metric("matrix", "update", "σ₁(ΔW) of the last optimizer step"),
+    "mult_scalar": Metric("multiplier", "scalar", "a scalar multiplier's value s"),
+    "mult_drift": Metric("multiplier", "pair", "change since step 0 of log(a/b) of a symmetric pair (symmetry.py)"),
+    # The one combination of a symmetric pair's two sizes the output sees.
+    "mult_path": Metric("multiplier", "pair", "the product a·b of a symmetric pair"),
+    **{f"mult_{side}_{stat}": Metric("multiplier", side, f"{stat} of a multiplier's {side} vector", fn)
+       for side in ("row", "col") for stat, fn in VECTOR_STATISTICS.items()},
+    "clip_factor": Metric("optimizer", "optimizer", "the last step's gradient clip factor min(1, NORM/‖g‖)"),
+    "eps_share": Metric("optimizer", "optimizer", "share of a layer's entries where Adam's ε outweighs sqrt(v̂)"),
+}
+METRICS = tuple(METRIC_TABLE)
+
+
+def statistics(of: str) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """The metrics that are one function of a tensor of kind `of`, in table order."""
+    return [(m, d.fn) for m, d in METRIC_TABLE.items() if d.of == of and d.fn is not None]
 
 
 _VECTOR = object()  # a QK point whose query or key has a vector multiplier: no exact raw logits
@@ -81,6 +121,9 @@ class Probes:
 
     def __init__(self, model: nn.Module, metrics: tuple[str, ...] | None = None, optimizer=None):
         self.wanted = set(METRICS if metrics is None else metrics)
+        self.groups = {d.group for m, d in METRIC_TABLE.items() if m in self.wanted}
+        self._output, self._matrix, self._update = (
+            [(m, fn) for m, fn in statistics(of) if m in self.wanted] for of in ("output", "matrix", "update"))
         self.optimizer = optimizer
         self.layers = [(name, module, role_of(name, module)) for name, module in _probed(model)]
         self.matrices = []
@@ -133,12 +176,12 @@ class Probes:
                 if not isinstance(output, torch.Tensor):
                     return
                 y = output.detach().float()
-                self._add(name, role, "act_l1", y.abs().mean())
-                self._add(name, role, "act_rms", y.square().mean().sqrt())
+                for metric, fn in self._output:
+                    self._add(name, role, metric, fn(y))
                 if name in self.raw and "raw_act_rms" in self.wanted:
                     raw = self._raw_act(name, module, args, y)
                     if raw is not None:
-                        self._add(name, role, "raw_act_rms", raw.square().mean().sqrt())
+                        self._add(name, role, "raw_act_rms", rms(raw))
                 if point:
                     self._add(name, role, "act_max", y.abs().max())
                     for metric, value in module.extras(*args).items():
@@ -146,10 +189,10 @@ class Probes:
                 if step == 0:
                     self._act0[name] = y.clone()
                 elif name in self._act0 and self._act0[name].shape == y.shape:
-                    self._add(name, role, "dact_rms", (y - self._act0[name]).square().mean().sqrt())
+                    self._add(name, role, "dact_rms", rms(y - self._act0[name]))
             return hook
 
-        layers = self.layers if self.wanted.intersection(ACTIVATION_METRICS) else []
+        layers = self.layers if "activation" in self.groups else []
         handles = [m.register_forward_hook(hook_for(n, r)) for n, m, r in layers]
         trace = symmetry.GainTrace(self.model) if step == 0 and self.pairs else None
         try:
@@ -173,7 +216,7 @@ class Probes:
     @torch.no_grad()
     def snapshot(self):
         """Keep W before an optimizer step whose result will be recorded, for update norms."""
-        if not self.wanted.intersection(MATRIX_METRICS):
+        if "matrix" not in self.groups:
             return
         for name, _, w, _, _ in self.matrices:
             if name in self._prev:
@@ -214,7 +257,7 @@ class Probes:
     def collect(self, step: int, **losses: torch.Tensor) -> dict[str, list]:
         """All statistics of `step` as columns, `losses` by metric name; the one host
         transfer of the step."""
-        matrices = self.matrices if self.wanted.intersection(MATRIX_METRICS) else []
+        matrices = self.matrices if "matrix" in self.groups else []
         for name, role, w, fan_out, fan_in in matrices:
             w = w.detach().float()
             toward = None
@@ -223,15 +266,16 @@ class Probes:
                 # prev is spent here (snapshot() refills it before the next recorded step):
                 # the update is written over it rather than into a fresh matrix.
                 delta = torch.sub(w, prev, out=prev) if prev.dtype == w.dtype else w - prev.float()
-                self._add(name, role, "update_fro", torch.linalg.vector_norm(delta))
+                for metric, fn in self._update:
+                    self._add(name, role, metric, fn(delta))
                 # Adam's momentum keeps consecutive updates aligned: the previous step's top
                 # vector is a good start; updates recorded far apart start nearly cold.
                 steps = SPECTRAL_UPDATE if self._last_step == step - 1 else SPECTRAL_COLD
                 self._add(name, role, "update_spec", self._spectral(name + "/update", delta, steps))
                 toward = self._vec.get(name + "/update")
             spec = self._spectral(name, w, SPECTRAL_WARM, toward)
-            self._add(name, role, "weight_fro", torch.linalg.vector_norm(w))
-            self._add(name, role, "weight_rms", torch.linalg.vector_norm(w) / w.numel() ** 0.5)
+            for metric, fn in self._matrix:
+                self._add(name, role, metric, fn(w))
             self._add(name, role, "weight_spec", spec)
             self._add(name, role, "spec_ratio", spec / (fan_out / fan_in) ** 0.5)
         for name, role, mult in self.mults:
@@ -240,10 +284,8 @@ class Probes:
                 continue
             for side, vec in mult.vectors().items():
                 vec = vec.detach().float()
-                self._add(name, role, f"mult_{side}_rms", vec.square().mean().sqrt())
-                self._add(name, role, f"mult_{side}_mean", vec.mean())
-                self._add(name, role, f"mult_{side}_min", vec.min())
-                self._add(name, role, f"mult_{side}_max", vec.max())
+                for metric, fn in statistics(side):
+                    self._add(name, role, metric, fn(vec))
         for pair in self.pairs:
             ratio = pair.log_ratio()
             self._add(pair.name, pair.role, "mult_drift", ratio - self._drift0.setdefault(pair.name, ratio))
@@ -260,7 +302,7 @@ class Probes:
         self._last_step = step
         # A diverging run's non-finite statistics are left out (and `nonfinite` says so): the
         # trainer stops the run there, and fits never see them.
-        values = torch.stack(self._vals).tolist()
+        values = torch.stack(self._vals).tolist() if self._vals else []
         keep = [i for i, v in enumerate(values) if math.isfinite(v)]
         self.nonfinite = len(keep) < len(values)
         keys, values = [self._keys[i] for i in keep], [values[i] for i in keep]

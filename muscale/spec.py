@@ -155,49 +155,96 @@ def record_steps(steps: int, horizon: str) -> tuple[int, ...]:
     return tuple(sorted({*out, round(SETTLE_FROM * steps), steps}))
 
 
+def option(help: str, default=dataclasses.MISSING, **spelling) -> dataclasses.Field:
+    """A RunSpec field a person sets. Its default and help are declared here and nowhere else:
+    `muscale coord-check`'s options, the study files' keys and coordcheck.plan's keywords are
+    made from them (options.py). `spelling` says where those spell it other than as the field:
+    name (plan's keyword and the study key's stem), flag (None: not on the command line), key
+    (the study key; None: not in study files), pairs (KEY=VALUE entries, values of this type)
+    with an example pair, axis ("study": one run per value a study file lists; "both": on the
+    command line too, as a comma list), keys ("module:NAME", the names a KEY or a list entry may take),
+    unset (what leaving it out means), check (the coordinate check's default where RunSpec has
+    none), metavar."""
+    return field(default=default, metadata={"help": help, **spelling})
+
+
+# The coordinate check's parametrization and family when none is asked for.
+CHECK_MODE, CHECK_FAMILY = "lrm", "transformer"
+DATA_SOURCES = ("synthetic (a sparse Markov chain, vocab 256), stdlib (the bytes of Python's own library sources on "
+                "this machine), text:PATH (a file's bytes) or tokens:PATH (an llm.c or uint16 token file)")
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    family: str
-    mode: str
-    optimizer: str
-    lr: float
-    width: int
-    seed: int
-    steps: int
-    horizon: str
-    weight_decay: float = 0.0
-    batch_size: int = 8
-    seq_len: int = 16
-    batch: str | None = None
-    # cross_entropy, mse, or package.module:function taking (output, target) to a scalar (losses.py).
-    loss: str = "cross_entropy"
-    mult_lr: float | None = None
-    mult_weight_decay: float = MULT_WEIGHT_DECAY
-    # Learnable multipliers per role (lrm.placement): overrides of the mode's placement, and their start.
-    multipliers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-    mult_init: float = 1.0
-    base_width: int = 64
-    family_options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-    # Falcon-H1-style fixed μP multipliers (families.MULTIPLIER_POINTS → value), μP modes only.
-    mup_multipliers: tuple[tuple[str, float], ...] = field(default_factory=tuple)
-    data: str = "synthetic"
-    # Which probe metrics to record; None records all of them.
-    metrics: tuple[str, ...] | None = None
-    # Held-out batches behind each recorded eval_loss; 0 records none.
-    eval_batches: int = 0
-    # A run whose held-out loss rises above this multiple of its step-0 value has diverged.
-    diverge_factor: float = 1.5
-    # Largest global gradient norm (None: no clipping); multipliers count only with clip_multipliers.
-    clip: float | None = None
-    clip_multipliers: bool = False
-    muon_adjust_lr: str = "match_rms_adamw"
-    # μP modes: each Adam group's ε scaled with its expected gradient scale (optim.py).
-    adam_eps_scaling: bool = False
-    weight_decay_kind: str = "decoupled"
-    lrm_impl: str = "autograd"
-    mult_param: str = "linear"
-    # Adam's β₂ (None: torch's 0.999); its window 1/(1 − β₂) should be shorter than 1/(η·λ).
-    beta2: float | None = None
+    family: str = option("mlp, transformer, mamba2, hybrid, hf:MODEL_TYPE (a Hugging Face architecture, the hf "
+                         "extra), or package.module:function returning an nn.Module for a width (and its options as "
+                         "keywords).", key="families", axis="study", check=CHECK_FAMILY)
+    mode: str = option(f"Parametrization: {', '.join(MODES)}.", key="modes", axis="study", check=CHECK_MODE)
+    optimizer: str = option(f"{', '.join(OPTIMIZERS)} (Muon on hidden matrices, AdamW on the rest).",
+                            key="optimizers", axis="study")
+    lr: float = option("Learning rate (μP modes scale it per layer).")
+    width: int = option("Widths, increasing, at least two.", name="widths", axis="both")
+    seed: int = option("Runs seeds 0…N−1.", name="seeds")
+    steps: int = option("Optimizer steps; the long horizon records steps 0,1,2,4,…, 70% of the run (where "
+                        "`settled` compares α with the last step's) and the last.")
+    horizon: str = field()
+    weight_decay: float = option("Weight decay on matrices.", 0.0)
+    batch_size: int = option("Sequences (or examples) per batch.", 8)
+    seq_len: int = option("Tokens per sequence.", 16)
+    batch: str | None = option(
+        "package.module:function returning (inputs, targets) for a user family that is not a token LM: called "
+        "with no arguments, one fixed batch; with (step, batch_size), a stream (negative steps are held out).",
+        None, key=None, unset="synthetic tokens (vocab 256)")
+    loss: str = option("cross_entropy, mse, or package.module:function taking (output, target) and returning a "
+                       "scalar tensor (losses.py).", "cross_entropy")
+    mult_lr: float | None = option("Learning rate of the learnable multipliers.", None, unset="the learning rate")
+    mult_weight_decay: float = option(
+        "Weight decay of the learnable multipliers: small, so that directions of the product the output cannot "
+        "see (s·W = (a·s)·(W/a)) do not drift without bound.", MULT_WEIGHT_DECAY)
+    multipliers: tuple[tuple[str, str], ...] = option(
+        "lrm modes: learnable multipliers placed by role (lrm.placement), ROLE=KIND; kinds: none, scalar, row, "
+        "col, both. The default (lrm, lrm-frozen, mup+lrm): a scalar on the head and on the query (the QK "
+        "product), a row vector on attn_out, mlp_down and ssm_out, nothing elsewhere (no two learnable factors the "
+        "output cannot tell apart); lrm-scalar: scalar everywhere.", (), flag="--multiplier", pairs=str,
+        example=("attn_k", "scalar"), keys="muscale.lrm:PLACEABLE_ROLES")
+    mult_init: float = option("Start value of every learnable multiplier.", 1.0)
+    base_width: int = option("μP base width (delta at 2×).", 64)
+    family_options: tuple[tuple[str, str], ...] = option(
+        "Family options (transformer: layers, heads, kv_heads, mlp_ratio, zero_query=1 to start the query at zero "
+        "as mup recommends; mamba2: layers, expand, ssm_head_dim, d_state, chunk, mlp_ratio; hybrid: all of both; "
+        "mlp: depth, norm=layernorm; hf:TYPE: layers, heads, mlp_ratio and any config field; a user family: its "
+        "function's keyword parameters).", (), name="options", flag="--option", pairs=str,
+        example=("kv_heads", 2))
+    mup_multipliers: tuple[tuple[str, float], ...] = option(
+        "Fixed μP multipliers where Falcon-H1 places them, mup modes only.", (), flag="--mup-multiplier",
+        pairs=float, example=("embed", 2.0), keys="muscale.families:MULTIPLIER_POINTS", unset="none (1)")
+    data: str = option(f"The token LMs' training text: {DATA_SOURCES}.", "synthetic")
+    metrics: tuple[str, ...] | None = option(
+        "The probe metrics to record (the loss is always recorded): a check that skips the spectral and update "
+        "norms of every matrix runs faster.", None, flag="--metric", keys="muscale.probes:METRICS",
+        unset="every metric")
+    eval_batches: int = option("Held-out batches behind each recorded eval_loss; 0 records none.", 0, flag=None)
+    diverge_factor: float = option("A run whose held-out loss rises above this multiple of its step-0 value has "
+                                   "diverged.", 1.5, flag=None)
+    clip: float | None = option("The largest global gradient norm, counting every parameter but the learnable "
+                                "multipliers; the clip factor is recorded.", None, metavar="NORM",
+                                unset="no clipping")
+    clip_multipliers: bool = option("Count and clip the multipliers' gradients too (lrm modes, with clip).", False)
+    muon_adjust_lr: str = option(
+        "torch Muon's learning-rate adjustment: original or match_rms_adamw (update RMS ≈ AdamW's, so the lr "
+        "means what it means for AdamW). μP modes scale it further with width so that ‖ΔW‖₂ ∝ "
+        "sqrt(fan_out/fan_in).", "match_rms_adamw")
+    adam_eps_scaling: bool = option("μP modes: give each Adam parameter ε / width_mult, following its gradients, "
+                                    "which shrink like 1/width under μP (optim.py).", False)
+    weight_decay_kind: str = option("decoupled (W ← W − η·λ·W) or spectral (W ← W − η·λ·σ₁u₁v₁ᵀ: only the top "
+                                    "singular value shrinks).", "decoupled")
+    lrm_impl: str = option(
+        "lrm modes: autograd (the product r·W·c in the forward pass) or fused (the forward and backward on W̄ "
+        "alone, its gradient turned into the factors' in closed form); the two train alike.", "autograd")
+    mult_param: str = option("lrm modes: linear (the multiplier s is the parameter) or log (the parameter is θ, "
+                             "s = e^θ, so an Adam step moves log s).", "linear")
+    beta2: float | None = option("Adam's β₂; its window 1/(1 − β₂) should be shorter than 1/(lr·weight decay).",
+                                 None, unset="torch's 0.999")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

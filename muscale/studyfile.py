@@ -7,18 +7,13 @@ import tomllib
 from pathlib import Path
 
 from .errors import InputError
+from .options import STUDY_KEYS
 
 # Keys whose absence means "derive it" (None), not an error (the last four: a [coord_check] table's).
 OPTIONAL = ("base_width", "tolerance", "coord_check", "clip", "muon_adjust_lr", "lrm_impl", "beta2",
             "modes", "widths", "steps", "seeds")
 
 
-# The study key behind each command-line option a shared validation may name.
-FIELD_KEYS = {"--widths": "widths", "--base-width": "base_width", "--option": "options", "--family": "families",
-              "--batch": "families", "--data": "data", "--clip": "clip", "--clip-multipliers": "clip_multipliers",
-              "--muon-adjust-lr": "muon_adjust_lr", "--adam-eps-scaling": "adam_eps_scaling",
-              "--weight-decay-kind": "weight_decay_kind", "--lrm-impl": "lrm_impl",
-              "--multiplier": "multipliers", "--mult-init": "mult_init", "--loss": "loss"}
 MIN_GRID = 3  # a quadratic around the best point needs both neighbours
 
 
@@ -56,7 +51,7 @@ class Reader:
         for key, (kind, default, help_) in schema.items():
             if key not in raw:
                 if default is None and key not in OPTIONAL:
-                    raise self.error(prefix + key, "missing", f"add {key} = … ({help_})")
+                    raise self.error(prefix + key, "missing", f"add {key} = … ({help_.rstrip('.')})")
                 out[key] = default
                 continue
             value = raw[key]
@@ -64,8 +59,9 @@ class Reader:
                   else isinstance(value, int) and not isinstance(value, bool) if kind is int
                   else isinstance(value, kind))
             if not ok:
-                raise self.error(prefix + key, f"{value!r} is not a{'n' if kind is int else ''} {kind.__name__}",
-                                 f"write {key} as {help_}")
+                article = "an" if kind is int else "a"
+                raise self.error(prefix + key, f"{value!r} is not {article} {kind.__name__}",
+                                 f"write {key} as {article} {kind.__name__} ({help_.rstrip('.')})")
             out[key] = float(value) if kind is float else value
         return out
 
@@ -101,7 +97,7 @@ class Reader:
         try:
             return fn(*args)
         except InputError as exc:
-            target = (fields or {}).get(exc.field) or key or FIELD_KEYS.get(exc.field, "families")
+            target = (fields or {}).get(exc.field) or key or STUDY_KEYS.get(exc.field, "families")
             raise self.error(target, context + exc.problem, exc.fix) from None
 
 

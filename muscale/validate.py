@@ -57,12 +57,12 @@ def check_placement(placement: dict, mode: str, init: float = 1.0):
     if (placement or init != 1.0) and multiplier_kind(mode) is None:
         raise InputError("--multiplier", f"mode {mode} has no learnable multipliers", "use an lrm mode, or drop it")
     for role, kind in placement.items():
-        if role not in lrm.ROLES:
+        if role not in lrm.PLACEABLE_ROLES:
             raise InputError("--multiplier", f"no role '{role}' to place multipliers on",
-                             f"use one of {', '.join(lrm.ROLES)}")
-        if kind not in lrm.KINDS:
+                             f"use one of {', '.join(lrm.PLACEABLE_ROLES)}")
+        if kind not in lrm.PLACEMENT_KINDS:
             raise InputError("--multiplier", f"{role}={kind!r} is not a multiplier kind",
-                             f"use one of {', '.join(lrm.KINDS)}, e.g. {role}=scalar")
+                             f"use one of {', '.join(lrm.PLACEMENT_KINDS)}, e.g. {role}=scalar")
     if isinstance(init, bool) or not isinstance(init, int | float) or not init > 0:
         raise InputError("--mult-init", f"{init!r} is not a positive number",
                          "start the multipliers at a value > 0, e.g. 1.0")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from muscale import gate, optim
+from muscale.errors import USAGE
 from muscale.cli import main
 
 from clirun import run_cli
@@ -102,7 +103,7 @@ def test_unreadable_baseline_is_a_usage_error(monkeypatch, capsys, checked, tmp_
     bad = tmp_path / "bad.toml"
     bad.write_text(content)
     code, _, stderr = run_cli(monkeypatch, capsys, "gate", str(checked / "run"), "--baseline", str(bad))
-    assert code == gate.USAGE and "--baseline" in stderr and len(stderr.strip().splitlines()) == 1
+    assert code == USAGE and "--baseline" in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_github_annotations_name_each_failure(monkeypatch, capsys, checked, tmp_path):

@@ -19,7 +19,7 @@ from studies_for_tests import TINY
 
 STEPS = 5
 # Every kind of multiplier on every matrix, the default mix and the paper's (lrm.PAPER_PLACEMENT).
-EVERYWHERE = {kind: ("lrm", {role: kind for role in lrm.ROLES}) for kind in ("row", "col", "both")}
+EVERYWHERE = {kind: ("lrm", {role: kind for role in lrm.PLACEABLE_ROLES}) for kind in ("row", "col", "both")}
 PLACEMENTS = EVERYWHERE | {"scalar": ("lrm-scalar", {}), "default": ("lrm", {}), "paper": ("lrm", lrm.PAPER_PLACEMENT)}
 
 

@@ -106,3 +106,31 @@ def test_probes_do_not_change_the_training_step():
 ])
 def test_roles_from_names(name, role):
     assert role_of(name, torch.nn.Linear(2, 2)) == role
+
+
+def test_a_statistic_is_one_row_of_the_metric_table(monkeypatch):
+    """A new statistic of layer outputs and of matrices, added as table rows alone, is
+    recorded for every layer and every matrix with the value its function gives."""
+    from muscale import probes
+    monkeypatch.setitem(probes.METRIC_TABLE, "act_absmax", probes.Metric("activation", "output", "max |y|",
+                                                                         lambda y: y.abs().max()))
+    monkeypatch.setitem(probes.METRIC_TABLE, "weight_absmax", probes.Metric("matrix", "matrix", "max |W|",
+                                                                            lambda w: w.abs().max()))
+    spec = muscale.plan("sp", "mlp", widths=(16, 32), seeds=1, steps=1)[0]
+    model, _ = modes.build(spec, resolve("mlp"))
+    recorder = Probes(model, metrics=("act_absmax", "weight_absmax"))
+    x, _ = resolve("mlp").batch(PROBE_INDEX, spec.batch_size, spec.seq_len)
+    outputs = {}
+    hooks = [m.register_forward_hook(lambda m, a, y, n=n: outputs.__setitem__(n, y.detach()))
+             for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    with recorder.watch(0):
+        model(x)
+    for h in hooks:
+        h.remove()
+    rows = recorder.collect(0)
+    got = {(mod, metric): value for mod, metric, value in zip(rows["module"], rows["metric"], rows["value"])}
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert linears and {m for _, m in got} == {"act_absmax", "weight_absmax"}
+    for name, module in linears.items():
+        assert got[name, "act_absmax"] == pytest.approx(outputs[name].abs().max().item())
+        assert got[name, "weight_absmax"] == pytest.approx(module.weight.abs().max().item())

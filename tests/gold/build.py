@@ -139,7 +139,7 @@ def scrub(text: str, out: Path) -> str:
     volatile metadata, the directory it was written in, and each figure by its pixel size
     (polars groups come out in any order, and with them the order lines are drawn in)."""
     for key in VOLATILE:
-        text = re.sub(rf"(<tr><th>{re.escape(key)}</th><td>).*?(</td></tr>)", rf"\1…\2", text)
+        text = re.sub(rf"(<tr><th>{re.escape(key)}</th><td>).*?(</td></tr>)", r"\1…\2", text)
     text = text.replace(str(out), "OUT")
     return re.sub(r"base64,([A-Za-z0-9+/=]+)", lambda m: "png %dx%d" % _size(m.group(1)), text)
 

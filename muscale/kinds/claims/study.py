@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from ...across_widths import KEYS, TRAINING, across_widths
+from ...options import study_keys
 from ...probes import METRICS
 from ...roles import ROLES
 from ...spec import RunSpec, canonical_mode, multiplier_kind, multiplier_lr
@@ -19,16 +20,14 @@ from ...validate import check_positive
 from ...derived import DERIVED, SOURCES
 from .analysis import Claim
 
+# A width study's own defaults: AdamW, two seeds for an interval, and lr, weight decay and the
+# multipliers' lr as explicit choices (the equilibrium and the multipliers depend on them).
 TOP = {key: KEYS[key] for key in (
     "title", "families", "modes", "widths", "steps", "batch_size", "seq_len", "mult_weight_decay", "multipliers",
-    "mult_init", "base_width", "data", "options", "mup_multipliers", "loss", "mult_param", "beta2", *TRAINING)} | {
-    "optimizers": (list, ["adamw"], "optimizers, e.g. [\"adamw\"]"),
-    "seeds": (int, 2, "runs seeds 0…N−1; at least 2, for an interval over seeds"),
-    "lr": (float, None, "the learning rate of every run (μP's modes scale it per layer)"),
-    "weight_decay": (float, None, "decoupled weight decay on matrices, e.g. 0.1"),
-    "mult_lr": (float, None, "the learnable multipliers' learning rate (an explicit choice: e.g. the lr)"),
+    "mult_init", "base_width", "data", "options", "mup_multipliers", "loss", "mult_param", "beta2", *TRAINING)} | \
+    study_keys("optimizer", "seeds", "lr", "weight_decay", "mult_lr", "metrics", optimizers=["adamw"], seeds=2,
+               lr=None, weight_decay=None, mult_lr=None, metrics=list(METRICS)) | {
     "eta_lambda_steps": (float, 5.0, "the least lr·weight_decay·steps: the equilibrium needs a few 1/(η·λ)"),
-    "metrics": (list, list(METRICS), "probe metrics to record; default: all"),
     "claim": (list, [], "[[claim]] tables: name, mode, metric, roles, alpha, tolerance, gate"),
 }
 CLAIM = {"name": (str, None, "what the claim says, e.g. \"multipliers ≈ d^-1 on projectors\""),

@@ -17,6 +17,7 @@ import torch
 from ... import invariance
 from ...data import PROBE_INDEX, resolve_source
 from ...families import Hooks, resolve
+from ...options import study_keys
 from ...roles import role_of
 from ...spec import RunSpec
 from ...validate import check_family, check_positive
@@ -26,21 +27,18 @@ from .analysis import OPTIMIZER, exponent_name
 MODES = ("sp", "lrm-scalar")
 METRICS = ("weight_fro", "mult_scalar")
 
-# key: (type, default; None = required, help), read by studyfile.Reader
+# key: (type, default; None = required, help), read by studyfile.Reader. Small batches, so that
+# gradient noise dominates; multipliers free of weight decay, the question of part (c).
 TOP = {
     "title": (str, "", "a heading for the report"),
     "modes": (list, None, f"parametrizations among {', '.join(MODES)}"),
     "width": (int, None, "the one width every run has, e.g. 128"),
-    "seeds": (int, 1, "runs seeds 0…N−1"),
-    "batch_size": (int, 8, "examples (or sequences) per batch; small, so that gradient noise dominates"),
-    "seq_len": (int, 64, "tokens per sequence (token LM families)"),
-    "data": (str, "synthetic", "synthetic, stdlib, text:PATH or tokens:PATH"),
-    "eval_batches": (int, 4, "held-out batches behind each evaluation loss"),
-    "mult_weight_decay": (float, 0.0, "weight decay on the learnable multipliers (0: a free multiplier, the question of part (c))"),
+} | study_keys("seeds", "batch_size", "seq_len", "data", "eval_batches", "mult_weight_decay", seeds=1, seq_len=64,
+               eval_batches=4, mult_weight_decay=0.0) | {
     "eta_lambda_steps": (float, 6.0, "η·λ·steps of every run, e.g. 6: steps = ceil(6 / (η·λ))"),
     "max_steps": (int, 50_000, "the most steps one run may take"),
     "steady_fraction": (float, 0.25, "the last part of each run whose recorded norms make its steady state"),
-    "diverge_factor": (float, 1.5, "held-out loss above this multiple of its start is divergence"),
+} | study_keys("diverge_factor") | {
     "lr": (dict, None, "the learning-rate grid: [lr] log2_min, log2_max, log2_step"),
     "wd": (dict, None, "the weight-decay grid: [wd] log2_min, log2_max, log2_step"),
     "variants": (dict, None, "[variants.NAME] tables: family = …, options = {…}"),

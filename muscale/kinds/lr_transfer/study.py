@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ... import coordcheck
 from ...across_widths import KEYS, across_widths
+from ...options import study_keys
 from ...probes import METRICS
 from ...spec import MODES, RunSpec, canonical_mode, has_mup, multiplier_kind
 from ...studyfile import Reader
@@ -18,15 +19,13 @@ TOP = KEYS | {
     "coord_check": (dict, None, "[coord_check] modes, widths, steps, seeds: coordinate checks run beside the "
                     "sweep and linked from its report"),
 }
-COORD_CHECK = {"modes": (list, None, "modes to check; default: the study's"),
-               "widths": (list, None, "widths; default: the short horizon's"),
-               "steps": (int, None, "Adam steps; default: the short horizon's"),
-               "seeds": (int, None, "seeds; default: the short horizon's")}
+# Left out, a [coord_check] key takes the study's modes, or the coordinate check's horizon.
+COORD_CHECK = study_keys("mode", "widths", "steps", "seeds", modes=None, widths=None, steps=None, seeds=None)
 LR = {"log2_min": (float, None, "the smallest log2 learning rate"),
       "log2_max": (float, None, "the largest log2 learning rate"),
       "log2_step": (float, 1.0, "the grid spacing in log2 units")}
-TRANSFER = {"tolerance": (float, 0.25, "|α| of the optimum's drift that still counts as transfer"),
-            "diverge_factor": (float, 1.5, "held-out loss above this multiple of its start is divergence")}
+TRANSFER = {"tolerance": (float, 0.25, "|α| of the optimum's drift that still counts as transfer")} | \
+    study_keys("diverge_factor")
 EXPECT = {"alpha": (float, None, "the expected drift exponent of η* ∝ d^α"),
           "tolerance": (float, None, "how far α may stray; default: [transfer] tolerance")}
 
@@ -100,7 +99,7 @@ def _parts(r: Reader, top: dict, families: list[str], modes: list[str], options:
         for mode in part_modes:
             multipliers = top["mup_multipliers"] if has_mup(mode) else None
             parts[f"{family.replace(':', '_')}-{mode}"] = tuple(r.check(
-                lambda: coordcheck.plan(mode, family, widths, steps=cc["steps"], seeds=cc["seeds"], options=options,
+                lambda: coordcheck.plan(mode, family, widths=widths, steps=cc["steps"], seeds=cc["seeds"], options=options,
                                         base_width=base_width, mup_multipliers=multipliers,
                                         multipliers=top["multipliers"] if multiplier_kind(mode) else None,
                                         mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0),
