@@ -1,5 +1,7 @@
 """The `muscale` command. Errors a user can cause end in one line and exit code 2."""
 
+import dataclasses
+import importlib
 import math
 import os
 import sys
@@ -10,10 +12,107 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from . import api, checkpoint, coordcheck, divergence, gate, launch, options, store, sweep
+from . import api, checkpoint, coordcheck, divergence, gate, launch, store, sweep
 from .errors import DIVERGED, FAIL, OK, USAGE, InputError, RunFailed
+from .options import HORIZON_FIELDS, OPTIONS, Option
+from .spec import LONG_MODES, SHORT_MODES, default_horizon
 
 STATUS_SHOWN = 20
+
+
+# What the coordinate check's help says of the defaults that come from its horizons.
+SHORT, LONG = default_horizon("mup", "transformer"), default_horizon("lrm", "transformer")
+OTHER_FAMILIES = ("mlp", "mamba2", "hybrid")
+
+
+def _shown(o: Option, value) -> str:
+    if value is None or value == ():
+        return o.unset or "none"
+    if isinstance(value, tuple):
+        pairs = isinstance(value[0], tuple)
+        return ", ".join(f"{k}={v}" for k, v in value) if pairs else ",".join(map(str, value))
+    return str(value)
+
+
+def _defaults(o: Option) -> str:
+    """The help's `Default:` sentence: from the horizons for what they set, else RunSpec's."""
+    if o.name in HORIZON_FIELDS:
+        text = (f"Default: {_shown(o, getattr(SHORT, o.name))} short ({', '.join(SHORT_MODES)}), "
+                f"{_shown(o, getattr(LONG, o.name))} long ({', '.join(LONG_MODES)}).")
+        for family in OTHER_FAMILIES:
+            short, long = (getattr(default_horizon(m, family), o.name) for m in ("mup", "lrm"))
+            differ = [f"{_shown(o, v)} {h}" for v, base, h in ((short, SHORT, "short"), (long, LONG, "long"))
+                      if v != getattr(base, o.name)]
+            if differ:
+                text += f" The {family} family takes {' and '.join(differ)}."
+        return text
+    if o.check is not None:
+        return f"Default: {o.check}."
+    if o.default is dataclasses.MISSING or o.kind is bool or o.pairs and not o.unset:
+        return ""
+    return f"Default: {_shown(o, o.default)}."
+
+
+def _widths(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(int(w) for w in value.split(",") if w.strip())
+    except ValueError:
+        raise InputError("--widths", f"'{value}' is not a comma list of whole numbers",
+                         "write it like 64,128,256") from None
+
+
+def _pairs(o: Option):
+    k, v = o.example
+
+    def parse(ctx, param, items) -> dict:
+        out = {}
+        for item in items:
+            key, sep, val = item.partition("=")
+            try:
+                if not sep or not key:
+                    raise ValueError
+                out[key] = o.pairs(val)
+            except ValueError:
+                raise InputError(o.flag, f"'{item}' is not KEY=VALUE with a {o.pairs.__name__} value",
+                                 f"write it like {k}={v}") from None
+        return out
+    return parse
+
+
+def _keys(o: Option) -> str:
+    if o.keys is None:
+        return ""
+    module, _, name = o.keys.partition(":")
+    return f"{'Keys' if o.pairs else 'Names'}: {', '.join(getattr(importlib.import_module(module), name))}."
+
+
+def _click(o: Option) -> dict:
+    """How click takes an option. Nothing has a default but the check's own choices (mode and
+    family): None means not given, and coordcheck.plan fills in the horizon's or RunSpec's."""
+    help_ = " ".join(filter(None, (o.help, _keys(o), _defaults(o))))
+    if o.kind is bool:
+        return {"is_flag": True, "help": help_}
+    if o.pairs:
+        k, v = o.example
+        return {"multiple": True, "callback": _pairs(o), "metavar": "KEY=VALUE",
+                "help": f"{help_} Repeatable, e.g. {o.flag} {k}={v}."}
+    if o.axis == "both":
+        return {"callback": _widths, "help": f"Comma list. {help_}"}
+    if o.axis == "study":
+        return {"type": o.value, "default": o.check, "help": help_}
+    if o.kind is list:
+        return {"multiple": True, "help": f"{help_} Repeatable."}
+    return {"type": o.kind, "default": o.check, "metavar": o.metavar, "help": help_}
+
+
+def _command_options(command):
+    """Give a click command one option per RunSpec option that has a flag, in field order."""
+    for o in reversed(OPTIONS.values()):
+        if o.flag:
+            command = click.option(o.flag, o.name, **_click(o))(command)
+    return command
 
 
 def _out_dir(value: str) -> Path:
@@ -53,7 +152,7 @@ def cli():
 
 
 @cli.command("coord-check")
-@options.command_options
+@_command_options
 @click.option("--save-models", is_flag=True, help="Also write each run's trained model to OUT/models/<run_id>.pt "
               "(for muscale merge).")
 @click.option("--out", default=None, help="Output directory. Default: out/<family>-<mode>.")

@@ -10,7 +10,7 @@ import polars as pl
 from . import launch, losses, store
 from .errors import InputError
 from .families import reference, resolve
-from .options import HORIZON_FIELDS, OPTIONS, to_fields
+from .options import HORIZON_FIELDS, OPTIONS, as_field
 from .spec import (CHECK_FAMILY, CHECK_MODE, MODES, OPTIMIZERS, RunSpec, canonical_mode, default_horizon,
                    multiplier_kind, multiplier_lr)
 from .validate import (check_beta2, check_family, check_metrics, check_mult_param, check_multipliers, check_optimizer,
@@ -84,11 +84,11 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
                   steps=value["steps"], horizon=h.name, weight_decay=value["weight_decay"],
                   batch_size=value["batch_size"], seq_len=value["seq_len"], batch=batch,
                   mult_lr=multiplier_lr(mode, value["mult_lr"]), mult_weight_decay=mult_weight_decay,
-                  base_width=base_width, family_options=to_fields("options", options),
-                  mup_multipliers=to_fields("mup_multipliers", o["mup_multipliers"]), clip=o["clip"],
+                  base_width=base_width, family_options=as_field("options", options),
+                  mup_multipliers=as_field("mup_multipliers", o["mup_multipliers"]), clip=o["clip"],
                   clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
                   weight_decay_kind=weight_decay_kind, muon_adjust_lr=o["muon_adjust_lr"] or RunSpec.muon_adjust_lr,
-                  lrm_impl=o["lrm_impl"] or RunSpec.lrm_impl, multipliers=to_fields("multipliers", o["multipliers"]),
+                  lrm_impl=o["lrm_impl"] or RunSpec.lrm_impl, multipliers=as_field("multipliers", o["multipliers"]),
                   mult_init=float(mult_init), metrics=metrics, data=data, loss=loss,
                   beta2=beta2 if optimizer != "sgd" else None,
                   mult_param=o["mult_param"] or (h.mult_param if multiplier_kind(mode) else RunSpec.mult_param))

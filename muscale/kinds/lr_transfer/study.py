@@ -99,8 +99,8 @@ def _parts(r: Reader, top: dict, families: list[str], modes: list[str], options:
         for mode in part_modes:
             multipliers = top["mup_multipliers"] if has_mup(mode) else None
             parts[f"{family.replace(':', '_')}-{mode}"] = tuple(r.check(
-                lambda: coordcheck.plan(mode, family, widths=widths, steps=cc["steps"], seeds=cc["seeds"], options=options,
-                                        base_width=base_width, mup_multipliers=multipliers,
+                lambda: coordcheck.plan(mode, family, widths=widths, steps=cc["steps"], seeds=cc["seeds"],
+                                        options=options, base_width=base_width, mup_multipliers=multipliers,
                                         multipliers=top["multipliers"] if multiplier_kind(mode) else None,
                                         mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0),
                 key="coord_check"))
