@@ -39,6 +39,7 @@ from torch.nn.utils import parametrize
 from .roles import is_conv1d, role_of
 
 PLACEMENT_KINDS = ("none", "scalar", "row", "col", "both")
+SWAPPED = {"row": "col", "col": "row"}  # a vector's side in a matrix stored transposed
 # The roles a placement can name: every role a matrix layer can have (norms own no matrix).
 PLACEABLE_ROLES = ("embed", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_out", "mlp_up", "mlp_gate", "mlp_down",
                    "head", "ssm_in", "ssm_out", "hidden", "other")
@@ -74,7 +75,11 @@ class _Multiplier(nn.Module):
 
 
 class VectorMultiplier(_Multiplier):
-    """W̄_ij = r_i·W_ij·c_j, with either vector left out (`row` or `col` False)."""
+    """W̄_ij = r_i·W_ij·c_j, with either vector left out (`row` or `col` False). `row` and `col`
+    are the stored matrix's sides; `transposed` says the layer stores W as (fan_in, fan_out)
+    (GPT-2's Conv1D), so that its stored `col` scales the outputs (`sides`)."""
+
+    transposed = False
 
     def __init__(self, fan_out: int, fan_in: int, init: float = 1.0, row: bool = True, col: bool = True,
                  log: bool = False):
@@ -84,8 +89,14 @@ class VectorMultiplier(_Multiplier):
         self.col = self._stored((fan_in,), init) if col else None
 
     def vectors(self) -> dict[str, torch.Tensor]:
-        """The values r and c present, by side."""
+        """The values r and c present, by the stored matrix's side."""
         return {side: self.value(v) for side, v in (("row", self.row), ("col", self.col)) if v is not None}
+
+    def sides(self) -> dict[str, torch.Tensor]:
+        """The values present by the layer's side: `row` scales its outputs, `col` its inputs,
+        whichever way it stores W; what probes record and the symmetries pair."""
+        vectors = self.vectors()
+        return {SWAPPED[side]: v for side, v in vectors.items()} if self.transposed else vectors
 
     def effective(self, weight: torch.Tensor) -> torch.Tensor:
         vectors = self.vectors()
@@ -207,10 +218,12 @@ def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init:
         kind = where.get(role_of(name, linear), "none")
         if kind == "none":
             continue
-        if is_conv1d(linear):  # stored (fan_in, fan_out): a row multiplier lies along dim 1
-            kind = {"row": "col", "col": "row"}.get(kind, kind)
+        transposed = is_conv1d(linear)  # stored (fan_in, fan_out): a row multiplier lies along dim 1
         original = linear.weight
-        mult = _multiplier(kind, impl, original.shape, init, param == "log")
+        mult = _multiplier(SWAPPED.get(kind, kind) if transposed else kind, impl, original.shape, init,
+                           param == "log")
+        if transposed:
+            mult.transposed = True
         parametrize.register_parametrization(linear, "weight", mult.to(original.device))
         if hasattr(original, "infshape"):
             # mup's MuReadout asks `self.weight.infshape`, which the parametrized W̄ lacks.

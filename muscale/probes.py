@@ -282,7 +282,7 @@ class Probes:
             if isinstance(mult, lrm.ScalarMultiplier):
                 self._add(name, role, "mult_scalar", mult.value(mult.scalar).detach())
                 continue
-            for side, vec in mult.vectors().items():
+            for side, vec in mult.sides().items():
                 vec = vec.detach().float()
                 for metric, fn in statistics(side):
                     self._add(name, role, metric, fn(vec))

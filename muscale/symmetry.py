@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from . import lrm
-from .roles import role_of
+from .roles import is_conv1d, role_of
 
 # (first role, second role, side of the first, side of the second), same parent module.
 SIBLINGS = (("attn_q", "attn_k", "row", "row"), ("attn_v", "attn_out", "row", "col"),
@@ -46,8 +46,8 @@ def _rms(t: torch.Tensor) -> Callable[[], torch.Tensor]:
 
 
 def _value_rms(mult: nn.Module, side: str) -> Callable[[], torch.Tensor]:
-    """RMS of a vector multiplier's values (r or c, whichever way they are stored)."""
-    return lambda: mult.vectors()[side].detach().float().square().mean().sqrt()
+    """RMS of a vector multiplier's values on one side of its layer (lrm.VectorMultiplier.sides)."""
+    return lambda: mult.sides()[side].detach().float().square().mean().sqrt()
 
 
 def _geometric_mean(sizes: list[Callable[[], torch.Tensor]]) -> Callable[[], torch.Tensor]:
@@ -59,7 +59,7 @@ def _side(mult: nn.Module, side: str) -> Callable[[], torch.Tensor] | None:
     """The size of what scales a layer's outputs (`row`) or inputs (`col`), if anything does."""
     if isinstance(mult, lrm.ScalarMultiplier):
         return mult.scale
-    return _value_rms(mult, side) if getattr(mult, side) is not None else None
+    return _value_rms(mult, side) if side in mult.sides() else None
 
 
 def _multiplied(model: nn.Module) -> dict[str, tuple[str, nn.Module, nn.Module]]:
@@ -100,7 +100,7 @@ class GainTrace:
         modules = dict(model.named_modules())
         self.handles = [modules[n].register_forward_hook(self._norm_hook(n)) for n in self.gains]
         self.handles += [m.register_forward_pre_hook(self._reader_hook(n)) for n, m in modules.items()
-                         if isinstance(m, nn.Linear)]
+                         if isinstance(m, nn.Linear) or is_conv1d(m)]
 
     def _norm_hook(self, name):
         def hook(module, args, output):

@@ -160,3 +160,26 @@ def test_without_the_extra_hf_is_one_line_naming_it(monkeypatch, capsys, tmp_pat
     code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--family", "hf:llama", "--out",
                               str(tmp_path / "out"))
     assert code == 2 and "muscale[hf]" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_gpt2_conv1d_multipliers_are_recorded_and_paired_by_the_layers_side():
+    """A row multiplier on a Conv1D (stored as the matrix's column vector) is recorded as
+    mult_row_*, one value per output feature, and pairs with the next layer's column vector
+    as the same placement on nn.Linear layers does."""
+    _, model = _model("lrm", "gpt2", 32, multipliers={"mlp_up": "row", "mlp_down": "col", "attn_out": "none",
+                                                       "head": "none", "attn_q": "none"})
+    c_fc = model.transformer.h[0].mlp.c_fc
+    mult = c_fc.parametrizations.weight[0]
+    assert mult.col is not None and mult.row is None and set(mult.sides()) == {"row"}
+    with torch.no_grad():
+        mult.col[0] = math.log(3.0) if mult.log else 3.0
+    probes = Probes(model)
+    x = resolve("hf:gpt2").batch(0, 2, 8)[0]
+    with probes.watch(0):
+        model(x)
+    rows = probes.collect(0)
+    got = {(m, metric): v for m, metric, v in zip(rows["module"], rows["metric"], rows["value"])}
+    name = "transformer.h.0.mlp.c_fc"
+    assert (name, "mult_row_max") in got and not any(k == (name, "mult_col_max") for k in got)
+    assert got[name, "mult_row_max"] == pytest.approx(3.0)
+    assert ("transformer.h.0.mlp[mlp_up~mlp_down]", "mult_path") in got
