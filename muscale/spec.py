@@ -158,13 +158,14 @@ def record_steps(steps: int, horizon: str) -> tuple[int, ...]:
 def option(help: str, default=dataclasses.MISSING, **spelling) -> dataclasses.Field:
     """A RunSpec field a person sets. Its default and help are declared here and nowhere else:
     `muscale coord-check`'s options, the study files' keys and coordcheck.plan's keywords are
-    made from them (options.py). `spelling` says where those spell it other than as the field:
-    name (plan's keyword and the study key's stem), flag (None: not on the command line), key
-    (the study key; None: not in study files), pairs (KEY=VALUE entries, values of this type)
-    with an example pair, axis ("study": one run per value a study file lists; "both": on the
-    command line too, as a comma list), keys ("module:NAME", the names a KEY or a list entry may take),
-    unset (what leaving it out means), check (the coordinate check's default where RunSpec has
-    none), metavar."""
+    made from them (options.py). `spelling` says where those differ from the field:
+      name: plan's keyword and the study key's stem;
+      flag, key: the command-line option and the study key (None: there is none);
+      axis: "study", one run per value a study file lists; "both", on the command line too;
+      pairs, example: KEY=VALUE entries with values of this type, and one such pair;
+      keys: "module:NAME" of the names a KEY or a list entry may take;
+      unset: what leaving it out means; check: the coordinate check's default where RunSpec
+      has none; metavar."""
     return field(default=default, metadata={"help": help, **spelling})
 
 

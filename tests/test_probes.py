@@ -112,9 +112,9 @@ def test_a_statistic_is_one_row_of_the_metric_table(monkeypatch):
     """A new statistic of layer outputs and of matrices, added as table rows alone, is
     recorded for every layer and every matrix with the value its function gives."""
     from muscale import probes
-    monkeypatch.setitem(probes.METRIC_TABLE, "act_absmax", probes.Metric("activation", "output", "max |y|",
+    monkeypatch.setitem(probes.METRIC_TABLE, "act_absmax", probes.Metric("activation", "output",
                                                                          lambda y: y.abs().max()))
-    monkeypatch.setitem(probes.METRIC_TABLE, "weight_absmax", probes.Metric("matrix", "matrix", "max |W|",
+    monkeypatch.setitem(probes.METRIC_TABLE, "weight_absmax", probes.Metric("matrix", "matrix",
                                                                             lambda w: w.abs().max()))
     spec = muscale.plan("sp", "mlp", widths=(16, 32), seeds=1, steps=1)[0]
     model, _ = modes.build(spec, resolve("mlp"))

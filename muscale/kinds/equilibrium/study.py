@@ -28,7 +28,8 @@ MODES = ("sp", "lrm-scalar")
 METRICS = ("weight_fro", "mult_scalar")
 
 # key: (type, default; None = required, help), read by studyfile.Reader. Small batches, so that
-# gradient noise dominates; multipliers free of weight decay, the question of part (c).
+# gradient noise dominates; multipliers free of weight decay, to ask whether a free multiplier
+# escapes the equilibrium (a decayed one would have its own).
 TOP = {
     "title": (str, "", "a heading for the report"),
     "modes": (list, None, f"parametrizations among {', '.join(MODES)}"),
