@@ -222,8 +222,8 @@ def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init:
         original = linear.weight
         mult = _multiplier(SWAPPED.get(kind, kind) if transposed else kind, impl, original.shape, init,
                            param == "log")
-        if transposed:
-            mult.transposed = True
+        if isinstance(mult, VectorMultiplier):
+            mult.transposed = transposed
         parametrize.register_parametrization(linear, "weight", mult.to(original.device))
         if hasattr(original, "infshape"):
             # mup's MuReadout asks `self.weight.infshape`, which the parametrized W̄ lacks.

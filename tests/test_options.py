@@ -87,6 +87,10 @@ def test_an_option_means_the_same_on_the_command_line_in_a_study_file_and_in_pyt
     from_cli = coordcheck.plan(given.pop("mode"), given.pop("family"), **given)[0]
     from_python = coordcheck.plan(mode, "transformer", widths=widths, seeds=seeds, **GIVEN)[0]
     assert from_cli == from_python
+    for name, value in GIVEN.items():
+        field = options.OPTIONS[name].field
+        expected = tuple(value) if isinstance(value, list) else options.as_field(name, value)
+        assert getattr(from_python, field) == expected, name
     study = {"families": ["transformer"], "modes": [mode], "optimizers": [GIVEN["optimizer"]], "widths": widths,
              "seeds": seeds} | {options.OPTIONS[k].key: v for k, v in GIVEN.items() if k not in ("optimizer", "lr")}
     text = "\n".join(f"{k} = {_toml(v)}" for k, v in study.items()) + "\n[lr]\nlog2_min = -6\nlog2_max = -4\n"
