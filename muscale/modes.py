@@ -12,7 +12,8 @@ from torch import nn
 from . import lrm
 from .errors import InputError
 from .families import Family, Hooks
-from .spec import RunSpec, has_mup, has_mup_lr, multiplier_kind
+from .roles import role_of
+from .spec import RunSpec, frozen_gains, has_mup, has_mup_lr, multiplier_kind
 
 
 def hooks(mode: str, base_width: int, multipliers: tuple[tuple[str, float], ...] = ()) -> Hooks:
@@ -58,6 +59,10 @@ def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]
         set_base_shapes(model, base, delta=delta, rescale_params=False, do_assert=False)
     elif has_readout:
         set_base_shapes(model, None)  # mup's own way to run a μP-ready model in standard parametrization
+    if frozen_gains(spec.mode):
+        for name, module in model.named_modules():
+            if role_of(name, module) == "norm" and isinstance(getattr(module, "weight", None), nn.Parameter):
+                module.weight.requires_grad_(False)
     kind = multiplier_kind(spec.mode)
     if not kind:
         return model, []

@@ -36,6 +36,9 @@ class Mode:
     frozen: the multipliers stay at their start value (learning rate 0), the lrm model's
     must-fail control for the claims that they learn a width exponent; a learnable norm gain
     in front of a multiplied layer still carries its path (README, the width studies).
+    frozen_gains: the norm gains stay at their start value too, so that no learnable scale
+    is left but the matrices' own norms, which weight decay pins: the control for the claims
+    that learnable scales keep what the loss sees flat.
     horizon: `long` where the multipliers need training to show anything (DESIGN.md, fact 5)."""
 
     mup: bool = False
@@ -43,6 +46,7 @@ class Mode:
     fixed_weight_decay: bool = False
     multipliers: str | None = None
     frozen: bool = False
+    frozen_gains: bool = False
     horizon: str = "short"
 
 
@@ -55,6 +59,7 @@ MODE_TABLE = {
     "lrm-vector": None,  # another name for lrm (ALIASES)
     "lrm-scalar": Mode(multipliers="scalar", horizon="long"),
     "lrm-frozen": Mode(multipliers="vector", frozen=True, horizon="long"),
+    "lrm-frozen-scales": Mode(multipliers="vector", frozen=True, frozen_gains=True, horizon="long"),
     "mup+lrm": Mode(mup=True, mup_lr=True, multipliers="vector"),
 }
 ALIASES = {"lrm-vector": "lrm"}
@@ -62,6 +67,7 @@ MODE_TABLE |= {alias: MODE_TABLE[target] for alias, target in ALIASES.items()}
 MODES = tuple(MODE_TABLE)
 LONG_MODES = tuple(m for m, d in MODE_TABLE.items() if d.horizon == "long" and m not in ALIASES)
 SHORT_MODES = tuple(m for m, d in MODE_TABLE.items() if d.horizon == "short")
+VECTOR_MODES = tuple(m for m, d in MODE_TABLE.items() if d.multipliers == "vector" and m not in ALIASES)
 
 
 def canonical_mode(mode: str) -> str:
@@ -82,6 +88,10 @@ def fixed_weight_decay(mode: str) -> bool:
 
 def multiplier_kind(mode: str) -> str | None:
     return MODE_TABLE[mode].multipliers
+
+
+def frozen_gains(mode: str) -> bool:
+    return MODE_TABLE[mode].frozen_gains
 
 
 def multiplier_lr(mode: str, mult_lr: float | None) -> float | None:
@@ -204,7 +214,7 @@ class RunSpec:
         "see (s·W = (a·s)·(W/a)) do not drift without bound.", MULT_WEIGHT_DECAY)
     multipliers: tuple[tuple[str, str], ...] = option(
         "lrm modes: learnable multipliers placed by role (lrm.placement), ROLE=KIND; kinds: none, scalar, row, "
-        "col, both. The default (lrm, lrm-frozen, mup+lrm): a scalar on the head and on the query (the QK "
+        f"col, both. The default ({', '.join(VECTOR_MODES)}): a scalar on the head and on the query (the QK "
         "product), a row vector on attn_out, mlp_down and ssm_out, nothing elsewhere (no two learnable factors the "
         "output cannot tell apart); lrm-scalar: scalar everywhere.", (), flag="--multiplier", pairs=str,
         example=("attn_k", "scalar"), keys="muscale.lrm:PLACEABLE_ROLES")

@@ -46,8 +46,9 @@ def test_muon_group_holds_the_hidden_matrices_and_only_those(mode):
     in_muon = {names[id(p)] for g in muon.param_groups for p in g["params"]}
     in_adamw = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
     assert in_muon == {n for n in names.values() if HIDDEN.search(n)} and len(in_muon) == 14
-    assert in_adamw == set(names.values()) - in_muon
-    assert {"embed.weight", "final_norm.weight"} <= in_adamw
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}  # lrm-frozen-scales: the norm gains
+    assert in_adamw == set(names.values()) - in_muon - frozen
+    assert "embed.weight" in in_adamw and ("final_norm.weight" in in_adamw) == (not frozen)
     assert any(n.startswith("head.") for n in in_adamw)
 
 

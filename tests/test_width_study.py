@@ -115,6 +115,20 @@ def test_frozen_multipliers_stay_at_their_start_while_the_matrices_train(one_thr
     assert w.filter(pl.col("step") == 3)["value"].to_list() != w.filter(pl.col("step") == 0)["value"].to_list()
 
 
+@pytest.mark.parametrize("mode", ["lrm-frozen", "lrm-frozen-scales"])
+def test_frozen_scales_freeze_the_norm_gains_too(one_thread, mode):
+    """The head's path (the final norm's gain times the head's scalar) moves in lrm-frozen,
+    through the gain, and stays at 1 when every scale is frozen; the matrices train in both."""
+    records = muscale.coord_check(mode, "transformer", widths=(16, 32), steps=3, seeds=1,
+                                  metrics=("mult_drift", "mult_path", "weight_rms"))
+    path = records.filter((pl.col("metric") == "mult_path") & (pl.col("role") == "head") & (pl.col("step") == 3))
+    assert path.height == 2
+    moved = (path["value"] - 1.0).abs().max()
+    assert (moved < 1e-6) if mode == "lrm-frozen-scales" else (moved > 1e-4), moved
+    w = records.filter((pl.col("metric") == "weight_rms") & (pl.col("module") == "blocks.0.attn.q"))
+    assert w.filter(pl.col("step") == 3)["value"].to_list() != w.filter(pl.col("step") == 0)["value"].to_list()
+
+
 def long_records(alpha_at: dict[int, float], mode: str = "lrm", metric: str = "mult_scalar") -> pl.DataFrame:
     """Exact power laws d^α(step) of one head metric at steps 0, 700 and 1000, two seeds."""
     return pl.DataFrame([{"run_id": f"{w}-{s}", "family": "transformer", "mode": mode, "optimizer": "adamw",
