@@ -46,20 +46,20 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode '{mode}'", f"use one of {', '.join(MODES)}")
     family = reference(family, "--family")
-    batch, loss = reference(o["batch"], "--batch"), reference(o["loss"] or RunSpec.loss, "--loss")
-    data = o["data"] or RunSpec.data
-    fam = resolve(family, batch, data)
-    losses.resolve(loss)
     h = default_horizon(mode, family)
-    # The horizon's value where it sets one and the option is not given, else RunSpec's default.
-    value = {name: o[name] if o[name] is not None else getattr(h, name, None) for name in HORIZON_FIELDS}
+    # What each option is: as given, else the horizon's where it sets one, else RunSpec's
+    # default. The checks read `o`, where an option that only some modes take counts as given.
+    value = {name: o[name] if o[name] is not None else getattr(h, name) if name in HORIZON_FIELDS else opt.default
+             for name, opt in OPTIONS.items()}
+    batch, loss = reference(value["batch"], "--batch"), reference(value["loss"], "--loss")
+    fam = resolve(family, batch, value["data"])
+    losses.resolve(loss)
     widths = tuple(value["widths"])
     check_widths(widths)
     optimizer = value["optimizer"]
     if optimizer not in OPTIMIZERS:
         raise InputError("--optimizer", f"unknown optimizer '{optimizer}'", f"use one of {', '.join(OPTIMIZERS)}")
-    base_width = o["base_width"] or RunSpec.base_width
-    mult_weight_decay = RunSpec.mult_weight_decay if o["mult_weight_decay"] is None else o["mult_weight_decay"]
+    base_width = value["base_width"]
     for name, integer in (("steps", True), ("seeds", True), ("lr", False), ("batch_size", True),
                           ("seq_len", True), ("base_width", True), ("mult_lr", False)):
         check_positive(OPTIONS[name].flag, o[name], integer)
@@ -68,30 +68,29 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
         if v is not None and not 0 <= v < math.inf:
             raise InputError(flag, f"{v} is not a finite number ≥ 0", f"give {flag} a finite value ≥ 0")
     options = dict(h.options) | {k: str(v) for k, v in (o["options"] or {}).items()}
-    mult_init = RunSpec.mult_init if o["mult_init"] is None else o["mult_init"]
+    mult_init = value["mult_init"]
     check_family(fam, widths, base_width, options, mode)
     check_multipliers(o["mup_multipliers"] or {}, mode)
     check_placement(o["multipliers"] or {}, mode, mult_init)
     metrics = check_metrics(o["metrics"])
     check_output(fam, widths[0], options, loss, value["batch_size"], value["seq_len"])
     check_mult_param(mode, o["mult_param"])
-    beta2 = h.beta2 if o["beta2"] is None else check_beta2(o["beta2"], optimizer)
-    clip_multipliers, adam_eps_scaling = bool(o["clip_multipliers"]), bool(o["adam_eps_scaling"])
-    weight_decay_kind = o["weight_decay_kind"] or RunSpec.weight_decay_kind
+    beta2 = value["beta2"] if o["beta2"] is None else check_beta2(o["beta2"], optimizer)
+    clip_multipliers, adam_eps_scaling = bool(value["clip_multipliers"]), bool(value["adam_eps_scaling"])
     check_optimizer(mode, optimizer, value["weight_decay"], o["clip"], clip_multipliers, o["muon_adjust_lr"],
-                    adam_eps_scaling, weight_decay_kind, o["lrm_impl"])
+                    adam_eps_scaling, value["weight_decay_kind"], o["lrm_impl"])
     common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer, lr=value["lr"],
                   steps=value["steps"], horizon=h.name, weight_decay=value["weight_decay"],
                   batch_size=value["batch_size"], seq_len=value["seq_len"], batch=batch,
-                  mult_lr=multiplier_lr(mode, value["mult_lr"]), mult_weight_decay=mult_weight_decay,
+                  mult_lr=multiplier_lr(mode, value["mult_lr"]), mult_weight_decay=value["mult_weight_decay"],
                   base_width=base_width, family_options=as_field("options", options),
                   mup_multipliers=as_field("mup_multipliers", o["mup_multipliers"]), clip=o["clip"],
                   clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
-                  weight_decay_kind=weight_decay_kind, muon_adjust_lr=o["muon_adjust_lr"] or RunSpec.muon_adjust_lr,
-                  lrm_impl=o["lrm_impl"] or RunSpec.lrm_impl, multipliers=as_field("multipliers", o["multipliers"]),
-                  mult_init=float(mult_init), metrics=metrics, data=data, loss=loss,
+                  weight_decay_kind=value["weight_decay_kind"], muon_adjust_lr=value["muon_adjust_lr"],
+                  lrm_impl=value["lrm_impl"], multipliers=as_field("multipliers", o["multipliers"]),
+                  mult_init=float(mult_init), metrics=metrics, data=value["data"], loss=loss,
                   beta2=beta2 if optimizer != "sgd" else None,
-                  mult_param=o["mult_param"] or (h.mult_param if multiplier_kind(mode) else RunSpec.mult_param))
+                  mult_param=value["mult_param"] if multiplier_kind(mode) else RunSpec.mult_param)
     return [RunSpec(width=w, seed=s, **common) for s in range(value["seeds"]) for w in widths]
 
 

@@ -125,8 +125,9 @@ class Probes:
     def __init__(self, model: nn.Module, metrics: tuple[str, ...] | None = None, optimizer=None):
         self.wanted = set(METRICS if metrics is None else metrics)
         self.groups = {d.group for m, d in METRIC_TABLE.items() if m in self.wanted}
-        self._output, self._matrix, self._update = (
-            [(m, fn) for m, fn in statistics(of) if m in self.wanted] for of in ("output", "matrix", "update"))
+        self._output, self._matrix, self._update, self._row, self._col = (
+            [(m, fn) for m, fn in statistics(of) if m in self.wanted]
+            for of in ("output", "matrix", "update", "row", "col"))
         self.optimizer = optimizer
         self.layers = [(name, module, role_of(name, module)) for name, module in _probed(model)]
         self.matrices = []
@@ -287,7 +288,7 @@ class Probes:
                 continue
             for side, vec in mult.sides().items():
                 vec = vec.detach().float()
-                for metric, fn in statistics(side):
+                for metric, fn in self._row if side == "row" else self._col:
                     self._add(name, role, metric, fn(vec))
         for pair in self.pairs:
             ratio = pair.log_ratio()

@@ -21,8 +21,7 @@ SETTING = ["family", "mode", "optimizer"]
 
 def final_losses(records: pl.DataFrame) -> pl.DataFrame:
     """One row per run: its last held-out loss and whether it diverged."""
-    runs = records.filter(pl.col("metric").is_in(["eval_loss", "diverged"]))
-    last = (runs.filter(pl.col("metric") == "eval_loss").sort("step")
+    last = (records.filter(pl.col("metric") == "eval_loss").sort("step")
             .group_by("run_id").agg(pl.col("value").last().alias("eval_loss"), pl.col("step").max().alias("step")))
     keys = records.select("run_id", *SETTING, "width", "seed", "lr").unique()
     return (keys.join(last, on="run_id").join(fate(records), on="run_id", how="left")
