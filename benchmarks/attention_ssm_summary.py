@@ -12,9 +12,9 @@ About 4 minutes on 2 cores.
 import polars as pl
 
 import muscale
-from muscale import modes
-from muscale.families import Hooks
-from muscale.fit import first_and_last
+from muscale.models import modes
+from muscale.models.families import Hooks
+from muscale.analysis.fit import first_and_last
 
 WIDTHS = (64, 128, 256, 512)
 SSM_ROLES = ["ssm_dt", "ssm_in", "ssm_out"]

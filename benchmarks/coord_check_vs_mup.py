@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from mup.coord_check import get_coord_data
 
 import muscale
-from muscale import coordcheck, data, families, modes, optim
+from muscale.run import coordcheck
+from muscale.models import data, families, modes, optim
 
 TOLERANCE = 1e-5
 TARGETS = {"mup": 1.0, "bare": 1.10}  # muscale's wall time over that side's

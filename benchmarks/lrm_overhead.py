@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 import muscale
-from muscale import lrm, modes, optim
-from muscale.families import resolve
+from muscale.models import lrm, modes, optim
+from muscale.models.families import resolve
 
 SEQ_LEN = 128
 TARGET, GOAL = 1.10, 1.05  # fused over plain at the largest width

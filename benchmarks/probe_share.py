@@ -16,7 +16,7 @@ import time
 import torch
 
 import muscale
-from muscale import train
+from muscale.run import train
 
 TARGET = 0.10
 

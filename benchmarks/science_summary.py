@@ -12,7 +12,7 @@ import argparse
 import polars as pl
 
 import muscale
-from muscale.fit import first_and_last
+from muscale.analysis.fit import first_and_last
 
 HIDDEN = ~pl.col("role").is_in(["embed", "head", "loss", "attn_qk"])  # logits: benchmarks/attention_ssm_summary.py
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from muscale import probes, spectral
+from muscale.measure import probes
+from muscale.models import spectral
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_probes import trained_with_probes  # noqa: E402

@@ -9,10 +9,13 @@ from typing import Callable
 
 import polars as pl
 
-from . import coordcheck, gate as gates, kinds, provenance, store, studyfile, sweep
+from .run import coordcheck, provenance, store, sweep
+from .analysis import gate as gates
+from . import kinds
+from .study import studyfile
 from .errors import InputError
-from .kind import Analysis, StudyKind
-from .spec import RunSpec
+from .study.kind import Analysis, StudyKind
+from .config.spec import RunSpec
 
 # Columns of the exponent tables kinds write (exponents.csv, transfer.csv, equilibrium.csv) that hold names.
 TEXT_COLUMNS = ("family", "mode", "optimizer", "module", "role", "metric", "verdict", "variant", "invariant")

@@ -12,10 +12,12 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from . import api, checkpoint, coordcheck, divergence, gate, launch, store, sweep
+from . import api
+from .run import checkpoint, coordcheck, launch, store, sweep
+from .analysis import divergence, gate
 from .errors import DIVERGED, FAIL, OK, USAGE, InputError, RunFailed
-from .options import HORIZON_FIELDS, OPTIONS, Option
-from .spec import LONG_MODES, SHORT_MODES, default_horizon
+from .config.options import HORIZON_FIELDS, OPTIONS, Option
+from .config.spec import LONG_MODES, SHORT_MODES, default_horizon
 
 STATUS_SHOWN = 20
 

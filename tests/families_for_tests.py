@@ -31,7 +31,7 @@ def not_a_module(width: int):
 
 
 def mlp_batch():
-    from muscale import data
+    from muscale.models import data
     return data.mlp_batch(data.PROBE_INDEX, 8)
 
 
@@ -69,7 +69,7 @@ def sequential_width_gain(width: int) -> nn.Module:
 
 def classifier_batch(step: int, batch_size: int):
     """A streamed classification batch: a different one at every step, -1 the fixed probe batch."""
-    from muscale import data
+    from muscale.models import data
     return data.mlp_batch(step, batch_size)
 
 

@@ -4,12 +4,13 @@ gives every parameter with a width dim ε / width_mult, following its μP gradie
 import pytest
 
 import muscale
-from muscale import api, losses, modes, optim
-from muscale.data import PROBE_INDEX
+from muscale import api
+from muscale.models import losses, modes, optim
+from muscale.models.data import PROBE_INDEX
 from muscale.errors import InputError
-from muscale.families import resolve
-from muscale.optim import ADAM_EPS
-from muscale.probes import Probes
+from muscale.models.families import resolve
+from muscale.models.optim import ADAM_EPS
+from muscale.measure.probes import Probes
 
 from studies_for_tests import TINY
 

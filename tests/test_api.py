@@ -11,7 +11,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from muscale import api, coordcheck, gate, kinds, launch
+from muscale import api, kinds
+from muscale.run import coordcheck, launch
+from muscale.analysis import gate
 
 sys.path.insert(0, str(Path(__file__).parent / "gold"))
 import build  # noqa: E402

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import muscale
-from muscale import modes, optim
-from muscale.families import Hooks
+from muscale.models import modes, optim
+from muscale.models.families import Hooks
 
 WIDTHS = (64, 128, 256, 512)
 ATTENTION = ["transformer", "hybrid"]

@@ -7,10 +7,11 @@ import torch
 from torch.nn.utils import parametrize
 
 import muscale
-from muscale import api, losses, modes, optim
-from muscale.data import PROBE_INDEX
+from muscale import api
+from muscale.models import losses, modes, optim
+from muscale.models.data import PROBE_INDEX
 from muscale.errors import InputError
-from muscale.families import resolve
+from muscale.models.families import resolve
 
 from studies_for_tests import TINY
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from muscale import data
-from muscale.data import PROBE_INDEX, resolve_source
+from muscale.models import data
+from muscale.models.data import PROBE_INDEX, resolve_source
 from muscale.errors import InputError
 
 

@@ -11,10 +11,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from muscale import api, gate, invariance, store, sweep
+from muscale import api
+from muscale.analysis import gate
+from muscale.measure import invariance
+from muscale.run import store, sweep
 from muscale.kinds.equilibrium import analysis as equilibrium
-from muscale.data import mlp_batch
-from muscale.families import BUILTIN, Hooks
+from muscale.models.data import mlp_batch
+from muscale.models.families import BUILTIN, Hooks
 
 from clirun import run_cli
 from studies_for_tests import TINY as LR_TINY, assert_study_error, write_study as write

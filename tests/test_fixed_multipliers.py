@@ -6,10 +6,10 @@ import dataclasses
 import pytest
 import torch
 
-from muscale import modes
-from muscale.families import resolve
-from muscale.probes import Probes
-from muscale.spec import RunSpec
+from muscale.models import modes
+from muscale.models.families import resolve
+from muscale.measure.probes import Probes
+from muscale.config.spec import RunSpec
 
 SPEC = RunSpec(family="transformer", mode="mup", optimizer="adam", lr=1e-2, width=64, seed=0, steps=1,
                horizon="short", batch_size=2, seq_len=8, family_options=(("layers", "1"),))

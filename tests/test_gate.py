@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 import torch
 
-from muscale import gate, optim
+from muscale.analysis import gate
+from muscale.models import optim
 from muscale.errors import USAGE
 from muscale.cli import main
 

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from muscale import launch
+from muscale.run import launch
 
 from clirun import run_cli
 

@@ -13,10 +13,10 @@ import torch
 pytest.importorskip("transformers")
 
 import muscale  # noqa: E402
-from muscale import lrm, modes  # noqa: E402
-from muscale.derived import DERIVED  # noqa: E402
-from muscale.families import resolve  # noqa: E402
-from muscale.probes import Probes  # noqa: E402
+from muscale.models import lrm, modes  # noqa: E402
+from muscale.analysis.derived import DERIVED  # noqa: E402
+from muscale.models.families import resolve  # noqa: E402
+from muscale.measure.probes import Probes  # noqa: E402
 
 from clirun import assert_input_error, run_cli  # noqa: E402
 
@@ -152,11 +152,11 @@ def test_bad_hf_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys,
 
 
 def test_without_the_extra_hf_is_one_line_naming_it(monkeypatch, capsys, tmp_path):
-    import muscale.families
+    import muscale.models.families
 
     monkeypatch.setitem(sys.modules, "transformers", None)
-    monkeypatch.delitem(sys.modules, "muscale.families.hf", raising=False)
-    monkeypatch.delattr(muscale.families, "hf", raising=False)
+    monkeypatch.delitem(sys.modules, "muscale.models.families.hf", raising=False)
+    monkeypatch.delattr(muscale.models.families, "hf", raising=False)
     code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--family", "hf:llama", "--out",
                               str(tmp_path / "out"))
     assert code == 2 and "muscale[hf]" in stderr and len(stderr.strip().splitlines()) == 1

@@ -76,4 +76,33 @@ def test_no_kind_imports_another():
             continue
         others = {e for e in edges if e.startswith("muscale.kinds.") and e.split(".")[2] != owner}
         assert not others, f"{module} imports {others}"
-    assert kinds == {"coord_check", "lr_transfer", "equilibrium", "claims"}
+    assert kinds == {"coord_check", "lr_transfer", "equilibrium", "width"}
+
+
+# The layers, lowest first: a module imports only from its own layer and the ones before it,
+# so data flows one way (DESIGN.md) and a newcomer can read the package bottom up.
+LAYERS = ("errors", "config", "models", "measure", "run", "analysis", "study", "report", "kinds", "api", "cli")
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{module} → {edge}" for module, edges in sorted(graph.items()) for edge in sorted(edges)
+            if _layer(module) is not None and _layer(edge) is not None and _layer(edge) > _layer(module)]
+
+
+def test_every_module_sits_in_a_layer():
+    loose = sorted(m for m in _imports() if m != "muscale" and _layer(m) is None and m != "muscale.__main__")
+    assert not loose, f"modules outside the layers {LAYERS}: {loose}"
+
+
+def test_no_layer_imports_a_later_one():
+    assert not _upward(_imports()), "\n".join(_upward(_imports()))
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert _upward({"muscale.models.lrm": {"muscale.run.train"}}) == ["muscale.models.lrm → muscale.run.train"]
+    assert _upward({"muscale.run.train": {"muscale.models.lrm"}}) == []

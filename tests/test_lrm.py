@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import muscale
-from muscale import lrm, modes, optim
-from muscale.families import resolve
-from muscale.fit import first_and_last
-from muscale.roles import role_of
+from muscale.models import lrm, modes, optim
+from muscale.models.families import resolve
+from muscale.analysis.fit import first_and_last
+from muscale.models.roles import role_of
 from torch.nn.utils import parametrize
 
 SMALL = dict(widths=(16, 32, 64), steps=8, seeds=2, device="cpu", jobs=1)

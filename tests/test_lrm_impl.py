@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 
 import muscale
-from muscale import api, checkpoint, lrm, modes, optim
+from muscale import api
+from muscale.run import checkpoint
+from muscale.models import lrm, modes, optim
 from muscale.errors import InputError
-from muscale.families import resolve
-from muscale.spec import merged_mode
+from muscale.models.families import resolve
+from muscale.config.spec import merged_mode
 
 from clirun import run_cli
 from studies_for_tests import TINY

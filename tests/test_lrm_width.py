@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 import muscale
-from muscale.spec import default_horizon
+from muscale.config.spec import default_horizon
 
 FAMILY = "families_for_tests:head_lm"
 METRICS = ("act_rms", "raw_act_rms", "weight_rms", "mult_scalar")

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 from mup import set_base_shapes
 
-from muscale import coordcheck, modes
+from muscale.run import coordcheck
+from muscale.models import modes
 from muscale.errors import InputError
-from muscale.families import Hooks, hybrid, mamba2
-from muscale.probes import Probes
+from muscale.models.families import Hooks, hybrid, mamba2
+from muscale.measure.probes import Probes
 
 T = 21
 

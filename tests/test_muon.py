@@ -9,11 +9,12 @@ import pytest
 import torch
 
 import muscale
-from muscale import api, losses, modes, optim
-from muscale.data import PROBE_INDEX
+from muscale import api
+from muscale.models import losses, modes, optim
+from muscale.models.data import PROBE_INDEX
 from muscale.errors import InputError
-from muscale.families import resolve
-from muscale.spec import MODES
+from muscale.models.families import resolve
+from muscale.config.spec import MODES
 
 from studies_for_tests import TINY
 

@@ -16,8 +16,9 @@ import torch
 from mup.coord_check import get_coord_data
 
 import muscale
-from muscale import coordcheck, data, families, modes
-from muscale.spec import has_mup
+from muscale.run import coordcheck
+from muscale.models import data, families, modes
+from muscale.config.spec import has_mup
 
 TOLERANCE = 1e-5
 STEPS, SEEDS = 3, 2

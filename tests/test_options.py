@@ -7,10 +7,12 @@ import tomllib
 import click
 import pytest
 
-from muscale import api, coordcheck, options
-from muscale.across_widths import KEYS
+from muscale import api
+from muscale.run import coordcheck
+from muscale.config import options
+from muscale.study.across_widths import KEYS
 from muscale.cli import cli
-from muscale.spec import RunSpec
+from muscale.config.spec import RunSpec
 
 # Run fields a person does not set: the horizon follows from the mode (spec.default_horizon).
 NOT_OPTIONS = {"horizon"}

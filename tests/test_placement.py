@@ -8,10 +8,11 @@ import torch
 from torch.nn.utils import parametrize
 
 import muscale
-from muscale import api, lrm, modes, optim
-from muscale.families import resolve
-from muscale.roles import role_of
-from muscale.spec import MULT_WEIGHT_DECAY
+from muscale import api
+from muscale.models import lrm, modes, optim
+from muscale.models.families import resolve
+from muscale.models.roles import role_of
+from muscale.config.spec import MULT_WEIGHT_DECAY
 
 from clirun import run_cli
 from studies_for_tests import TINY

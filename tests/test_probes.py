@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import muscale
-from muscale import losses, modes, optim, spectral
-from muscale.data import PROBE_INDEX
-from muscale.families import resolve
-from muscale.probes import EXACT_SPECTRAL_BELOW, Probes
-from muscale.roles import role_of
+from muscale.models import losses, modes, optim, spectral
+from muscale.models.data import PROBE_INDEX
+from muscale.models.families import resolve
+from muscale.measure.probes import EXACT_SPECTRAL_BELOW, Probes
+from muscale.models.roles import role_of
 
 
 def trained_with_probes(mode, width, steps=5):
@@ -111,7 +111,7 @@ def test_roles_from_names(name, role):
 def test_a_statistic_is_one_row_of_the_metric_table(monkeypatch):
     """A new statistic of layer outputs and of matrices, added as table rows alone, is
     recorded for every layer and every matrix with the value its function gives."""
-    from muscale import probes
+    from muscale.measure import probes
     monkeypatch.setitem(probes.METRIC_TABLE, "act_absmax", probes.Metric("activation", "output",
                                                                          lambda y: y.abs().max()))
     monkeypatch.setitem(probes.METRIC_TABLE, "weight_absmax", probes.Metric("matrix", "matrix",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import muscale
-from muscale import optim
+from muscale.models import optim
 
 WIDTHS = (64, 128, 256, 512, 1024)
 FAMILIES = ["mlp", "transformer"]

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 import muscale
-from muscale import api, modes, optim
+from muscale import api
+from muscale.models import modes, optim
 from muscale.errors import InputError
-from muscale.families import resolve
-from muscale.spectral import SpectralDecay
+from muscale.models.families import resolve
+from muscale.models.spectral import SpectralDecay
 
 from studies_for_tests import TINY
 

@@ -5,7 +5,7 @@ import os
 import polars as pl
 
 import muscale
-from muscale import store
+from muscale.run import store
 
 
 def test_records_are_fsynced_file_then_directory_around_the_rename(monkeypatch, tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from muscale import api, sweep
+from muscale import api
+from muscale.run import sweep
 from muscale.kinds.lr_transfer import analysis as transfer
 
 from clirun import run_cli
@@ -197,7 +198,7 @@ def test_submitit_launcher_runs_a_sweep_through_its_local_mode(tmp_path):
 def test_each_local_worker_takes_its_own_gpu_and_thread_share(monkeypatch):
     import torch
 
-    from muscale import launch
+    from muscale.run import launch
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     before = torch.get_num_threads()

@@ -13,7 +13,8 @@ import polars as pl
 import pytest
 import torch
 
-from muscale import api, train
+from muscale import api
+from muscale.run import train
 from muscale.kinds.lr_transfer import analysis as transfer
 from muscale.errors import InputError
 from muscale.kinds.lr_transfer import report as sweep

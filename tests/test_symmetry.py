@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import muscale
-from muscale import lrm, modes, symmetry
-from muscale.families import resolve
-from muscale.probes import Probes
+from muscale.models import lrm, modes
+from muscale.measure import symmetry
+from muscale.models.families import resolve
+from muscale.measure.probes import Probes
 
 
 def build(multipliers=None, **kw):

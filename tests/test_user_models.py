@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import muscale
-from muscale import coordcheck, losses
+from muscale.run import coordcheck
+from muscale.models import losses
 from muscale.errors import InputError
 
 import families_for_tests
@@ -87,7 +88,7 @@ def test_options_reach_a_user_family(monkeypatch, capsys, tmp_path):
 
 
 def test_streamed_batches_differ_by_step():
-    fam = muscale.families.resolve("families_for_tests:sequential", "families_for_tests:classifier_batch")
+    fam = muscale.models.families.resolve("families_for_tests:sequential", "families_for_tests:classifier_batch")
     x0, _ = fam.batch(0, 4, 0)
     x1, _ = fam.batch(1, 4, 0)
     assert x0.shape == (4, 32) and not torch.equal(x0, x1)
@@ -176,7 +177,7 @@ def coordcheck_exit_diverged() -> int:
 
 
 def test_probes_meet_non_finite_matrices_without_crashing():
-    from muscale.probes import Probes
+    from muscale.measure.probes import Probes
 
     for width in (16, 128):  # the exact spectral norm and Lanczos
         model = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.Linear(width, 2))

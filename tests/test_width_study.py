@@ -12,11 +12,12 @@ import pytest
 import torch
 
 import muscale
-from muscale import api, modes, optim
-from muscale.derived import derived
-from muscale.kinds.claims import analysis as width
+from muscale import api
+from muscale.models import modes, optim
+from muscale.analysis.derived import derived
+from muscale.kinds.width import analysis as width
 from muscale.errors import InputError
-from muscale.families import resolve
+from muscale.models.families import resolve
 
 from clirun import run_cli
 from studies_for_tests import assert_study_error, write_study
@@ -251,10 +252,10 @@ def test_gate_rows_are_the_gated_claims_modules_and_a_claim_without_modules_fail
     reported = width.Claim("reported only", "lrm", "mult_scale", 5.0, 0.1)
     rows = width.baseline([CLAIM, reported], exponents)
     assert sorted(r["module"] for r in rows) == ["b0.mlp.up", "b1.mlp.up"] and {r["step"] for r in rows} == {10}
-    checks = muscale.gate.check(exponents, rows)
+    checks = muscale.analysis.gate.check(exponents, rows)
     assert [c.status for c in sorted(checks, key=lambda c: c.module)] == ["pass", "fail"]
     missing = width.baseline([width.Claim("dt flat", "lrm", "act_rms", 0.0, 0.2, ("ssm_dt",), gate=True)], exponents)
-    assert [c.status for c in muscale.gate.check(exponents, missing)] == ["missing"]
+    assert [c.status for c in muscale.analysis.gate.check(exponents, missing)] == ["missing"]
 
 
 # ---------------------------------------------------------------- the mup-lr mode
@@ -380,7 +381,7 @@ def test_weight_decay_equilibrium_tells_mu_p_learning_rates_from_plain_adamw(tmp
     past flat (α ≈ −0.7 at step 150, still falling), so the equilibrium is not the whole story."""
     claims = FLAT_NORMS.format(mode="mup-lr") + FLAT_NORMS.format(mode="sp")
     plan = api.load(write_study(tmp_path, EQUILIBRIUM + claims))
-    records = muscale.coordcheck.execute(list(plan.specs), None, "cpu", jobs=2)
+    records = muscale.run.coordcheck.execute(list(plan.specs), None, "cpu", jobs=2)
     exponents = muscale.fit_exponents(records)
     verdicts, _ = width.judge(exponents, list(plan.claims))
     assert verdicts.filter(pl.col("mode") == "sp")["status"].to_list() == ["not reproduced"]

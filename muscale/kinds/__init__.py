@@ -2,14 +2,14 @@
 (its study reader, analysis, report and template, with a KIND in its __init__) and one line
 below. Everything else looks a kind up by the name its plan.json or study file gives."""
 
-from ..kind import StudyKind
-from . import claims, coord_check, equilibrium, lr_transfer
+from ..study.kind import StudyKind
+from . import coord_check, equilibrium, lr_transfer, width
 
 KINDS: dict[str, StudyKind] = {k.name: k for k in (
     coord_check.KIND,
     lr_transfer.KIND,
     equilibrium.KIND,
-    claims.KIND,
+    width.KIND,
 )}
 # What a study file without `kind` is, and what a directory without a plan.json holds
 # (a coordinate check written before coordinate checks saved their plan).

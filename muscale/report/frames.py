@@ -6,8 +6,8 @@ from collections.abc import Iterable
 import polars as pl
 
 from ..errors import InputError
-from ..roles import ROLES
-from ..spec import MODES
+from ..models.roles import ROLES
+from ..config.spec import MODES
 from . import figures
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-from ..store import write_atomic
+from ..run.store import write_atomic
 
 _INDEX = jinja2.Environment(autoescape=True).from_string("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>muscale reports</title>

@@ -21,8 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from muscale import api, sweep
-from muscale.spec import RunSpec
+from muscale import api
+from muscale.run import sweep
+from muscale.config.spec import RunSpec
 
 GOLD = Path(__file__).resolve().parent
 ROOT = GOLD.parents[1]

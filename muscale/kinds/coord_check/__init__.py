@@ -5,13 +5,13 @@ directory without a plan.json, as older versions wrote them, reads as one."""
 
 import polars as pl
 
-from ...derived import derived
-from ...divergence import diverged_runs
-from ...families import width_rules
-from ...fit import first_and_last, fit_exponents
-from ...kind import Analysis, StudyKind
+from ...analysis.derived import derived
+from ...analysis.divergence import diverged_runs
+from ...models.families import width_rules
+from ...analysis.fit import first_and_last, fit_exponents
+from ...study.kind import Analysis, StudyKind
 from ...report.text import TABLE
-from ...spec import LONG_MODES
+from ...config.spec import LONG_MODES
 from . import report
 
 WORST_SHOWN = 8

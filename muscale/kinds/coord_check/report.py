@@ -13,10 +13,10 @@ from pathlib import Path
 
 import polars as pl
 
-from ...fit import first_and_last
-from ...roles import ROLES
-from ...spec import MODES, SETTLE_FROM
-from ...store import write_atomic
+from ...analysis.fit import first_and_last
+from ...models.roles import ROLES
+from ...config.spec import MODES, SETTLE_FROM
+from ...run.store import write_atomic
 from ...report import figures
 from ...report.frames import (alpha_trajectories, loss_panel, ordered, over_seeds, require, setting_order,
                               with_setting)

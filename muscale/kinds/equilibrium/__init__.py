@@ -5,8 +5,9 @@ from collections import Counter
 
 import polars as pl
 
-from ... import gate, provenance
-from ...kind import Analysis, StudyKind
+from ...analysis import gate
+from ...run import provenance
+from ...study.kind import Analysis, StudyKind
 from ...report.text import TABLE
 from . import analysis as equilibrium, report
 from .study import read

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ...divergence import fate
-from ...intervals import ols, over_seeds
+from ...analysis.divergence import fate
+from ...analysis.intervals import ols, over_seeds
 
 OPTIMIZER = "adamw"
 QUANTITIES = ("weight_fro", "effective_fro")

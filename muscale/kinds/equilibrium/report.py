@@ -21,7 +21,7 @@ import polars as pl
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from ... import gate
+from ...analysis import gate
 from ...report import figures
 from ...report.templates import environment
 from ...report.text import DASH, finite, interval, signed

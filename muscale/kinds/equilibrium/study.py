@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 
-from ... import invariance
-from ...data import PROBE_INDEX, resolve_source
-from ...families import Hooks, resolve
-from ...options import study_keys
-from ...roles import role_of
-from ...spec import RunSpec
-from ...validate import check_family, check_positive
+from ...measure import invariance
+from ...models.data import PROBE_INDEX, resolve_source
+from ...models.families import Hooks, resolve
+from ...config.options import study_keys
+from ...models.roles import role_of
+from ...config.spec import RunSpec
+from ...run.validate import check_family, check_positive
 from .analysis import OPTIMIZER, exponent_name
 
 # Modes whose effective matrix has a norm the records give: ‖W‖ (sp) and |s|·‖W‖ (lrm-scalar).

@@ -3,8 +3,8 @@ its drift with width, η* ∝ d^α; coordinate checks beside the sweep are linke
 
 import polars as pl
 
-from ... import provenance
-from ...kind import Analysis, StudyKind
+from ...run import provenance
+from ...study.kind import Analysis, StudyKind
 from ...report.text import TABLE
 from . import analysis as transfer, report
 from .study import read

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ...divergence import fate
-from ...fit import fit_exponents
-from ...intervals import over_seeds
+from ...analysis.divergence import fate
+from ...analysis.fit import fit_exponents
+from ...analysis.intervals import over_seeds
 
 SETTING = ["family", "mode", "optimizer"]
 

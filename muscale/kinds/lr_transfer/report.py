@@ -25,13 +25,13 @@ from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from ... import gate
+from ...analysis import gate
 from ...errors import InputError
 from ...report import figures
 from ...report.frames import require, setting_order, with_setting
 from ...report.templates import environment
 from ...report.text import DASH, finite, interval, signed
-from ...store import write_atomic
+from ...run.store import write_atomic
 from . import analysis as transfer
 
 __all__ = ["write_sweep_report"]

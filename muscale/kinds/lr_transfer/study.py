@@ -4,13 +4,13 @@ learning rate × seed, each run on the sweep horizon, with coordinate checks bes
 from dataclasses import dataclass
 from pathlib import Path
 
-from ... import coordcheck
-from ...across_widths import KEYS, across_widths
-from ...options import study_keys
-from ...probes import METRICS
-from ...spec import MODES, RunSpec, canonical_mode, has_mup, multiplier_kind
-from ...studyfile import Reader
-from ...validate import check_positive
+from ...run import coordcheck
+from ...study.across_widths import KEYS, across_widths
+from ...config.options import study_keys
+from ...measure.probes import METRICS
+from ...config.spec import MODES, RunSpec, canonical_mode, has_mup, multiplier_kind
+from ...study.studyfile import Reader
+from ...run.validate import check_positive
 
 TOP = KEYS | {
     "lr": (dict, None, "the learning-rate grid: [lr] log2_min, log2_max, log2_step"),

@@ -1,0 +1,120 @@
+"""The gate: fitted exponents against a baseline, as a small pure function with named exit codes.
+
+A row regresses when its α lies outside expected ± tolerance *and* its confidence interval
+excludes that band too, so seed noise alone cannot fail a build; a row the baseline
+expects but the results lack is a failure, never a silent pass."""
+
+import tomllib
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import tomli_w
+
+from ..errors import FAIL, OK, InputError
+from ..run.store import write_atomic
+
+KEY = ("mode", "family", "optimizer", "module", "metric", "step")
+DEFAULT_TOL = 0.1
+
+
+@dataclass(frozen=True)
+class Check:
+    mode: str
+    family: str
+    optimizer: str
+    module: str
+    metric: str
+    step: int
+    expected: float
+    tolerance: float
+    alpha: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @property
+    def status(self) -> str:
+        if self.alpha is None or self.alpha != self.alpha:
+            return "missing"
+        lo, hi = self.expected - self.tolerance, self.expected + self.tolerance
+        if lo <= self.alpha <= hi:
+            return "pass"
+        interval_known = self.ci_low is not None and self.ci_high is not None
+        if interval_known and self.ci_high >= lo and self.ci_low <= hi:
+            return "pass"  # outside the band, but the interval still reaches it: noise, not drift
+        return "fail"
+
+    @property
+    def name(self) -> str:
+        return f"{self.mode} {self.family} {self.optimizer} {self.module} {self.metric} step {self.step}"
+
+    def line(self) -> str:
+        measured = "missing from the results" if self.status == "missing" else (
+            f"α={self.alpha:+.3f}" + (f" [{self.ci_low:+.3f}, {self.ci_high:+.3f}]"
+                                      if self.ci_low is not None else ""))
+        return f"{self.status.upper():7} {self.name}: {measured}, expected {self.expected:+.3f} ± {self.tolerance:.3f}"
+
+
+def baseline_rows(exponents: pl.DataFrame, tol: float = DEFAULT_TOL, metrics=None, last_step_only=False) -> list[dict]:
+    rows = exponents.filter(pl.col("alpha").is_finite())
+    if metrics:
+        rows = rows.filter(pl.col("metric").is_in(list(metrics)))
+    if last_step_only:
+        rows = rows.filter(pl.col("step") == pl.col("step").max().over("mode", "family", "optimizer"))
+    return [dict(zip(KEY, key)) | {"expected": round(alpha, 6), "tolerance": tol}
+            for *key, alpha in rows.select(*KEY, "alpha").iter_rows()]
+
+
+def write_baseline(path: Path, rows: list[dict]) -> None:
+    write_atomic(Path(path), tomli_w.dumps({"muscale": {"baseline": 1}, "exponent": rows}))
+
+
+def read_baseline(path: Path) -> list[dict]:
+    """Rows of a baseline file; anything unreadable is a usage error naming the fix."""
+    fix = "write one with `muscale baseline DIR -o FILE`"
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError("--baseline", f"cannot read {path} ({exc})", fix) from None
+    rows = data.get("exponent")
+    if not isinstance(rows, list) or not rows:
+        raise InputError("--baseline", f"{path} has no [[exponent]] entries", fix)
+    for i, row in enumerate(rows):
+        missing = [k for k in (*KEY, "expected", "tolerance") if k not in row]
+        if missing:
+            raise InputError("--baseline", f"{path}: exponent {i + 1} lacks {', '.join(missing)}", fix)
+    return rows
+
+
+def check(exponents: pl.DataFrame, baseline: list[dict], tol: float | None = None) -> list[Check]:
+    """One Check per baseline row, measured against the results' exponents."""
+    measured = {tuple(r[k] for k in KEY): r for r in exponents.iter_rows(named=True)}
+    checks = []
+    for row in baseline:
+        got = measured.get(tuple(row[k] for k in KEY), {})
+        checks.append(Check(**{k: row[k] for k in KEY}, expected=float(row["expected"]),
+                            tolerance=float(row["tolerance"] if tol is None else tol),
+                            alpha=got.get("alpha"), ci_low=got.get("ci_low"), ci_high=got.get("ci_high")))
+    return checks
+
+
+def exit_code(checks: list[Check]) -> int:
+    return OK if all(c.status == "pass" for c in checks) else FAIL
+
+
+def junit_xml(checks: list[Check]) -> str:
+    failures = sum(c.status != "pass" for c in checks)
+    suite = ET.Element("testsuite", name="muscale gate", tests=str(len(checks)), failures=str(failures))
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"muscale.{c.mode}.{c.family}.{c.module}",
+                             name=f"{c.metric} step {c.step}")
+        if c.status != "pass":
+            ET.SubElement(case, "failure", message=c.line()).text = c.line()
+    root = ET.Element("testsuites")
+    root.append(suite)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def github_annotations(checks: list[Check]) -> list[str]:
+    return [f"::error title=muscale gate::{c.line()}" for c in checks if c.status != "pass"]

@@ -1,0 +1,119 @@
+"""Width studies (study kind "width"): each scheme (mode) × family × width × seed trained on
+the long horizon, width exponents fitted at every recorded step, and the claims the study
+makes about them marked reproduced, not reproduced or inconclusive from the numbers.
+
+Claims may name the metrics derived from the records (derived.py) as well as recorded ones.
+
+A claim names a mode, a metric, the roles it covers (none: every role with the metric),
+an expected α and a tolerance; it is judged at the last recorded step, per family, on every
+module it covers. With band = α ± tolerance and I the module's 95% interval of α: the
+module reproduces the claim when I lies inside the band, fails to when I lies wholly
+outside it, and is inconclusive otherwise (the interval is too wide to tell). A claim is
+reproduced when all its modules are, not reproduced when any is not, else inconclusive.
+A module whose α is not settled (fit.py: it moved by more than SETTLE_TOLERANCE over the
+last 30% of the run) is `unsettled` and judged neither way; a claim with no module against
+it but an unsettled one is unsettled. A `control` claim names the scheme where the claim
+must not hold (`lrm-frozen`): "not reproduced" is its pass.
+`muscale gate` checks the claims marked `gate = true`; its rule (fail only when α and its
+whole interval miss the band) fails exactly the modules judged not reproduced; unsettled
+modules are left out of the gate, as they are of every verdict, so a gated claim with no
+settled module fails the gate: it cannot be decided yet."""
+
+import dataclasses
+from dataclasses import dataclass
+
+import polars as pl
+
+from ...analysis.gate import KEY
+from ...config.spec import RunSpec, multiplier_kind
+
+STATUSES = ("reproduced", "not reproduced", "inconclusive", "unsettled", "no data")
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    mode: str
+    metric: str
+    alpha: float
+    tolerance: float
+    roles: tuple[str, ...] = ()
+    # Gated claims are expectations `muscale gate` fails on; the others are reported only.
+    gate: bool = False
+    note: str = ""
+    # A must-fail control: a scheme where the claim should not hold (multipliers frozen), so
+    # that "reproduced" elsewhere means something; reproduced here, the claim has no teeth.
+    control: bool = False
+
+
+def from_plan(plan: dict) -> list[Claim]:
+    """The claims a width study saved in its plan.json."""
+    return [Claim(**c | {"roles": tuple(c["roles"])}) for c in plan["claims"]]
+
+
+def training(specs: list[RunSpec]) -> dict[str, str]:
+    """How each scheme trained, as report metadata: the settings behind every exponent."""
+    out = {}
+    for s in {dataclasses.replace(s, width=0, seed=0) for s in specs}:
+        text = (f"{s.optimizer}, lr {s.lr:g}, weight decay {s.weight_decay:g} on matrices (η·λ·steps = "
+                f"{s.lr * s.weight_decay * s.steps:.3g}), {s.steps} steps of {s.batch_size}×{s.seq_len} tokens "
+                f"({s.data}), options {dict(s.family_options) or 'none'}")
+        if multiplier_kind(s.mode):
+            placement = ", ".join(f"{k}={v}" for k, v in s.multipliers) or "the mode's default"
+            text += (f"; multipliers: lr {s.lr if s.mult_lr is None else s.mult_lr:g}, weight decay "
+                     f"{s.mult_weight_decay:g}, start {s.mult_init:g}, placement {placement}")
+        out[f"training ({s.family}, {s.mode})"] = text
+    return dict(sorted(out.items()))
+
+
+def _covered(exponents: pl.DataFrame, claim: Claim) -> pl.DataFrame:
+    """The claim's rows: its mode, metric and roles, at each family's last recorded step."""
+    rows = exponents.filter((pl.col("mode") == claim.mode) & (pl.col("metric") == claim.metric))
+    if claim.roles:
+        rows = rows.filter(pl.col("role").is_in(claim.roles))
+    return rows.filter(pl.col("step") == pl.col("step").max().over("family"))
+
+
+def judge(exponents: pl.DataFrame, claims: list[Claim]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(one row per claim × family with its status, one row per claim × module behind it).
+    A claim that covers no fitted module gets one row, family "—", status "no data"."""
+    modules, verdicts = [], []
+    for i, claim in enumerate(claims):
+        lo, hi = claim.alpha - claim.tolerance, claim.alpha + claim.tolerance
+        rows = _covered(exponents, claim).with_columns(
+            claim=pl.lit(i),
+            status=pl.when(pl.col("settled") == False).then(pl.lit("unsettled"))  # noqa: E712
+            .when((pl.col("ci_low") >= lo) & (pl.col("ci_high") <= hi)).then(pl.lit("reproduced"))
+            .when((pl.col("ci_high") < lo) | (pl.col("ci_low") > hi)).then(pl.lit("not reproduced"))
+            .otherwise(pl.lit("inconclusive")))
+        modules.append(rows)
+        for family in sorted(set(rows["family"].to_list())) or ["—"]:
+            got = rows.filter(pl.col("family") == family)
+            seen = set(got["status"].to_list())
+            status = ("no data" if not seen else "not reproduced" if "not reproduced" in seen
+                      else "unsettled" if "unsettled" in seen
+                      else "reproduced" if seen == {"reproduced"} else "inconclusive")
+            alphas = got["alpha"]
+            verdicts.append({"claim": i, "name": claim.name, "mode": claim.mode, "family": family,
+                             "metric": claim.metric, "roles": ", ".join(claim.roles) or "all",
+                             "expected": claim.alpha, "tolerance": claim.tolerance, "gate": claim.gate,
+                             "step": got["step"].max(), "modules": got.height,
+                             "alpha_min": alphas.min(), "alpha_median": alphas.median(), "alpha_max": alphas.max(),
+                             "ci_low": got["ci_low"].min(), "ci_high": got["ci_high"].max(),
+                             **{s: int((got["status"] == s).sum()) for s in STATUSES[:4]},
+                             "status": status, "note": claim.note, "control": claim.control})
+    return pl.DataFrame(verdicts), pl.concat(modules) if modules else exponents.clear()
+
+
+def baseline(claims: list[Claim], exponents: pl.DataFrame) -> list[dict]:
+    """The gated claims as gate rows, one per module each covers; a claim that covers no
+    fitted module is one row whose α is missing, so the gate fails it rather than skip it."""
+    rows = []
+    for claim in (c for c in claims if c.gate):
+        expect = {"expected": claim.alpha, "tolerance": claim.tolerance}
+        covered = _covered(exponents, claim).filter(pl.col("settled").fill_null(True))
+        rows += [dict(zip(KEY, key)) | expect for key in covered.select(KEY).iter_rows()]
+        if covered.is_empty():
+            rows.append({"mode": claim.mode, "family": "any", "optimizer": "any",
+                         "module": ", ".join(claim.roles) or "any", "metric": claim.metric, "step": -1} | expect)
+    return rows

@@ -1,0 +1,2 @@
+"""Study files and the contract a study kind implements (kind.py); the kinds themselves live in
+muscale/kinds/."""
