@@ -28,7 +28,7 @@ def qk_change(ex: pl.DataFrame) -> pl.DataFrame:
 @pytest.mark.parametrize("family", ATTENTION)
 def test_sp_qk_logit_change_grows(results, family):
     """Grows at every layer and step, like d^0.5 or faster in the median. (The hybrid's second
-    block grows like d^0.41…0.48 at steps 1–2; README, "What we measured".)"""
+    block grows like d^0.41…0.48 at steps 1–2; docs/science.md, "Attention logits and SSMs".)"""
     alphas = qk_change(results((family, "sp"), lambda: exponents("sp", family)))
     assert alphas.height == 2 * 5, alphas
     assert alphas["alpha"].min() > 0 and alphas["alpha"].median() > 0.5, alphas

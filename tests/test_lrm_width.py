@@ -4,7 +4,7 @@ one scalar multiplier (`lrm-scalar`), on the stdlib's bytes. On the default long
 per-entry size is pinned by AdamW's equilibrium, its raw logits grow with width, and the
 multiplier learns d⁻¹ so that the logits stay flat, settled over the last part of the run.
 (On the synthetic Markov tokens the multiplier learns d⁻¹ too but the logits shrink, like
-d^−0.37 over widths 16…128: README, "What we measured".) Teeth: with the
+d^−0.33 over widths 16…128: docs/science.md, "A head-only byte LM".) Teeth: with the
 multiplier frozen the logits are not flat; a tenth of the horizon has not settled."""
 
 import polars as pl
