@@ -6,7 +6,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup
 	MUSCALE_VENV=$(VENV) scripts/setup
 	touch $@
 
-.PHONY: setup coord-check test baseline reports gold
+.PHONY: setup coord-check test test-fast lint baseline reports gold
 setup: $(VENV)/.installed
 
 coord-check: setup
@@ -15,6 +15,16 @@ coord-check: setup
 test: setup
 	scripts/install-browser || echo "no Chromium: the browser tests will be skipped"
 	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile
+
+# The edit loop: everything but the science and integration tests (which `make test` runs).
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile -m "not slow and not science and not integration"
+
+# ruff's lint and format check over the tree, and a type check of the public API.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Refresh the golden files tests/test_gold.py compares `muscale fit` with (GOLD=records: retrain their inputs too).
 gold: setup

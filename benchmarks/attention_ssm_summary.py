@@ -12,9 +12,9 @@ About 4 minutes on 2 cores.
 import polars as pl
 
 import muscale
+from muscale.analysis.fit import first_and_last
 from muscale.models import modes
 from muscale.models.families import Hooks
-from muscale.analysis.fit import first_and_last
 
 WIDTHS = (64, 128, 256, 512)
 SSM_ROLES = ["ssm_dt", "ssm_in", "ssm_out"]
@@ -34,9 +34,13 @@ def row(family: str, label: str, ex: pl.DataFrame) -> dict:
     ssm = ex.filter(pl.col("role").is_in(SSM_ROLES))
     acts = ssm.filter(pl.col("metric").is_in(["act_rms", "act_l1"]))["alpha"]
     dacts = ssm.filter(pl.col("metric") == "dact_rms")["alpha"]
-    return {"family": family, "mode": label, "α QK-logit change": spread(qk),
-            "max |α| SSM dt/projector act": f"{acts.abs().max():.3f}" if len(acts) else "—",
-            "median |α| SSM dt/projector dact": f"{dacts.abs().median():.3f}" if len(dacts) else "—"}
+    return {
+        "family": family,
+        "mode": label,
+        "α QK-logit change": spread(qk),
+        "max |α| SSM dt/projector act": f"{acts.abs().max():.3f}" if len(acts) else "—",
+        "median |α| SSM dt/projector dact": f"{dacts.abs().median():.3f}" if len(dacts) else "—",
+    }
 
 
 MUP_HOOKS = modes.hooks
@@ -52,8 +56,14 @@ def main():
     modes.hooks = sqrt_scale  # in-process only (jobs=1): the μP model with SP's attention scale
     rows += [row(f, "mup, 1/sqrt(head_dim)", short(f, "mup", jobs=1)) for f in ("transformer", "hybrid")]
     modes.hooks = MUP_HOOKS
-    with pl.Config(tbl_rows=50, tbl_width_chars=200, float_precision=3, tbl_hide_column_data_types=True,
-                   tbl_hide_dataframe_shape=True, fmt_str_lengths=60):
+    with pl.Config(
+        tbl_rows=50,
+        tbl_width_chars=200,
+        float_precision=3,
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        fmt_str_lengths=60,
+    ):
         print(f"short horizon, widths {WIDTHS}, steps 1…5:")
         print(pl.DataFrame(rows))
         lrm = muscale.fit_exponents(muscale.coord_check("lrm", "hybrid", device="cpu", jobs=2))

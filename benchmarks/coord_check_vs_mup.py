@@ -27,11 +27,12 @@ import time
 import polars as pl
 import torch
 import torch.nn.functional as F
+from docs_section import written
 from mup.coord_check import get_coord_data
 
 import muscale
-from muscale.run import coordcheck
 from muscale.models import data, families, modes, optim
+from muscale.run import coordcheck
 
 TOLERANCE = 1e-5
 TARGETS = {"mup": 1.0, "bare": 1.10}  # muscale's wall time over that side's
@@ -52,9 +53,19 @@ def mup_models(specs, family) -> dict:
 
 
 def run_mup(specs, family, batch):
-    return get_coord_data(mup_models(specs, family), [batch], optimizer="adam", lr=LR, mup=True,
-                          nsteps=STEPS + 1, nseeds=SEEDS, cuda=False, fix_data=True, lossfn="xent",
-                          show_progress=False)
+    return get_coord_data(
+        mup_models(specs, family),
+        [batch],
+        optimizer="adam",
+        lr=LR,
+        mup=True,
+        nsteps=STEPS + 1,
+        nseeds=SEEDS,
+        cuda=False,
+        fix_data=True,
+        lossfn="xent",
+        show_progress=False,
+    )
 
 
 def run_muscale(specs, family, batch):
@@ -98,8 +109,13 @@ def agreement(records: pl.DataFrame, mup_frame) -> pl.DataFrame:
     both = ours.join(theirs, on=["width", "seed", "step", "module"], how="full", coalesce=True)
     diff = (pl.col("value") - pl.col("l1")).abs()
     scale = pl.max_horizontal(pl.col("value").abs(), pl.col("l1").abs())
-    rel = (pl.when(pl.col("value").is_null() | pl.col("l1").is_null()).then(float("inf"))
-           .when(scale == 0).then(0.0).otherwise(diff / scale))
+    rel = (
+        pl.when(pl.col("value").is_null() | pl.col("l1").is_null())
+        .then(float("inf"))
+        .when(scale == 0)
+        .then(0.0)
+        .otherwise(diff / scale)
+    )
     table = both.group_by("module", "step").agg(rel=rel.max())
     return table.sort(pl.col("module").cast(pl.Enum(modules)), "step")
 
@@ -113,8 +129,10 @@ def print_agreement(table: pl.DataFrame) -> float:
         cells = {s: r for s, r in zip(row["step"], row["rel"])}
         print(f"  {module:<10}" + "".join(f"{cells.get(s, float('nan')):>10.1e}" for s in steps))
     worst = table["rel"].max()
-    print(f"  max relative difference {worst:.3e} (tolerance {TOLERANCE:.0e}): "
-          f"{'OK' if worst <= TOLERANCE else 'DISAGREE'}")
+    print(
+        f"  max relative difference {worst:.3e} (tolerance {TOLERANCE:.0e}): "
+        f"{'OK' if worst <= TOLERANCE else 'DISAGREE'}"
+    )
     return worst
 
 
@@ -126,7 +144,7 @@ def time_sides(sides: dict, reps: int, specs, family, batch) -> dict[tuple[str, 
     names = list(sides)
     times = {(name, w): [] for name in names for w in widths}
     for rep in range(reps):
-        order = names[rep % len(names):] + names[:rep % len(names)]
+        order = names[rep % len(names) :] + names[: rep % len(names)]
         for w in widths:
             group = [s for s in specs if s.width == w]
             for name in order:
@@ -147,22 +165,27 @@ def print_ratios(times: dict[tuple[str, int], list[float]], reps: int) -> None:
 
     pairs = [(ours, other) for ours in OURS for other in TARGETS]
     ratio = {(label, ours, other): median(ours, ws) / median(other, ws) for label, ws in rows for ours, other in pairs}
-    print(f"\nwall-time ratio, median of {reps} repetition(s); below 1 muscale is faster "
-          f"(muscale: every metric; muscale-l1: act_l1 alone, what mup records)")
+    print(
+        f"\nwall-time ratio, median of {reps} repetition(s); below 1 muscale is faster "
+        f"(muscale: every metric; muscale-l1: act_l1 alone, what mup records)"
+    )
     print(f"  {'width':<8}" + "".join(f"{ours + ' / ' + other:>20}" for ours, other in pairs))
     for label, _ in rows:
         print(f"  {label:<8}" + "".join(f"{ratio[label, ours, other]:>20.2f}" for ours, other in pairs))
     print(f"  {'target':<8}" + "".join(f"{'≤ ' + format(TARGETS[other], '.2f'):>20}" for _, other in pairs))
-    print(f"  {'':<8}" + "".join(f"{'met' if ratio['all', ours, other] <= TARGETS[other] else 'over target':>20}"
-                                  for ours, other in pairs))
+    print(
+        f"  {'':<8}"
+        + "".join(
+            f"{'met' if ratio['all', ours, other] <= TARGETS[other] else 'over target':>20}" for ours, other in pairs
+        )
+    )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="widths 64,128,256 and one timed repetition")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every side (default 1)")
-    parser.add_argument("--reps", type=int,
-                        help="timed repetitions per side, median taken (default 3; 1 with --quick)")
+    parser.add_argument("--reps", type=int, help="timed repetitions per side, median taken (default 3; 1 with --quick)")
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
     widths = WIDTHS["quick" if args.quick else "full"]
@@ -172,19 +195,24 @@ def main(argv=None) -> int:
     family = families.resolve("mlp")
     batch = data.mlp_batch(data.PROBE_INDEX, specs[0].batch_size)
     inputs = (specs, family, batch)
-    print(f"mlp, mode mup, adam lr {LR}, widths {','.join(map(str, widths))}, {SEEDS} seeds, {STEPS} steps, "
-          f"batch {specs[0].batch_size}, {torch.get_num_threads()} torch thread(s)\n")
+    print(
+        f"mlp, mode mup, adam lr {LR}, widths {','.join(map(str, widths))}, {SEEDS} seeds, {STEPS} steps, "
+        f"batch {specs[0].batch_size}, {torch.get_num_threads()} torch thread(s)\n"
+    )
 
     # The first call of each side is both the warm-up and the data for the agreement check.
     mup_frame, records = run_mup(*inputs), run_muscale(*inputs)
     run_bare(*inputs)
     worst = print_agreement(agreement(records, mup_frame))
 
-    times = time_sides({"muscale": run_muscale, "muscale-l1": run_muscale_l1, "mup": run_mup, "bare": run_bare},
-                       reps, *inputs)
+    times = time_sides(
+        {"muscale": run_muscale, "muscale-l1": run_muscale_l1, "mup": run_mup, "bare": run_bare}, reps, *inputs
+    )
     print_ratios(times, reps)
     return 0 if worst <= TOLERANCE else 1
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with written(__file__):
+        status = main()
+    raise SystemExit(status)

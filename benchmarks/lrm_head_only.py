@@ -25,8 +25,15 @@ def main():
     args = parser.parse_args()
     for data in ("stdlib", "synthetic"):
         for label, kw in (("learning", {}), ("frozen", {"mult_lr": 1e-12})):
-            records = muscale.coord_check("lrm-scalar", "families_for_tests:head_lm", device="cpu", jobs=args.jobs,
-                                          metrics=METRICS, data=data, **kw)
+            records = muscale.coord_check(
+                "lrm-scalar",
+                "families_for_tests:head_lm",
+                device="cpu",
+                jobs=args.jobs,
+                metrics=METRICS,
+                data=data,
+                **kw,
+            )
             ex = muscale.fit_exponents(records).filter(pl.col("module") == "head")
             last = ex.filter(pl.col("step") == ex["step"].max()).sort("metric")
             print(f"{data}, multiplier {label}, step {last['step'][0]}:")

@@ -18,6 +18,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from docs_section import written
 
 import muscale
 from muscale.models import lrm, modes, optim
@@ -30,9 +31,19 @@ SIDES = {"plain": ("sp", None), "autograd": ("lrm", "autograd"), "fused": ("lrm"
 
 def build(side: str, width: int, batch: int):
     mode, impl = SIDES[side]
-    spec = muscale.plan(mode, "transformer", widths=(width // 2, width), seeds=1, optimizer="adamw", lr=1e-3,
-                        weight_decay=0.1, batch_size=batch, seq_len=SEQ_LEN, options={"layers": 2},
-                        **({"lrm_impl": impl, "multipliers": lrm.PAPER_PLACEMENT} if impl else {}))[-1]
+    spec = muscale.plan(
+        mode,
+        "transformer",
+        widths=(width // 2, width),
+        seeds=1,
+        optimizer="adamw",
+        lr=1e-3,
+        weight_decay=0.1,
+        batch_size=batch,
+        seq_len=SEQ_LEN,
+        options={"layers": 2},
+        **({"lrm_impl": impl, "multipliers": lrm.PAPER_PLACEMENT} if impl else {}),
+    )[-1]
     family = resolve("transformer")
     model, mults = modes.build(spec, family)
     return model, optim.build(spec, model, mults), family.batch(0, batch, SEQ_LEN)
@@ -74,8 +85,10 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"transformer, 2 layers, {args.tokens} tokens per step, AdamW, {torch.get_num_threads()} threads, "
-          f"median of {args.rounds} rounds × {args.steps} steps")
+    print(
+        f"transformer, 2 layers, {args.tokens} tokens per step, AdamW, {torch.get_num_threads()} threads, "
+        f"median of {args.rounds} rounds × {args.steps} steps"
+    )
     print(f"{'width':>6} {'plain s/step':>13} {'autograd/plain':>15} {'fused/plain':>12}")
     for width in (int(w) for w in args.widths.split(",")):
         t = measure(width, args.tokens, args.rounds, args.steps)
@@ -84,4 +97,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    with written(__file__):
+        main()

@@ -14,6 +14,7 @@ import statistics
 import time
 
 import torch
+from docs_section import written
 
 import muscale
 from muscale.run import train
@@ -37,8 +38,13 @@ class Bare:
 
     def collect(self, step, **losses):
         values = [v.item() for v in losses.values()]
-        return {"step": [step] * len(values), "module": ["loss"] * len(values), "role": ["loss"] * len(values),
-                "metric": list(losses), "value": values}
+        return {
+            "step": [step] * len(values),
+            "module": ["loss"] * len(values),
+            "role": ["loss"] * len(values),
+            "metric": list(losses),
+            "value": values,
+        }
 
 
 def timed(spec, probes) -> float:
@@ -62,9 +68,12 @@ def main():
             full.append(timed(spec, real))
             bare.append(timed(spec, Bare))
         f, b = statistics.median(full), statistics.median(bare)
-        print(f"width {width}: {spec.steps} steps, {len(spec.record_steps)} recorded; with probes {f:.2f} CPU s, "
-              f"bare {b:.2f} CPU s: probes' share {(f - b) / f:.1%} (target ≤ {TARGET:.0%})")
+        print(
+            f"width {width}: {spec.steps} steps, {len(spec.record_steps)} recorded; with probes {f:.2f} CPU s, "
+            f"bare {b:.2f} CPU s: probes' share {(f - b) / f:.1%} (target ≤ {TARGET:.0%})"
+        )
 
 
 if __name__ == "__main__":
-    main()
+    with written(__file__):
+        main()

@@ -22,9 +22,14 @@ def short_horizon(family: str, mode: str, widths) -> dict:
     hidden = ex.filter(HIDDEN)
     acts = hidden.filter(pl.col("metric").is_in(["act_rms", "act_l1"]))["alpha"]
     dacts = hidden.filter((pl.col("metric") == "dact_rms") & (pl.col("step") >= 2))["alpha"]
-    return {"family": family, "mode": mode, "max |α| act": acts.abs().max(),
-            "median α dact (step≥2)": dacts.median(), "max |α| dact (step≥2)": dacts.abs().max(),
-            "verdicts": " ".join(f"{k}={v}" for k, v in sorted(ex.group_by("verdict").len().iter_rows()))}
+    return {
+        "family": family,
+        "mode": mode,
+        "max |α| act": acts.abs().max(),
+        "median α dact (step≥2)": dacts.median(),
+        "max |α| dact (step≥2)": dacts.abs().max(),
+        "verdicts": " ".join(f"{k}={v}" for k, v in sorted(ex.group_by("verdict").len().iter_rows())),
+    }
 
 
 def main():
@@ -33,8 +38,14 @@ def main():
     args = parser.parse_args()
     widths = (64, 128, 256) if args.quick else (64, 128, 256, 512, 1024)
     rows = [short_horizon(f, m, widths) for f in ("mlp", "transformer") for m in ("sp", "mup", "mup+lrm")]
-    with pl.Config(tbl_rows=50, tbl_width_chars=160, float_precision=3, tbl_hide_column_data_types=True,
-                   tbl_hide_dataframe_shape=True, fmt_str_lengths=60):
+    with pl.Config(
+        tbl_rows=50,
+        tbl_width_chars=160,
+        float_precision=3,
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        fmt_str_lengths=60,
+    ):
         print(f"short horizon, widths {widths}, hidden layers (not embed/head):")
         print(pl.DataFrame(rows))
         lrm = muscale.fit_exponents(muscale.coord_check("lrm", "transformer", device="cpu", jobs=2))

@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 
 import torch
+from docs_section import written
 
 from muscale.measure import probes
 from muscale.models import spectral
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_probes import trained_with_probes  # noqa: E402
+from test_probes import trained_with_probes
 
 SETTINGS = {  # name: (routine, cold, warm W, warm ΔW)
     "lanczos 12/3/4 (muscale)": (spectral.top_singular, 12, 3, 4),
@@ -41,4 +42,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with written(__file__):
+        status = main()
+    raise SystemExit(status)

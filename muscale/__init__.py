@@ -5,8 +5,12 @@ run and should not pay for the plotting and statistics stack they never touch.""
 
 import importlib
 
-_API = {"coord_check": "run.coordcheck", "plan": "run.coordcheck", "fit_exponents": "analysis.fit",
-        "write_report": "kinds.coord_check.report"}
+_API = {
+    "coord_check": "run.coordcheck",
+    "plan": "run.coordcheck",
+    "fit_exponents": "analysis.fit",
+    "write_report": "kinds.coord_check.report",
+}
 # The modules the documented API reaches through (`muscale.lrm.merge(model)`,
 # `muscale.checkpoint.load(path)`, `muscale.options.OPTIONS`, `muscale.api`): their names stay
 # short wherever the layers put them.

@@ -3,19 +3,19 @@ file, `run` a study of any kind, `analyse` a result directory, `write` its table
 and `gate` its exponents. Kinds are looked up in the registry (kinds/__init__.py) by the name
 a plan.json or a study file gives; nothing here knows one kind from another."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
-from .run import coordcheck, provenance, store, sweep
-from .analysis import gate as gates
 from . import kinds
-from .study import studyfile
-from .errors import InputError
-from .study.kind import Analysis, StudyKind
+from .analysis import gate as gates
 from .config.spec import RunSpec
+from .errors import InputError
+from .run import coordcheck, provenance, store, sweep
+from .study import studyfile
+from .study.kind import Analysis, StudyKind
 
 # Columns of the exponent tables kinds write (exponents.csv, transfer.csv, equilibrium.csv) that hold names.
 TEXT_COLUMNS = ("family", "mode", "optimizer", "module", "role", "metric", "verdict", "variant", "invariant")
@@ -48,8 +48,16 @@ def read_plan(out: Path) -> tuple[dict, list[RunSpec] | None]:
     return {"kind": kinds.DIRECTORY_DEFAULT.name, "expect": []}, None
 
 
-def run(study, out: Path, device: str = "auto", jobs: int = 1, on_run: Callable[[RunSpec], None] = lambda s: None,
-        launcher: str = "local", slurm: dict | None = None, save_models: bool = False) -> Result:
+def run(
+    study,
+    out: Path,
+    device: str = "auto",
+    jobs: int = 1,
+    on_run: Callable[[RunSpec], None] = lambda s: None,
+    launcher: str = "local",
+    slurm: dict | None = None,
+    save_models: bool = False,
+) -> Result:
     """Train every run of `study` that has no record in `out` yet, then analyse them. A kind
     run by `muscale sweep` records failed runs and goes on; a coordinate check stops at the
     first crash."""
@@ -119,8 +127,11 @@ def exponents(out: Path) -> pl.DataFrame:
     except InputError:
         result = None
     if result is None or result.analysis is None:
-        raise InputError("DIR", f"{out} holds neither {kind.exponents_file} nor records",
-                         "point at a directory written by muscale coord-check or muscale sweep")
+        raise InputError(
+            "DIR",
+            f"{out} holds neither {kind.exponents_file} nor records",
+            "point at a directory written by muscale coord-check or muscale sweep",
+        )
     return result.analysis.exponents
 
 
@@ -134,9 +145,12 @@ def gate(out: Path, baseline: Path | None = None, tol: float | None = None) -> l
         plan, _ = read_plan(out)
         rows = kinds.of_plan(plan).expectations(plan, exponents(out)) if sweep.plan_path(out).is_file() else []
         if not rows:
-            raise InputError("--baseline", f"none given and {out} holds no study with expectations (an [expect] "
-                             "table, or claims with gate = true)",
-                             "pass --baseline FILE (write one with `muscale baseline DIR -o FILE`)")
+            raise InputError(
+                "--baseline",
+                f"none given and {out} holds no study with expectations (an [expect] "
+                "table, or claims with gate = true)",
+                "pass --baseline FILE (write one with `muscale baseline DIR -o FILE`)",
+            )
     return gates.check(exponents(out), rows, tol)
 
 
@@ -146,6 +160,8 @@ def status(out: Path) -> tuple[list[RunSpec], pl.DataFrame, dict[str, tuple[int,
     if not sweep.plan_path(out).is_file():
         raise InputError("DIR", f"{out} holds no plan.json", "point at a directory written by muscale sweep")
     plan, specs = sweep.read_plan(out)
-    parts = {name: (sum(store.is_done(sweep.part_dir(out, name), s) for s in part), len(part))
-             for name, part in sweep.read_parts(plan).items()}
+    parts = {
+        name: (sum(store.is_done(sweep.part_dir(out, name), s) for s in part), len(part))
+        for name, part in sweep.read_parts(plan).items()
+    }
     return specs, sweep.status(out, specs), parts

@@ -13,11 +13,11 @@ import torch
 from tqdm import tqdm
 
 from . import api
-from .run import checkpoint, coordcheck, launch, store, sweep
 from .analysis import divergence, gate
-from .errors import DIVERGED, FAIL, OK, USAGE, InputError, RunFailed
 from .config.options import HORIZON_FIELDS, OPTIONS, Option
 from .config.spec import LONG_MODES, SHORT_MODES, default_horizon
+from .errors import DIVERGED, FAIL, OK, USAGE, InputError, RunFailed
+from .run import checkpoint, coordcheck, launch, store, sweep
 
 STATUS_SHOWN = 20
 
@@ -39,12 +39,17 @@ def _shown(o: Option, value) -> str:
 def _defaults(o: Option) -> str:
     """The help's `Default:` sentence: from the horizons for what they set, else RunSpec's."""
     if o.name in HORIZON_FIELDS:
-        text = (f"Default: {_shown(o, getattr(SHORT, o.name))} short ({', '.join(SHORT_MODES)}), "
-                f"{_shown(o, getattr(LONG, o.name))} long ({', '.join(LONG_MODES)}).")
+        text = (
+            f"Default: {_shown(o, getattr(SHORT, o.name))} short ({', '.join(SHORT_MODES)}), "
+            f"{_shown(o, getattr(LONG, o.name))} long ({', '.join(LONG_MODES)})."
+        )
         for family in OTHER_FAMILIES:
             short, long = (getattr(default_horizon(m, family), o.name) for m in ("mup", "lrm"))
-            differ = [f"{_shown(o, v)} {h}" for v, base, h in ((short, SHORT, "short"), (long, LONG, "long"))
-                      if v != getattr(base, o.name)]
+            differ = [
+                f"{_shown(o, v)} {h}"
+                for v, base, h in ((short, SHORT, "short"), (long, LONG, "long"))
+                if v != getattr(base, o.name)
+            ]
             if differ:
                 text += f" The {family} family takes {' and '.join(differ)}."
         return text
@@ -61,8 +66,9 @@ def _widths(ctx, param, value):
     try:
         return tuple(int(w) for w in value.split(",") if w.strip())
     except ValueError:
-        raise InputError("--widths", f"'{value}' is not a comma list of whole numbers",
-                         "write it like 64,128,256") from None
+        raise InputError(
+            "--widths", f"'{value}' is not a comma list of whole numbers", "write it like 64,128,256"
+        ) from None
 
 
 def _pairs(o: Option):
@@ -77,9 +83,11 @@ def _pairs(o: Option):
                     raise ValueError
                 out[key] = o.pairs(val)
             except ValueError:
-                raise InputError(o.flag, f"'{item}' is not KEY=VALUE with a {o.pairs.__name__} value",
-                                 f"write it like {k}={v}") from None
+                raise InputError(
+                    o.flag, f"'{item}' is not KEY=VALUE with a {o.pairs.__name__} value", f"write it like {k}={v}"
+                ) from None
         return out
+
     return parse
 
 
@@ -98,8 +106,12 @@ def _click(o: Option) -> dict:
         return {"is_flag": True, "help": help_}
     if o.pairs:
         k, v = o.example
-        return {"multiple": True, "callback": _pairs(o), "metavar": "KEY=VALUE",
-                "help": f"{help_} Repeatable, e.g. {o.flag} {k}={v}."}
+        return {
+            "multiple": True,
+            "callback": _pairs(o),
+            "metavar": "KEY=VALUE",
+            "help": f"{help_} Repeatable, e.g. {o.flag} {k}={v}.",
+        }
     if o.axis == "both":
         return {"callback": _widths, "help": f"Comma list. {help_}"}
     if o.axis == "study":
@@ -135,8 +147,9 @@ def _print(result: api.Result) -> int:
     click.echo(result.kind.summary(result.analysis))
     click.echo(f"report: {result.out / 'report.html'}")
     if counts.get("failed"):
-        click.echo(f"{counts['failed']} runs failed; see {result.out / 'failed'} and run the same command again",
-                   err=True)
+        click.echo(
+            f"{counts['failed']} runs failed; see {result.out / 'failed'} and run the same command again", err=True
+        )
         return FAIL
     return OK
 
@@ -155,13 +168,22 @@ def cli():
 
 @cli.command("coord-check")
 @_command_options
-@click.option("--save-models", is_flag=True, help="Also write each run's trained model to OUT/models/<run_id>.pt "
-              "(for muscale merge).")
+@click.option(
+    "--save-models",
+    is_flag=True,
+    help="Also write each run's trained model to OUT/models/<run_id>.pt (for muscale merge).",
+)
 @click.option("--out", default=None, help="Output directory. Default: out/<family>-<mode>.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto takes CUDA when present.")
-@click.option("--jobs", type=int, default=None, help="Runs in parallel processes. Default: one per CPU core "
-              "on CPU, 1 on a GPU.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto takes CUDA when present.",
+)
+@click.option(
+    "--jobs", type=int, default=None, help="Runs in parallel processes. Default: one per CPU core on CPU, 1 on a GPU."
+)
 def coord_check_cmd(save_models, out, device, jobs, **given):
     """Train a family at several widths, fit the width exponent of every layer's metrics,
     write OUT/records/*.parquet, OUT/exponents.csv and OUT/report.html. Exits 3 when some
@@ -176,9 +198,11 @@ def coord_check_cmd(save_models, out, device, jobs, **given):
     study = coordcheck.CoordCheck(f"{mode} {family}", tuple(specs))
     # No bar where stderr is no terminal: logs, and the one line of an error, stay clean.
     with tqdm(total=len(specs), desc=study.title, unit="run", file=sys.stderr, disable=None) as bar:
+
         def tick(spec):
             bar.set_postfix_str(f"width {spec.width} seed {spec.seed}")
             bar.update()
+
         result = api.run(study, out, device, jobs or launch.default_jobs(device), tick, save_models=save_models)
     _write(result, device)
     if diverged := divergence.diverged_runs(result.analysis.detail):
@@ -200,8 +224,9 @@ def merge_cmd(source, output):
 @cli.command("baseline")
 @click.argument("out", metavar="DIR", type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, help="Baseline file to write (TOML).")
-@click.option("--tol", type=float, default=gate.DEFAULT_TOL, show_default=True,
-              help="Tolerance on every stored exponent.")
+@click.option(
+    "--tol", type=float, default=gate.DEFAULT_TOL, show_default=True, help="Tolerance on every stored exponent."
+)
 @click.option("--metric", "metrics", multiple=True, help="Keep only these metrics (repeatable). Default: all.")
 @click.option("--last-step", is_flag=True, help="Keep only each setting's last recorded step.")
 def baseline_cmd(out, output, tol, metrics, last_step):
@@ -219,8 +244,12 @@ def baseline_cmd(out, output, tol, metrics, last_step):
 
 @cli.command("gate")
 @click.argument("out", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--baseline", "baseline_path", default=None, help="Baseline file from `muscale baseline`. "
-              "Default for a sweep: the [expect] table of its study.")
+@click.option(
+    "--baseline",
+    "baseline_path",
+    default=None,
+    help="Baseline file from `muscale baseline`. Default for a sweep: the [expect] table of its study.",
+)
 @click.option("--tol", type=float, default=None, help="Override every tolerance in the baseline.")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Also write a JUnit XML file here.")
 def gate_cmd(out, baseline_path, tol, junit):
@@ -252,20 +281,35 @@ def fit_cmd(out):
 @cli.command("sweep")
 @click.argument("study_path", metavar="STUDY")
 @click.option("--out", default=None, help="Output directory. Default: out/<study file name>.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto takes CUDA when present.")
-@click.option("--jobs", type=int, default=None, help="Local worker processes, each with its share of CPU "
-              "threads or one GPU of its own. Default: one per CPU core, or one per GPU.")
-@click.option("--launcher", type=click.Choice(launch.LAUNCHERS), default="local", show_default=True,
-              help="local: processes on this machine; slurm: one Slurm job array through submitit; "
-              "submitit-local: submitit's local mode (the slurm path without a cluster).")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto takes CUDA when present.",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=None,
+    help="Local worker processes, each with its share of CPU "
+    "threads or one GPU of its own. Default: one per CPU core, or one per GPU.",
+)
+@click.option(
+    "--launcher",
+    type=click.Choice(launch.LAUNCHERS),
+    default="local",
+    show_default=True,
+    help="local: processes on this machine; slurm: one Slurm job array through submitit; "
+    "submitit-local: submitit's local mode (the slurm path without a cluster).",
+)
 @click.option("--slurm-partition", default=None, help="Slurm partition (slurm launcher).")
 @click.option("--slurm-minutes", type=int, default=60, show_default=True, help="Time limit per run (slurm).")
-@click.option("--slurm-parallel", type=int, default=64, show_default=True,
-              help="Most array tasks running at once (slurm).")
+@click.option(
+    "--slurm-parallel", type=int, default=64, show_default=True, help="Most array tasks running at once (slurm)."
+)
 @click.option("--gpus-per-run", type=int, default=0, show_default=True, help="GPUs per array task (slurm).")
-def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_minutes, slurm_parallel,
-              gpus_per_run):
+def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_minutes, slurm_parallel, gpus_per_run):
     """Train every run of a study and analyse them as its kind asks. lr_transfer (widths ×
     learning rates × modes × seeds): each width's optimal learning rate and its drift with
     width, OUT/transfer.csv and OUT/optima.csv; equilibrium (learning rate × weight decay at
@@ -281,15 +325,21 @@ def sweep_cmd(study_path, out, device, jobs, launcher, slurm_partition, slurm_mi
         raise InputError("--jobs", f"{jobs} is not positive", "give --jobs a whole number ≥ 1")
     slurm = {"timeout_min": slurm_minutes, "gpus_per_node": gpus_per_run}
     if launcher == "slurm":
-        slurm.update(slurm_array_parallelism=slurm_parallel,
-                     **({"slurm_partition": slurm_partition} if slurm_partition else {}))
+        slurm.update(
+            slurm_array_parallelism=slurm_parallel, **({"slurm_partition": slurm_partition} if slurm_partition else {})
+        )
     # The bar names a finished run by the fields that tell this study's runs apart.
-    varying = [f for f in ("family", "mode", "width", "lr", "weight_decay", "seed")
-               if len({getattr(spec, f) for spec in plan.specs}) > 1]
+    varying = [
+        f
+        for f in ("family", "mode", "width", "lr", "weight_decay", "seed")
+        if len({getattr(spec, f) for spec in plan.specs}) > 1
+    ]
     with tqdm(total=len(plan.specs), desc=plan.title[:40], unit="run", file=sys.stderr, disable=None) as bar:
+
         def tick(spec):
             bar.set_postfix_str(" ".join(_run_field(f, getattr(spec, f)) for f in varying))
             bar.update()
+
         result = api.run(plan, out, device, jobs or launch.default_jobs(device), tick, launcher, slurm)
     sys.exit(_write(result, device))
 
@@ -311,8 +361,14 @@ def status_cmd(out):
     click.echo(f"{len(specs)} runs: " + " ".join(f"{s}={counts.get(s, 0)}" for s in sweep.STATES))
     for name, (done, total) in parts.items():
         click.echo(f"coordinate check {name}: {done} of {total} runs done")
-    with pl.Config(tbl_rows=STATUS_SHOWN, tbl_cols=-1, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, tbl_width_chars=140, fmt_str_lengths=60):
+    with pl.Config(
+        tbl_rows=STATUS_SHOWN,
+        tbl_cols=-1,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        tbl_width_chars=140,
+        fmt_str_lengths=60,
+    ):
         for state in ("failed", "pending", "diverged"):
             rows = states.filter(pl.col("state") == state)
             if rows.height:

@@ -32,6 +32,7 @@ def not_a_module(width: int):
 
 def mlp_batch():
     from muscale.models import data
+
     return data.mlp_batch(data.PROBE_INDEX, 8)
 
 
@@ -70,6 +71,7 @@ def sequential_width_gain(width: int) -> nn.Module:
 def classifier_batch(step: int, batch_size: int):
     """A streamed classification batch: a different one at every step, -1 the fixed probe batch."""
     from muscale.models import data
+
     return data.mlp_batch(step, batch_size)
 
 
@@ -114,6 +116,7 @@ def nanogpt_style(width: int) -> nn.Module:
 
 def dict_output(width: int) -> nn.Module:
     """A forward returning {"logits": …}, as some libraries do."""
+
     class DictOutput(nn.Module):
         def __init__(self):
             super().__init__()

@@ -2,17 +2,16 @@
 gives every parameter with a width dim ε / width_mult, following its μP gradient scale."""
 
 import pytest
+from studies_for_tests import TINY
 
 import muscale
 from muscale import api
+from muscale.errors import InputError
+from muscale.measure.probes import Probes
 from muscale.models import losses, modes, optim
 from muscale.models.data import PROBE_INDEX
-from muscale.errors import InputError
 from muscale.models.families import resolve
 from muscale.models.optim import ADAM_EPS
-from muscale.measure.probes import Probes
-
-from studies_for_tests import TINY
 
 
 def test_eps_share_is_the_share_recomputed_from_adams_state():
@@ -45,8 +44,9 @@ def test_eps_share_is_the_share_recomputed_from_adams_state():
 @pytest.mark.parametrize("width", [128, 256])
 @pytest.mark.parametrize("optimizer", ["adam", "muon"])
 def test_eps_scaling_divides_eps_by_the_width_multiplier(width, optimizer):
-    spec = muscale.plan("mup+lrm", "transformer", widths=(width, 2 * width), seeds=1, optimizer=optimizer,
-                        adam_eps_scaling=True)[0]
+    spec = muscale.plan(
+        "mup+lrm", "transformer", widths=(width, 2 * width), seeds=1, optimizer=optimizer, adam_eps_scaling=True
+    )[0]
     model, mults = modes.build(spec, resolve("transformer"))
     opt = optim.build(spec, model, mults)
     eps = {id(p): g["eps"] for g in opt.param_groups if "betas" in g for p in g["params"]}

@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 
 from muscale import api, kinds
-from muscale.run import coordcheck, launch
 from muscale.analysis import gate
+from muscale.run import coordcheck, launch
 
 sys.path.insert(0, str(Path(__file__).parent / "gold"))
-import build  # noqa: E402
+import build
 
 
 @pytest.fixture
@@ -25,6 +25,7 @@ def stored(tmp_path):
         out = tmp_path / name
         shutil.copytree(build.INPUTS / name, out)
         return out
+
     return copy
 
 
@@ -59,7 +60,8 @@ def test_a_coordinate_check_writes_its_plan_and_resumes_with_nothing_to_run(tmp_
     out = tmp_path / "check"
     first = api.run(study, out, "cpu", 1)
     assert api.read_plan(out)[0]["kind"] == "coord_check" and [s.run_id for s in api.read_plan(out)[1]] == [
-        s.run_id for s in specs]
+        s.run_id for s in specs
+    ]
 
     def run_one(spec, *args, **kwargs):
         raise AssertionError(f"{spec.run_id} ran again")

@@ -30,7 +30,8 @@ BROWSER = next((path for name in BROWSERS if (path := shutil.which(name))), None
 TIMEOUT = 60.0
 
 pytestmark = pytest.mark.skipif(
-    BROWSER is None, reason="no chromium binary on PATH (scripts/install-browser installs Debian's chromium)")
+    BROWSER is None, reason="no chromium binary on PATH (scripts/install-browser installs Debian's chromium)"
+)
 
 
 class DevTools:
@@ -43,7 +44,8 @@ class DevTools:
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             f"GET {url.path} HTTP/1.1\r\nHost: {url.hostname}:{url.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
         self.stream = self.sock.makefile("rb")
         status = self.stream.readline()
         assert b" 101 " in status, f"websocket handshake refused: {status!r}"
@@ -137,7 +139,8 @@ class DevTools:
         """A real mouse click at the element's centre, as a reader would make it."""
         x, y = self.evaluate(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-            f" e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
+            f" e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+        )
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
@@ -148,12 +151,28 @@ def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     log = open(profile.parent / "chromium.log", "wb")
     proc = subprocess.Popen(
-        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-         "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}",
-         "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--window-size=1400,1000",
-         "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=log)
+        [
+            BROWSER,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            "--window-size=1400,1000",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + TIMEOUT
@@ -185,8 +204,12 @@ def page(browser, tmp_path_factory):
     alpha = np.random.default_rng(1).normal(0, 0.5, exponents.height)
     alpha[7] = np.nan
     exponents = exponents.with_columns(alpha=pl.Series(alpha))
-    path = write_report(records, exponents, tmp_path_factory.mktemp("report") / "report.html",
-                        {"command": "muscale coord-check <b>x</b>"})
+    path = write_report(
+        records,
+        exponents,
+        tmp_path_factory.mktemp("report") / "report.html",
+        {"command": "muscale coord-check <b>x</b>"},
+    )
     tab = DevTools(browser)
     try:
         for domain in ("Page", "Runtime", "Log"):
@@ -220,7 +243,8 @@ def test_loads_without_console_errors(page):
 def test_every_image_decodes(page):
     images = page.evaluate(
         "Promise.all(Array.from(document.images).map(i => i.decode().then("
-        "() => [i.alt, i.naturalWidth, i.naturalHeight], e => [i.alt, 0, String(e)])))")
+        "() => [i.alt, i.naturalWidth, i.naturalHeight], e => [i.alt, 0, String(e)])))"
+    )
     assert len(images) >= 5  # per-role coord checks, α trajectories, loss, one per module
     assert [img for img in images if not (img[1] > 0 and img[2] > 0)] == []
     assert page.evaluate("document.querySelectorAll('details.module').length") == 4
@@ -238,8 +262,10 @@ def test_clicking_alpha_header_sorts_rows(page):
     descending = alphas(page)
     numbers = [float(a) for a in descending if a != "—"]
     assert numbers == sorted(numbers, reverse=True) and descending[-1] == "—"  # — last either way
-    assert page.evaluate("document.querySelector('#exponents th[data-key=alpha]').getAttribute('aria-sort')") \
+    assert (
+        page.evaluate("document.querySelector('#exponents th[data-key=alpha]').getAttribute('aria-sort')")
         == "descending"
+    )
     # rows keep their verdict colour when moved
     assert page.evaluate(f"{ROWS}.every(r => r.className === 'v-' + r.cells[10].textContent)")
     assert page.console_errors() == []
@@ -255,8 +281,10 @@ def test_filter_box_and_verdict_checkboxes(page):
     page.click("#exponent-filters input[value=pass]")  # every row here passes
     assert page.evaluate(f"{VISIBLE}.length") == 0
     page.click("#exponent-filters input[value=pass]")
-    page.evaluate("(() => { const box = document.getElementById('exponent-filter'); box.value = '';"
-                  " box.dispatchEvent(new Event('input')); })()")
+    page.evaluate(
+        "(() => { const box = document.getElementById('exponent-filter'); box.value = '';"
+        " box.dispatchEvent(new Event('input')); })()"
+    )
     assert page.evaluate(f"{VISIBLE}.length") == total
     assert page.console_errors() == []
 

@@ -7,11 +7,9 @@ import sys
 
 import polars as pl
 import pytest
-
-from muscale.cli import main
-
 from clirun import run_cli
 
+from muscale.cli import main
 
 BAD = [
     (["--widths", ""], "--widths"),
@@ -58,15 +56,32 @@ BAD = [
 ]
 
 
+@pytest.mark.integration
 def test_a_worker_killed_outright_ends_a_coordinate_check_in_one_line(monkeypatch, capsys, tmp_path):
     """kill -9 of the worker building the width-32 model: exit 1, the run and the signal named
     in one line, no traceback."""
     marker = tmp_path / "kill-me"
     marker.touch()
     monkeypatch.setenv("MUSCALE_TEST_KILL", str(marker))
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "sp", "--family",
-                              "families_for_tests:killed_once", "--widths", "16,32", "--steps", "1", "--seeds", "1",
-                              "--jobs", "2", "--out", str(tmp_path / "out"))
+    code, _, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "coord-check",
+        "--mode",
+        "sp",
+        "--family",
+        "families_for_tests:killed_once",
+        "--widths",
+        "16,32",
+        "--steps",
+        "1",
+        "--seeds",
+        "1",
+        "--jobs",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert code == 1 and len(stderr.strip().splitlines()) == 1, stderr
     assert "width 32" in stderr and "SIGKILL" in stderr and "Traceback" not in stderr
 
@@ -76,9 +91,27 @@ def test_data_reaches_every_run(monkeypatch, capsys, tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 400)
     out = tmp_path / "out"
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "lrm", "--widths", "16,32", "--steps", "2",
-                              "--seeds", "1", "--data", f"text:{text}", "--metric", "act_rms", "--jobs", "1",
-                              "--out", str(out))
+    code, _, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "coord-check",
+        "--mode",
+        "lrm",
+        "--widths",
+        "16,32",
+        "--steps",
+        "2",
+        "--seeds",
+        "1",
+        "--data",
+        f"text:{text}",
+        "--metric",
+        "act_rms",
+        "--jobs",
+        "1",
+        "--out",
+        str(out),
+    )
     assert code == 0, stderr
     runs = json.loads((out / "plan.json").read_text())["runs"]
     assert {r["data"] for r in runs} == {f"text:{text}"}
@@ -97,15 +130,34 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tm
 def test_out_pointing_at_a_file_is_refused(monkeypatch, capsys, tmp_path):
     target = tmp_path / "file.txt"
     target.write_text("keep me")
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "mup", "--family", "mlp",
-                              "--out", str(target))
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "coord-check", "--mode", "mup", "--family", "mlp", "--out", str(target)
+    )
     assert code == 2 and "--out" in stderr and len(stderr.strip().splitlines()) == 1
     assert target.read_text() == "keep me"
 
 
 def coord_check(monkeypatch, capsys, out, *extra):
-    args = ["coord-check", "--mode", "mup", "--family", "mlp", "--widths", "32,64,128", "--steps", "2",
-            "--seeds", "2", "--device", "cpu", "--jobs", "1", "--out", str(out), *extra]
+    args = [
+        "coord-check",
+        "--mode",
+        "mup",
+        "--family",
+        "mlp",
+        "--widths",
+        "32,64,128",
+        "--steps",
+        "2",
+        "--seeds",
+        "2",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+        "--out",
+        str(out),
+        *extra,
+    ]
     monkeypatch.setattr(sys, "argv", ["muscale", *args])
     main()
     return capsys.readouterr().out
@@ -116,8 +168,19 @@ def test_coord_check_writes_records_exponents_and_report(monkeypatch, capsys, tm
     assert len(list((tmp_path / "records").glob("*.parquet"))) == 6
     assert not list(tmp_path.rglob("*.tmp"))
     ex = pl.read_csv(tmp_path / "exponents.csv")
-    assert {"mode", "module", "role", "metric", "step", "alpha", "ci_low", "ci_high", "r2", "expected",
-            "verdict"} <= set(ex.columns)
+    assert {
+        "mode",
+        "module",
+        "role",
+        "metric",
+        "step",
+        "alpha",
+        "ci_low",
+        "ci_high",
+        "r2",
+        "expected",
+        "verdict",
+    } <= set(ex.columns)
     assert set(ex["step"]) == {0, 1, 2}
     assert (tmp_path / "report.html").stat().st_size > 10_000
     assert "report:" in stdout and "pass=" in stdout
@@ -147,19 +210,51 @@ def test_rerun_skips_finished_runs(monkeypatch, capsys, tmp_path):
 
 
 def test_console_script_help_names_every_option_with_its_default():
-    help_text = subprocess.run([sys.executable, "-m", "muscale", "coord-check", "--help"],
-                               capture_output=True, text=True, check=True).stdout
-    for option in ("--mode", "--family", "--batch", "--widths", "--steps", "--seeds", "--optimizer", "--lr",
-                   "--weight-decay", "--batch-size", "--seq-len", "--out", "--device"):
+    help_text = subprocess.run(
+        [sys.executable, "-m", "muscale", "coord-check", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for option in (
+        "--mode",
+        "--family",
+        "--batch",
+        "--widths",
+        "--steps",
+        "--seeds",
+        "--optimizer",
+        "--lr",
+        "--weight-decay",
+        "--batch-size",
+        "--seq-len",
+        "--out",
+        "--device",
+    ):
         assert option in help_text
     assert "Default" in help_text or "default" in help_text
 
 
 @pytest.mark.parametrize("mode", ["mup", "lrm"])
 def test_hybrid_report_has_qk_logit_and_dt_figures_and_exponents(monkeypatch, capsys, tmp_path, mode):
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--family", "hybrid", "--mode", mode,
-                              "--widths", "32,64", "--steps", "2", "--seeds", "1", "--device", "cpu",
-                              "--jobs", "1", "--out", str(tmp_path))
+    code, _, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "coord-check",
+        "--family",
+        "hybrid",
+        "--mode",
+        mode,
+        "--widths",
+        "32,64",
+        "--steps",
+        "2",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, stderr
     ex = pl.read_csv(tmp_path / "exponents.csv")
     for role in ("attn_qk", "ssm_dt", "ssm_in", "ssm_out"):

@@ -4,24 +4,32 @@ of the norm and of the scaling unless asked for."""
 import polars as pl
 import pytest
 import torch
+from studies_for_tests import TINY
 from torch.nn.utils import parametrize
 
 import muscale
 from muscale import api
+from muscale.errors import InputError
 from muscale.models import losses, modes, optim
 from muscale.models.data import PROBE_INDEX
-from muscale.errors import InputError
 from muscale.models.families import resolve
-
-from studies_for_tests import TINY
 
 
 def one_backward(clip, clip_multipliers=False, shift=1.0):
     """A tiny lrm MLP after one backward pass, with its optimizer, before the step. `shift`
     moves scale from every row multiplier into its matrix (r/shift, shift·W: the same
     function), which makes the multipliers' gradients `shift` times larger."""
-    spec = muscale.plan("lrm", "mlp", widths=(16, 32), seeds=1, steps=1, clip=clip,
-                        clip_multipliers=clip_multipliers, multipliers={"head": "row"}, mult_param="linear")[0]
+    spec = muscale.plan(
+        "lrm",
+        "mlp",
+        widths=(16, 32),
+        seeds=1,
+        steps=1,
+        clip=clip,
+        clip_multipliers=clip_multipliers,
+        multipliers={"head": "row"},
+        mult_param="linear",
+    )[0]
     model, mults = modes.build(spec, resolve("mlp"))
     with torch.no_grad():
         for m in model.modules():
@@ -81,7 +89,6 @@ def test_clip_factor_is_recorded_at_every_step_after_the_first():
     assert unclipped.filter(pl.col("metric") == "clip_factor").is_empty()
 
 
-
 def test_study_sets_clipping_on_the_runs_it_applies_to(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "lrm"]\nclip = 1.0\nclip_multipliers = true'))
@@ -89,8 +96,9 @@ def test_study_sets_clipping_on_the_runs_it_applies_to(tmp_path):
     assert {(s.mode, s.clip, s.clip_multipliers) for s in specs} == {("sp", 1.0, False), ("lrm", 1.0, True)}
 
 
-@pytest.mark.parametrize("extra,key", [("clip = 0.0", "clip"),
-                                       ("clip = 1.0\nclip_multipliers = true", "clip_multipliers")])  # no lrm mode
+@pytest.mark.parametrize(
+    "extra,key", [("clip = 0.0", "clip"), ("clip = 1.0\nclip_multipliers = true", "clip_multipliers")]
+)  # no lrm mode
 def test_study_refuses_clipping_that_cannot_apply(tmp_path, extra, key):
     path = tmp_path / "study.toml"
     path.write_text(TINY.replace('modes = ["sp", "mup"]', f'modes = ["sp", "mup"]\n{extra}'))

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from muscale.errors import InputError
 from muscale.models import data
 from muscale.models.data import PROBE_INDEX, resolve_source
-from muscale.errors import InputError
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_token_file_roundtrip(tmp_path):
         assert x.dtype == torch.long and torch.equal(x[:, 1:], y[:, :-1])
         for row_x, row_y in zip(x.numpy(), y.numpy()):
             window = np.concatenate([row_x, row_y[-1:]])
-            starts = [s for s in range(lo, hi - 32) if np.array_equal(stream[s:s + 33], window)]
+            starts = [s for s in range(lo, hi - 32) if np.array_equal(stream[s : s + 33], window)]
             assert starts, f"batch {index} has a window that is not a slice of [{lo}, {hi})"
 
 

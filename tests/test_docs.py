@@ -66,7 +66,9 @@ def test_the_link_checker_sees_a_broken_link(tmp_path):
     code block is not one."""
     (tmp_path / "there.md").write_text("# A heading, with `code`\n")
     page = tmp_path / "page.md"
-    page.write_text("[ok](there.md#a-heading-with-code) [gone](missing.md) [bad](there.md#nope)\n"
-                    "```\n[not a link](nowhere.md)\n```\n")
+    page.write_text(
+        "[ok](there.md#a-heading-with-code) [gone](missing.md) [bad](there.md#nope)\n"
+        "```\n[not a link](nowhere.md)\n```\n"
+    )
     assert links(page) == ["there.md#a-heading-with-code", "missing.md", "there.md#nope"]
     assert "a-heading-with-code" in anchors(tmp_path / "there.md")

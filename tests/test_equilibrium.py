@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from clirun import run_cli
+from studies_for_tests import TINY as LR_TINY
+from studies_for_tests import assert_study_error
+from studies_for_tests import write_study as write
 
 from muscale import api
 from muscale.analysis import gate
-from muscale.measure import invariance
-from muscale.run import store, sweep
 from muscale.kinds.equilibrium import analysis as equilibrium
+from muscale.measure import invariance
 from muscale.models.data import mlp_batch
 from muscale.models.families import BUILTIN, Hooks
-
-from clirun import run_cli
-from studies_for_tests import TINY as LR_TINY, assert_study_error, write_study as write
+from muscale.run import store, sweep
 
 TINY = """\
 kind = "equilibrium"
@@ -54,21 +55,21 @@ BAD = [
     # (replace this, with this, the key the error must name, the line it must point at)
     ('kind = "equilibrium"', 'kind = "equilibrum"', "kind", 1),
     ('modes = ["sp"]', 'modes = ["mup"]', "modes", 3),
-    ('width = 32', 'width = 0', "width", 4),
-    ('width = 32', 'widths = [32, 64]', "widths", 4),
-    ('batch_size = 8', 'batch_size = 8\ndata = "stdlib"', "data", 6),  # the mlp brings its own data
-    ('eta_lambda_steps = 6', 'eta_lambda_steps = 6e6', "eta_lambda_steps", 7),  # over max_steps
-    ('eta_lambda_steps = 6', 'steady_fraction = 1.5', "steady_fraction", 7),
-    ('[wd]', '[weight_decay]', "weight_decay", 14),
-    ('log2_max = 1', 'log2_max = 0', "wd.log2_max", 16),
-    ('log2_step = 1\n\n[variants', 'log2_step = 0\n\n[variants', "wd.log2_step", 17),
+    ("width = 32", "width = 0", "width", 4),
+    ("width = 32", "widths = [32, 64]", "widths", 4),
+    ("batch_size = 8", 'batch_size = 8\ndata = "stdlib"', "data", 6),  # the mlp brings its own data
+    ("eta_lambda_steps = 6", "eta_lambda_steps = 6e6", "eta_lambda_steps", 7),  # over max_steps
+    ("eta_lambda_steps = 6", "steady_fraction = 1.5", "steady_fraction", 7),
+    ("[wd]", "[weight_decay]", "weight_decay", 14),
+    ("log2_max = 1", "log2_max = 0", "wd.log2_max", 16),
+    ("log2_step = 1\n\n[variants", "log2_step = 0\n\n[variants", "wd.log2_step", 17),
     ('family = "mlp"', 'family = "nope"', "variants.ln.family", 20),
     ('options = { norm = "layernorm" }', 'options = { colour = "red" }', "variants.ln.options", 21),
     ('options = { norm = "layernorm" }', 'options = { norm = "batchnorm" }', "variants.ln.options", 21),
-    ('options = { norm = "layernorm" }', 'options = {}', "expect.scale_invariant", 24),  # nothing invariant
-    ('scale_invariant = {', 'invariant = {', "expect.invariant", 24),
-    ('eta = 0.5, ', '', "expect.scale_invariant.eta", 24),
-    ('tolerance = 0.15', 'tolerance = -0.15', "expect.scale_invariant.tolerance", 24),
+    ('options = { norm = "layernorm" }', "options = {}", "expect.scale_invariant", 24),  # nothing invariant
+    ("scale_invariant = {", "invariant = {", "expect.invariant", 24),
+    ("eta = 0.5, ", "", "expect.scale_invariant.eta", 24),
+    ("tolerance = 0.15", "tolerance = -0.15", "expect.scale_invariant.tolerance", 24),
 ]
 
 
@@ -94,7 +95,8 @@ def test_study_expands_grid_with_steps_from_eta_lambda(tmp_path):
     assert variant.invariant == ("input", "hidden.0")  # the head is seen by the output
     rows = plan.baseline()
     assert {(r["module"], r["metric"], r["expected"]) for r in rows} == {
-        (m, f"weight_fro~{v}", e) for m in ("input", "hidden.0") for v, e in (("eta", 0.5), ("lambda", -0.5))}
+        (m, f"weight_fro~{v}", e) for m in ("input", "hidden.0") for v, e in (("eta", 0.5), ("lambda", -0.5))
+    }
 
 
 def test_a_study_without_kind_is_an_lr_transfer_sweep(tmp_path):
@@ -129,13 +131,34 @@ def synthetic(exponents: dict[str, tuple[float, float]], seeds: int = 2, noise: 
         for eta in ETAS:
             for lam in LAMBDAS:
                 run = f"r-{eta}-{lam}-{seed}"
-                state.append({"run_id": run, "variant": "v", "mode": "sp", "lr": eta, "weight_decay": lam,
-                              "seed": seed, "loss": 1.0, "diverged": False})
+                state.append(
+                    {
+                        "run_id": run,
+                        "variant": "v",
+                        "mode": "sp",
+                        "lr": eta,
+                        "weight_decay": lam,
+                        "seed": seed,
+                        "loss": 1.0,
+                        "diverged": False,
+                    }
+                )
                 for module, (p, q) in exponents.items():
                     value = 3 * eta**p * lam**q * math.exp(noise * rng.standard_normal())
-                    rows.append({"run_id": run, "variant": "v", "mode": "sp", "lr": eta, "weight_decay": lam,
-                                 "seed": seed, "module": module, "role": "hidden", "weight_fro": value,
-                                 "effective_fro": value})
+                    rows.append(
+                        {
+                            "run_id": run,
+                            "variant": "v",
+                            "mode": "sp",
+                            "lr": eta,
+                            "weight_decay": lam,
+                            "seed": seed,
+                            "module": module,
+                            "role": "hidden",
+                            "weight_fro": value,
+                            "effective_fro": value,
+                        }
+                    )
     return pl.DataFrame(rows), pl.DataFrame(state)
 
 
@@ -155,9 +178,20 @@ def test_gate_passes_a_pinned_norm_and_fails_a_free_one():
     """The teeth: the same ±½ expectation on a matrix whose norm is not pinned must fail."""
     norms, state = synthetic({"pinned": (0.5, -0.5), "free": (-0.2, -0.3)})
     fits = equilibrium.fit(norms, state, {"v": ["pinned", "free"]})
-    expect = [{"mode": "sp", "family": "v", "optimizer": "adamw", "module": m, "metric": f"weight_fro~{v}",
-               "step": 0, "expected": e, "tolerance": 0.15}
-              for m in ("pinned", "free") for v, e in (("eta", 0.5), ("lambda", -0.5))]
+    expect = [
+        {
+            "mode": "sp",
+            "family": "v",
+            "optimizer": "adamw",
+            "module": m,
+            "metric": f"weight_fro~{v}",
+            "step": 0,
+            "expected": e,
+            "tolerance": 0.15,
+        }
+        for m in ("pinned", "free")
+        for v, e in (("eta", 0.5), ("lambda", -0.5))
+    ]
     status = {(c.module, c.metric): c.status for c in gate.check(fits, expect)}
     assert status[("pinned", "weight_fro~eta")] == status[("pinned", "weight_fro~lambda")] == "pass"
     assert status[("free", "weight_fro~eta")] == status[("free", "weight_fro~lambda")] == "fail"
@@ -175,10 +209,14 @@ def test_one_seed_interval_is_the_regressions_and_diverged_runs_are_left_out():
 
 def test_steady_state_is_the_mean_over_the_last_part_with_the_multiplier():
     steps = list(range(0, 101, 10))
-    rows = [{"run_id": "a", "step": s, "module": "m", "role": "hidden", "metric": metric, "value": value}
-            for s in steps for metric, value in (("weight_fro", 1.0 + s), ("mult_scalar", -0.5))]
-    records = pl.DataFrame(rows).with_columns(mode=pl.lit("lrm-scalar"), lr=pl.lit(0.1), weight_decay=pl.lit(1.0),
-                                              seed=pl.lit(0))
+    rows = [
+        {"run_id": "a", "step": s, "module": "m", "role": "hidden", "metric": metric, "value": value}
+        for s in steps
+        for metric, value in (("weight_fro", 1.0 + s), ("mult_scalar", -0.5))
+    ]
+    records = pl.DataFrame(rows).with_columns(
+        mode=pl.lit("lrm-scalar"), lr=pl.lit(0.1), weight_decay=pl.lit(1.0), seed=pl.lit(0)
+    )
     runs = pl.DataFrame({"run_id": ["a"], "variant": ["v"], "steps": [100]})
     row = equilibrium.steady_norms(records, runs, 0.25).row(0, named=True)
     assert row["weight_fro"] == pytest.approx(np.mean([81, 91, 101]))  # steps 80, 90, 100
@@ -192,8 +230,9 @@ def test_tiny_study_runs_reports_and_gates(monkeypatch, capsys, tmp_path, one_th
     """A few seconds of training: the plumbing from study to report and gate, and the one
     thing even a tiny run shows: an invariant matrix's norm grows with η at fixed λ."""
     out = tmp_path / "out"
-    code, stdout, _ = run_cli(monkeypatch, capsys, "sweep", str(write(tmp_path, TINY)), "--out", str(out),
-                              "--jobs", "1")
+    code, stdout, _ = run_cli(
+        monkeypatch, capsys, "sweep", str(write(tmp_path, TINY)), "--out", str(out), "--jobs", "1"
+    )
     assert code == 0 and "‖W‖_F ∝ η^p · λ^q" in stdout
     plan, specs = sweep.read_plan(out)
     assert plan["kind"] == "equilibrium" and all(store.is_done(out, s) for s in specs)
@@ -211,8 +250,10 @@ def test_tiny_study_runs_reports_and_gates(monkeypatch, capsys, tmp_path, one_th
     assert code == gate.FAIL
 
 
-SLOW = TINY.replace('width = 32', 'width = 128').replace(
-    "log2_min = -5\nlog2_max = -3", "log2_min = -8\nlog2_max = -6") + '\n[variants.plain]\nfamily = "mlp"\n'
+SLOW = (
+    TINY.replace("width = 32", "width = 128").replace("log2_min = -5\nlog2_max = -3", "log2_min = -8\nlog2_max = -6")
+    + '\n[variants.plain]\nfamily = "mlp"\n'
+)
 
 
 @pytest.mark.slow
@@ -227,8 +268,12 @@ def test_scale_invariant_norm_settles_at_sqrt_eta_over_lambda(monkeypatch, capsy
     def within(row):
         return abs(row["p"] - 0.5) <= 0.15 and abs(row["q"] + 0.5) <= 0.15
 
-    for variant, module, pinned in (("ln", "input", True), ("ln", "hidden.0", True),
-                                    ("plain", "input", False), ("plain", "hidden.0", False)):
+    for variant, module, pinned in (
+        ("ln", "input", True),
+        ("ln", "hidden.0", True),
+        ("plain", "input", False),
+        ("plain", "hidden.0", False),
+    ):
         row = fits.filter((pl.col("variant") == variant) & (pl.col("module") == module)).row(0, named=True)
         assert within(row) == pinned, row
     code, _, _ = run_cli(monkeypatch, capsys, "gate", str(out))

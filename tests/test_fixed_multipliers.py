@@ -6,13 +6,24 @@ import dataclasses
 import pytest
 import torch
 
+from muscale.config.spec import RunSpec
+from muscale.measure.probes import Probes
 from muscale.models import modes
 from muscale.models.families import resolve
-from muscale.measure.probes import Probes
-from muscale.config.spec import RunSpec
 
-SPEC = RunSpec(family="transformer", mode="mup", optimizer="adam", lr=1e-2, width=64, seed=0, steps=1,
-               horizon="short", batch_size=2, seq_len=8, family_options=(("layers", "1"),))
+SPEC = RunSpec(
+    family="transformer",
+    mode="mup",
+    optimizer="adam",
+    lr=1e-2,
+    width=64,
+    seed=0,
+    steps=1,
+    horizon="short",
+    batch_size=2,
+    seq_len=8,
+    family_options=(("layers", "1"),),
+)
 
 
 def forward(spec: RunSpec) -> tuple[torch.Tensor, dict]:

@@ -8,36 +8,53 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from clirun import run_cli
 
 from muscale.analysis import gate
-from muscale.models import optim
-from muscale.errors import USAGE
 from muscale.cli import main
-
-from clirun import run_cli
+from muscale.errors import USAGE
+from muscale.models import optim
 
 ROOT = Path(__file__).resolve().parent.parent
 CI_BASELINE = ROOT / "baselines" / "mlp-mup.toml"
 # The check the committed baseline was made from (`make baseline` refreshes it).
-CI_CHECK = ["coord-check", "--mode", "mup", "--family", "mlp", "--widths", "64,128,256,512", "--steps", "3",
-            "--seeds", "2", "--device", "cpu", "--jobs", "1"]
+CI_CHECK = [
+    "coord-check",
+    "--mode",
+    "mup",
+    "--family",
+    "mlp",
+    "--widths",
+    "64,128,256,512",
+    "--steps",
+    "3",
+    "--seeds",
+    "2",
+    "--device",
+    "cpu",
+    "--jobs",
+    "1",
+]
 
 
 def case(alpha, ci=(None, None), expected=0.0, tol=0.1):
     return gate.Check("mup", "mlp", "adam", "hidden.0", "act_rms", 1, expected, tol, alpha, *ci)
 
 
-@pytest.mark.parametrize("check,status", [
-    (case(0.05), "pass"),                           # inside the band
-    (case(0.1), "pass"),                            # on its edge
-    (case(0.3, (0.05, 0.55)), "pass"),              # outside, but the interval reaches the band: noise
-    (case(0.3, (0.2, 0.4)), "fail"),                # outside, and the interval excludes the band: drift
-    (case(-0.3, (-0.4, -0.2)), "fail"),             # the same below
-    (case(0.3), "fail"),                            # outside with no interval (one seed, two widths)
-    (case(None), "missing"),                        # the baseline expects it, the results lack it
-    (case(float("nan")), "missing"),                # a fit that could not be made
-    (case(1.02, (0.9, 1.1), expected=1.0), "pass"), # non-zero expectations work the same way
-])
+@pytest.mark.parametrize(
+    "check,status",
+    [
+        (case(0.05), "pass"),  # inside the band
+        (case(0.1), "pass"),  # on its edge
+        (case(0.3, (0.05, 0.55)), "pass"),  # outside, but the interval reaches the band: noise
+        (case(0.3, (0.2, 0.4)), "fail"),  # outside, and the interval excludes the band: drift
+        (case(-0.3, (-0.4, -0.2)), "fail"),  # the same below
+        (case(0.3), "fail"),  # outside with no interval (one seed, two widths)
+        (case(None), "missing"),  # the baseline expects it, the results lack it
+        (case(float("nan")), "missing"),  # a fit that could not be made
+        (case(1.02, (0.9, 1.1), expected=1.0), "pass"),  # non-zero expectations work the same way
+    ],
+)
 def test_check_status(check, status):
     assert check.status == status
 
@@ -61,16 +78,37 @@ def checked(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "argv", ["muscale", *CI_CHECK, "--out", str(out / "run")])
         main()
-        mp.setattr(sys, "argv", ["muscale", "baseline", str(out / "run"), "-o", str(out / "baseline.toml"),
-                                 "--metric", "act_rms", "--metric", "dact_rms"])
+        mp.setattr(
+            sys,
+            "argv",
+            [
+                "muscale",
+                "baseline",
+                str(out / "run"),
+                "-o",
+                str(out / "baseline.toml"),
+                "--metric",
+                "act_rms",
+                "--metric",
+                "dact_rms",
+            ],
+        )
         main()
     return out
 
 
 def test_gate_passes_on_the_results_that_made_the_baseline(monkeypatch, capsys, checked, tmp_path):
     junit = tmp_path / "junit.xml"
-    code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(checked / "run"), "--baseline",
-                          str(checked / "baseline.toml"), "--junit", str(junit))
+    code, stdout, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "gate",
+        str(checked / "run"),
+        "--baseline",
+        str(checked / "baseline.toml"),
+        "--junit",
+        str(junit),
+    )
     n = len(gate.read_baseline(checked / "baseline.toml"))
     assert code == gate.OK and f"{n} passed, 0 failed" in stdout
     suite = ET.parse(junit).getroot().find("testsuite")
@@ -82,8 +120,16 @@ def test_gate_fails_a_broken_mup_naming_the_rows(monkeypatch, capsys, checked, t
     monkeypatch.setitem(optim._MUP, "adam", torch.optim.Adam)
     coord_check(monkeypatch, capsys, tmp_path / "broken")
     junit = tmp_path / "junit.xml"
-    code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(tmp_path / "broken"), "--baseline",
-                          str(checked / "baseline.toml"), "--junit", str(junit))
+    code, stdout, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "gate",
+        str(tmp_path / "broken"),
+        "--baseline",
+        str(checked / "baseline.toml"),
+        "--junit",
+        str(junit),
+    )
     assert code == gate.FAIL
     failing = [line for line in stdout.splitlines() if line.startswith("FAIL")]
     assert failing and any("hidden.0 dact_rms" in line for line in failing)
@@ -94,7 +140,8 @@ def test_gate_fails_when_a_metric_is_missing(monkeypatch, capsys, checked, tmp_p
     run_dir = tmp_path / "partial"
     run_dir.mkdir()
     pl.read_csv(checked / "run" / "exponents.csv").filter(pl.col("metric") != "dact_rms").write_csv(
-        run_dir / "exponents.csv")
+        run_dir / "exponents.csv"
+    )
     code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(run_dir), "--baseline", str(checked / "baseline.toml"))
     assert code == gate.FAIL and "MISSING" in stdout and "dact_rms" in stdout
 
@@ -111,7 +158,8 @@ def test_github_annotations_name_each_failure(monkeypatch, capsys, checked, tmp_
     run_dir = tmp_path / "partial"
     run_dir.mkdir()
     pl.read_csv(checked / "run" / "exponents.csv").filter(pl.col("metric") != "act_rms").write_csv(
-        run_dir / "exponents.csv")
+        run_dir / "exponents.csv"
+    )
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(run_dir), "--baseline", str(checked / "baseline.toml"))
     annotations = [line for line in stdout.splitlines() if line.startswith("::error")]

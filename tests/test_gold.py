@@ -10,14 +10,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from clirun import run_cli
 from polars.testing import assert_frame_equal
 
 from muscale.run import launch
 
-from clirun import run_cli
-
 sys.path.insert(0, str(Path(__file__).parent / "gold"))
-import build  # noqa: E402
+import build
 
 NAMES = sorted(p.name for p in build.INPUTS.iterdir())
 SWEEPS = sorted(p.parent.name for p in build.INPUTS.glob("*/plan.json"))
@@ -33,15 +32,19 @@ def test_fit_writes_what_it_wrote_when_the_records_were_stored(name, tmp_path):
     """Reports byte for byte once scrubbed; CSVs to 1e-9 relative, since polars sums a group
     in the order its rows arrive, which varies from one process to the next in the last bits."""
     got = build.fit(name, tmp_path)
-    expected = {str(p.relative_to(build.EXPECTED / name)): p.read_text(encoding="utf-8")
-                for p in sorted((build.EXPECTED / name).rglob("*")) if p.is_file()}
+    expected = {
+        str(p.relative_to(build.EXPECTED / name)): p.read_text(encoding="utf-8")
+        for p in sorted((build.EXPECTED / name).rglob("*"))
+        if p.is_file()
+    }
     assert sorted(got) == sorted(expected)
     for file, text in expected.items():
         if file.endswith(".html"):
             assert got[file] == text, f"{name}/{file} differs from its golden file"
         else:
-            assert_frame_equal(pl.read_csv(io.StringIO(got[file])), pl.read_csv(io.StringIO(text)),
-                               rel_tol=1e-9, abs_tol=1e-12)
+            assert_frame_equal(
+                pl.read_csv(io.StringIO(got[file])), pl.read_csv(io.StringIO(text)), rel_tol=1e-9, abs_tol=1e-12
+            )
 
 
 def test_bundled_studies_expand_to_the_stored_run_ids():
@@ -61,7 +64,8 @@ def test_a_stored_sweep_directory_resumes_with_nothing_to_run(name, monkeypatch,
         raise AssertionError(f"{spec.run_id} ran again")
 
     monkeypatch.setattr(launch, "run_one", run_one)
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "sweep", str(out / "study.toml"), "--out", str(out),
-                                   "--jobs", "1", "--device", "cpu")
+    code, stdout, stderr = run_cli(
+        monkeypatch, capsys, "sweep", str(out / "study.toml"), "--out", str(out), "--jobs", "1", "--device", "cpu"
+    )
     assert code == 0, stderr
     assert "failed=0 pending=0" in stdout, stdout

@@ -12,25 +12,57 @@ import torch
 
 pytest.importorskip("transformers")
 
-import muscale  # noqa: E402
-from muscale.models import lrm, modes  # noqa: E402
-from muscale.analysis.derived import DERIVED  # noqa: E402
-from muscale.models.families import resolve  # noqa: E402
-from muscale.measure.probes import Probes  # noqa: E402
+from clirun import assert_input_error, run_cli
 
-from clirun import assert_input_error, run_cli  # noqa: E402
+import muscale
+from muscale.analysis.derived import DERIVED
+from muscale.measure.probes import Probes
+from muscale.models import lrm, modes
+from muscale.models.families import resolve
 
-ROLES = {"llama": {"embed", "attn_q", "attn_k", "attn_v", "attn_qk", "attn_out", "mlp_gate", "mlp_up", "mlp_down",
-                   "head", "norm"},
-         "gpt2": {"embed", "attn_qkv", "attn_qk", "attn_out", "mlp_up", "mlp_down", "head", "norm"}}
+ROLES = {
+    "llama": {
+        "embed",
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_qk",
+        "attn_out",
+        "mlp_gate",
+        "mlp_up",
+        "mlp_down",
+        "head",
+        "norm",
+    },
+    "gpt2": {"embed", "attn_qkv", "attn_qk", "attn_out", "mlp_up", "mlp_down", "head", "norm"},
+}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("model_type", ["llama", "gpt2"])
 @pytest.mark.parametrize("mode,steps", [("sp", 2), ("lrm", 4)])
 def test_hf_coord_check(monkeypatch, capsys, tmp_path, model_type, mode, steps):
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--family", f"hf:{model_type}", "--mode", mode,
-                              "--widths", "32,64", "--steps", str(steps), "--seeds", "1", "--device", "cpu",
-                              "--jobs", "1", "--out", str(tmp_path))
+    code, _, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "coord-check",
+        "--family",
+        f"hf:{model_type}",
+        "--mode",
+        mode,
+        "--widths",
+        "32,64",
+        "--steps",
+        str(steps),
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, stderr
     ex = pl.read_csv(tmp_path / "exponents.csv")
     assert ROLES[model_type] <= set(ex["role"]), set(ex["role"])
@@ -46,15 +78,23 @@ def test_hf_coord_check(monkeypatch, capsys, tmp_path, model_type, mode, steps):
 @pytest.mark.parametrize("model_type", ["llama", "gpt2"])
 @pytest.mark.parametrize("mode", ["mup-lr", "lrm-scalar", "mup+lrm", "mup"])
 def test_every_other_mode_trains(model_type, mode):
-    records = muscale.coord_check(mode, f"hf:{model_type}", widths=(32, 64), steps=1, seeds=1, device="cpu",
-                                  metrics=["act_rms"])
+    records = muscale.coord_check(
+        mode, f"hf:{model_type}", widths=(32, 64), steps=1, seeds=1, device="cpu", metrics=["act_rms"]
+    )
     assert records.filter(pl.col("metric") == "loss")["value"].is_finite().all()
     assert records.filter(pl.col("role") == "attn_qk").height > 0
 
 
 def _model(mode: str, model_type: str, width: int, multipliers: dict | None = None, **options):
-    spec = muscale.plan(mode, f"hf:{model_type}", widths=(width, 2 * width), seeds=1, steps=1,
-                        options={k: str(v) for k, v in options.items()}, multipliers=multipliers)[0]
+    spec = muscale.plan(
+        mode,
+        f"hf:{model_type}",
+        widths=(width, 2 * width),
+        seeds=1,
+        steps=1,
+        options={k: str(v) for k, v in options.items()},
+        multipliers=multipliers,
+    )[0]
     return spec, modes.build(spec, resolve(spec.family))[0]
 
 
@@ -106,11 +146,11 @@ WIDTHS = (64, 128, 256, 512)
 
 
 def qk_change(options: dict, widths=WIDTHS, seeds: int = 2) -> pl.DataFrame:
-    records = muscale.coord_check("mup", "hf:llama", widths=widths, steps=5, seeds=seeds, options=options,
-                                  device="cpu")
+    records = muscale.coord_check("mup", "hf:llama", widths=widths, steps=5, seeds=seeds, options=options, device="cpu")
     ex = muscale.fit_exponents(records)
-    return ex.filter((pl.col("step") >= 1) & (pl.col("role") == "attn_qk") & (pl.col("metric") == "dact_rms")
-                     ).select("module", "step", "alpha")
+    return ex.filter((pl.col("step") >= 1) & (pl.col("role") == "attn_qk") & (pl.col("metric") == "dact_rms")).select(
+        "module", "step", "alpha"
+    )
 
 
 def assert_mup_flat_and_sqrt_grows(widths, seeds):
@@ -129,6 +169,7 @@ def test_mup_qk_logit_change_is_flat_over_64_to_512_and_sqrt_head_dim_is_not():
     assert_mup_flat_and_sqrt_grows(WIDTHS, seeds=2)
 
 
+@pytest.mark.science
 def test_mup_qk_logit_change_is_flat_and_sqrt_head_dim_is_not_small():
     assert_mup_flat_and_sqrt_grows(WIDTHS[:3], seeds=1)
 
@@ -147,8 +188,28 @@ BAD = [
 @pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_hf_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tmp_path, args, needle):
     out = tmp_path / "out"
-    assert_input_error(monkeypatch, capsys, out, needle, "coord-check", "--mode", "sp", "--widths", "32,64", "--steps",
-                       "1", "--seeds", "1", "--device", "cpu", "--jobs", "1", "--out", str(out), *args)
+    assert_input_error(
+        monkeypatch,
+        capsys,
+        out,
+        needle,
+        "coord-check",
+        "--mode",
+        "sp",
+        "--widths",
+        "32,64",
+        "--steps",
+        "1",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+        "--out",
+        str(out),
+        *args,
+    )
 
 
 def test_without_the_extra_hf_is_one_line_naming_it(monkeypatch, capsys, tmp_path):
@@ -157,8 +218,9 @@ def test_without_the_extra_hf_is_one_line_naming_it(monkeypatch, capsys, tmp_pat
     monkeypatch.setitem(sys.modules, "transformers", None)
     monkeypatch.delitem(sys.modules, "muscale.models.families.hf", raising=False)
     monkeypatch.delattr(muscale.models.families, "hf", raising=False)
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--family", "hf:llama", "--out",
-                              str(tmp_path / "out"))
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "coord-check", "--family", "hf:llama", "--out", str(tmp_path / "out")
+    )
     assert code == 2 and "muscale[hf]" in stderr and len(stderr.strip().splitlines()) == 1
 
 
@@ -166,8 +228,12 @@ def test_gpt2_conv1d_multipliers_are_recorded_and_paired_by_the_layers_side():
     """A row multiplier on a Conv1D (stored as the matrix's column vector) is recorded as
     mult_row_*, one value per output feature, and pairs with the next layer's column vector
     as the same placement on nn.Linear layers does."""
-    _, model = _model("lrm", "gpt2", 32, multipliers={"mlp_up": "row", "mlp_down": "col", "attn_out": "none",
-                                                       "head": "none", "attn_q": "none"})
+    _, model = _model(
+        "lrm",
+        "gpt2",
+        32,
+        multipliers={"mlp_up": "row", "mlp_down": "col", "attn_out": "none", "head": "none", "attn_q": "none"},
+    )
     c_fc = model.transformer.h[0].mlp.c_fc
     mult = c_fc.parametrizations.weight[0]
     assert mult.col is not None and mult.row is None and set(mult.sides()) == {"row"}

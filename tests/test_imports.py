@@ -27,7 +27,7 @@ def _imports() -> dict[str, set[str]]:
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = package.split(".")
-                base = ".".join(base[:len(base) - node.level + 1]) if node.level else ""
+                base = ".".join(base[: len(base) - node.level + 1]) if node.level else ""
                 stem = ".".join(p for p in (base, node.module) if p)
                 targets = [f"{stem}.{a.name}" if f"{stem}.{a.name}" in modules else stem for a in node.names]
             else:
@@ -45,7 +45,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         state[node] = "done"
@@ -90,8 +90,12 @@ def _layer(module: str) -> int | None:
 
 
 def _upward(graph: dict[str, set[str]]) -> list[str]:
-    return [f"{module} → {edge}" for module, edges in sorted(graph.items()) for edge in sorted(edges)
-            if _layer(module) is not None and _layer(edge) is not None and _layer(edge) > _layer(module)]
+    return [
+        f"{module} → {edge}"
+        for module, edges in sorted(graph.items())
+        for edge in sorted(edges)
+        if _layer(module) is not None and _layer(edge) is not None and _layer(edge) > _layer(module)
+    ]
 
 
 def test_every_module_sits_in_a_layer():

@@ -6,13 +6,13 @@ import math
 import polars as pl
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 import muscale
+from muscale.analysis.fit import first_and_last
 from muscale.models import lrm, modes, optim
 from muscale.models.families import resolve
-from muscale.analysis.fit import first_and_last
 from muscale.models.roles import role_of
-from torch.nn.utils import parametrize
 
 SMALL = dict(widths=(16, 32, 64), steps=8, seeds=2, device="cpu", jobs=1)
 
@@ -31,8 +31,11 @@ def test_multipliers_start_at_one_and_leave_the_function_unchanged(mode):
     tokens = torch.randint(0, 256, (2, 8))
     assert mults and all(torch.all(v == 1) for v in lrm.values(wrapped))
     assert torch.allclose(plain(tokens), wrapped(tokens), atol=1e-6)
-    bare = {role_of(n, m) for n, m in wrapped.named_modules()
-            if isinstance(m, torch.nn.Linear) and not parametrize.is_parametrized(m)}
+    bare = {
+        role_of(n, m)
+        for n, m in wrapped.named_modules()
+        if isinstance(m, torch.nn.Linear) and not parametrize.is_parametrized(m)
+    }
     # The default placement: one scalar for QK on the query, rows where outputs join the residual.
     assert bare == ({"attn_k", "attn_v", "mlp_gate", "mlp_up"} if mode != "lrm-scalar" else set())
 
@@ -55,8 +58,9 @@ def test_multiplier_decay_is_decoupled_from_the_update(optimizer, param):
     lr, decay = 1e-2, 0.5
 
     def step(mult_weight_decay, coupled=False):
-        spec, model, mults = build("lrm-scalar", optimizer=optimizer, lr=lr, mult_lr=lr, mult_weight_decay=mult_weight_decay,
-                                   mult_param=param)
+        spec, model, mults = build(
+            "lrm-scalar", optimizer=optimizer, lr=lr, mult_lr=lr, mult_weight_decay=mult_weight_decay, mult_param=param
+        )
         opt = optim.build(spec, model, mults)
         if coupled:
             group = next(g for g in opt.param_groups if "mult_decay" in g)
@@ -86,10 +90,14 @@ def test_lrm_exponent_table_has_multiplier_and_activation_exponents_first_and_la
     where = lrm.placement("vector")
     for step in (1, 8):
         at = ex.filter(pl.col("step") == step)
-        for metric, kinds in (("mult_row_rms", ("row", "both")), ("mult_col_rms", ("col", "both")),
-                              ("mult_scalar", ("scalar",))):
+        for metric, kinds in (
+            ("mult_row_rms", ("row", "both")),
+            ("mult_col_rms", ("col", "both")),
+            ("mult_scalar", ("scalar",)),
+        ):
             assert set(at.filter(pl.col("metric") == metric)["module"]) == {
-                m for m in linears if where[roles[m]] in kinds}, metric
+                m for m in linears if where[roles[m]] in kinds
+            }, metric
         assert set(at.filter(pl.col("metric") == "act_rms")["module"]) >= linears
     # The paper's claims are judged at the last step of a long horizon only, settled or not.
     judged = ex.filter(pl.col("expected").is_not_null())
@@ -113,8 +121,15 @@ def test_teeth_multipliers_with_zero_lr_do_not_move():
 def test_a_mup_ready_user_model_also_runs_without_mup(mode):
     """A user family built with MuReadout (as mup asks) runs in SP-based modes too, with the
     readout at width multiplier 1, the way mup's set_base_shapes(model, None) defines SP."""
-    records = muscale.coord_check(mode, "families_for_tests:gain_mlp", batch="families_for_tests:mlp_batch",
-                                  widths=(32, 64), steps=2, seeds=1, device="cpu")
+    records = muscale.coord_check(
+        mode,
+        "families_for_tests:gain_mlp",
+        batch="families_for_tests:mlp_batch",
+        widths=(32, 64),
+        steps=2,
+        seeds=1,
+        device="cpu",
+    )
     assert records.filter(pl.col("module") == "head")["value"].is_finite().all()
 
 
@@ -122,8 +137,9 @@ def test_a_mup_ready_user_model_also_runs_without_mup(mode):
 def test_lr_only_mup_keeps_weight_decay_where_mup_lr_scales_it(mode, decay):
     """At width_mult 4 both divide the hidden matrices' lr by 4; `mup-lr` multiplies λ by 4 (η·λ
     fixed), the paper's LR-only μP keeps λ (η·λ ∝ 1/d)."""
-    spec = muscale.plan(mode, "transformer", widths=(64, 256), seeds=1, optimizer="adamw", lr=1e-2,
-                        weight_decay=0.1, base_width=64)[1]
+    spec = muscale.plan(
+        mode, "transformer", widths=(64, 256), seeds=1, optimizer="adamw", lr=1e-2, weight_decay=0.1, base_width=64
+    )[1]
     model, mults = modes.build(spec, resolve("transformer"))
     hidden = [g for g in optim.build(spec, model, mults).param_groups if g["lr"] < spec.lr]
     assert hidden and all(g["lr"] == pytest.approx(spec.lr / 4) for g in hidden)

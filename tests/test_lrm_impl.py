@@ -7,17 +7,16 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from clirun import run_cli
+from studies_for_tests import TINY
 
 import muscale
 from muscale import api
-from muscale.run import checkpoint
-from muscale.models import lrm, modes, optim
-from muscale.errors import InputError
-from muscale.models.families import resolve
 from muscale.config.spec import merged_mode
-
-from clirun import run_cli
-from studies_for_tests import TINY
+from muscale.errors import InputError
+from muscale.models import lrm, modes, optim
+from muscale.models.families import resolve
+from muscale.run import checkpoint
 
 STEPS = 5
 # Every kind of multiplier on every matrix, the default mix and the paper's (lrm.PAPER_PLACEMENT).
@@ -29,8 +28,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(mode, impl, **kw):
-    spec = muscale.plan(mode, "transformer", widths=(32, 64), seeds=1, lrm_impl=impl,
-                        **dict(optimizer="adam", lr=1e-2) | kw)[0]
+    spec = muscale.plan(
+        mode, "transformer", widths=(32, 64), seeds=1, lrm_impl=impl, **dict(optimizer="adam", lr=1e-2) | kw
+    )[0]
     family = resolve("transformer")
     model, mults = modes.build(spec, family)
     return spec, family, model, mults
@@ -76,16 +76,24 @@ def test_fused_and_autograd_record_alike():
     auto = muscale.coord_check("lrm", "transformer", lrm_impl="autograd", **run)
     fused = muscale.coord_check("lrm", "transformer", lrm_impl="fused", **run)
     assert auto.height == fused.height and set(auto["metric"]) >= {"mult_row_rms", "update_spec", "eps_share"}
-    assert torch.allclose(torch.tensor(fused["value"].to_list()), torch.tensor(auto["value"].to_list()),
-                          rtol=1e-4, atol=1e-6)  # mult_drift, a difference of float32 logs, is exact to ~1e-7 only
+    assert torch.allclose(
+        torch.tensor(fused["value"].to_list()), torch.tensor(auto["value"].to_list()), rtol=1e-4, atol=1e-6
+    )  # mult_drift, a difference of float32 logs, is exact to ~1e-7 only
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("clip_multipliers", [False, True], ids=["clip-matrices", "clip-all"])
 def test_fused_and_autograd_train_alike_in_float64_with_adamw_and_clipping(placement, clip_multipliers):
     mode, where = PLACEMENTS[placement]
-    run = dict(steps=20, optimizer="adamw", weight_decay=0.1, mult_weight_decay=0.01, clip=0.5,
-               clip_multipliers=clip_multipliers, multipliers=where)
+    run = dict(
+        steps=20,
+        optimizer="adamw",
+        weight_decay=0.1,
+        mult_weight_decay=0.01,
+        clip=0.5,
+        clip_multipliers=clip_multipliers,
+        multipliers=where,
+    )
     _, auto = train(mode, "autograd", torch.float64, **run)
     _, fused = train(mode, "fused", torch.float64, **run)
     assert max_rel(fused, auto) < 1e-10
@@ -95,8 +103,16 @@ def test_fused_and_autograd_train_alike_in_float64_with_adamw_and_clipping(place
 def test_log_multipliers_fused_and_autograd_train_alike_in_float64(placement):
     """s = e^θ: the fused hook's ∂L/∂θ = s·∂L/∂s against autograd through exp."""
     mode, where = PLACEMENTS[placement]
-    run = dict(steps=20, optimizer="adamw", weight_decay=0.1, mult_weight_decay=0.01, clip=0.5, multipliers=where,
-               mult_param="log", mult_lr=0.05)
+    run = dict(
+        steps=20,
+        optimizer="adamw",
+        weight_decay=0.1,
+        mult_weight_decay=0.01,
+        clip=0.5,
+        multipliers=where,
+        mult_param="log",
+        mult_lr=0.05,
+    )
     _, auto = train(mode, "autograd", torch.float64, **run)
     _, fused = train(mode, "fused", torch.float64, **run)
     assert any((v.abs() > 1e-3).any() for k, v in auto.items() if "parametrizations.weight.0" in k)  # θ moved
@@ -112,9 +128,15 @@ def test_fused_and_autograd_train_alike_in_float32_with_adamw_and_clipping(place
     assert max_rel(fused, auto) < 1e-5
 
 
-@pytest.mark.parametrize("run", [dict(optimizer="muon"), dict(optimizer="sgd", lr=0.1),
-                                 dict(optimizer="adamw", weight_decay=0.1, weight_decay_kind="spectral")],
-                         ids=["muon", "sgd", "spectral-decay"])
+@pytest.mark.parametrize(
+    "run",
+    [
+        dict(optimizer="muon"),
+        dict(optimizer="sgd", lr=0.1),
+        dict(optimizer="adamw", weight_decay=0.1, weight_decay_kind="spectral"),
+    ],
+    ids=["muon", "sgd", "spectral-decay"],
+)
 def test_fused_sees_every_optimizers_in_place_update(run):
     """W̄ is refreshed from version counters, which every optimizer's in-place step moves."""
     _, auto = train("lrm", "autograd", torch.float64, **run)
@@ -184,9 +206,28 @@ def test_merge_keeps_the_outputs_and_drops_the_multipliers(placement, impl, para
 
 def test_save_models_then_merge_round_trip(monkeypatch, capsys, tmp_path):
     out = tmp_path / "out"
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "lrm", "--lrm-impl", "fused",
-                              "--widths", "16,32", "--steps", "2", "--seeds", "1", "--device", "cpu", "--jobs", "1",
-                              "--save-models", "--out", str(out))
+    code, _, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "coord-check",
+        "--mode",
+        "lrm",
+        "--lrm-impl",
+        "fused",
+        "--widths",
+        "16,32",
+        "--steps",
+        "2",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+        "--save-models",
+        "--out",
+        str(out),
+    )
     assert code == 0, stderr
     saved = sorted((out / "models").glob("*.pt"))
     assert len(saved) == 2 and not list((out / "models").glob(".*"))

@@ -20,10 +20,12 @@ HORIZON = default_horizon("lrm-scalar", FAMILY)
 
 def head(results, key, **kw) -> dict[str, dict]:
     """The head's last-step fits by metric."""
+
     def fit():
         records = muscale.coord_check("lrm-scalar", FAMILY, device="cpu", jobs=2, metrics=METRICS, data="stdlib", **kw)
         ex = muscale.fit_exponents(records).filter(pl.col("module") == "head")
         return {r["metric"]: r for r in ex.filter(pl.col("step") == ex["step"].max()).iter_rows(named=True)}
+
     return results(key, fit)
 
 
@@ -48,6 +50,7 @@ def test_teeth_a_frozen_multiplier_fails_the_claims(results):
     assert fits["act_rms"]["verdict"] != "pass" and abs(fits["act_rms"]["alpha"]) > 0.15, fits["act_rms"]
 
 
+@pytest.mark.science
 def test_teeth_a_tenth_of_the_horizon_is_unsettled(results):
     fits = head(results, "tenth", steps=HORIZON.steps // 10)
     assert fits["mult_scalar"]["settled"] is False and fits["mult_scalar"]["verdict"] == "unsettled"
@@ -56,31 +59,64 @@ def test_teeth_a_tenth_of_the_horizon_is_unsettled(results):
 def test_raw_activations_times_the_multiplier_are_the_activations():
     """raw_act_rms is what the multiplier scales: the head's logits are |s|·(raw logits), the QK
     logits s_q·(raw QK logits), exactly, once the multipliers have moved away from 1."""
-    records = muscale.coord_check("lrm", "transformer", widths=(16, 32), steps=4, seeds=1, device="cpu",
-                                  mult_lr=0.05, options={"layers": 1},
-                                  metrics=("act_rms", "raw_act_rms", "mult_scalar"))
-    value = {(w, m, k): v for w, m, k, v in records.filter(pl.col("step") == 4)
-             .select("width", "module", "metric", "value").iter_rows()}
+    records = muscale.coord_check(
+        "lrm",
+        "transformer",
+        widths=(16, 32),
+        steps=4,
+        seeds=1,
+        device="cpu",
+        mult_lr=0.05,
+        options={"layers": 1},
+        metrics=("act_rms", "raw_act_rms", "mult_scalar"),
+    )
+    value = {
+        (w, m, k): v
+        for w, m, k, v in records.filter(pl.col("step") == 4).select("width", "module", "metric", "value").iter_rows()
+    }
     for width in (16, 32):
         for point, mult in (("head", "head"), ("blocks.0.attn.qk", "blocks.0.attn.q")):
             s = value[width, mult, "mult_scalar"]
             assert abs(s - 1) > 1e-3
-            assert value[width, point, "act_rms"] == pytest.approx(abs(s) * value[width, point, "raw_act_rms"],
-                                                                    rel=1e-5)
+            assert value[width, point, "act_rms"] == pytest.approx(
+                abs(s) * value[width, point, "raw_act_rms"], rel=1e-5
+            )
 
 
-@pytest.mark.parametrize(("alpha", "late_alpha", "settled", "verdict"),
-                         [(-1.0, -1.0, True, "pass"), (-1.0, -1.05, True, "pass"), (-1.0, -0.8, False, "unsettled"),
-                          (0.0, 0.0, True, "fail"), (0.0, -1.0, False, "unsettled")])
+@pytest.mark.parametrize(
+    ("alpha", "late_alpha", "settled", "verdict"),
+    [
+        (-1.0, -1.0, True, "pass"),
+        (-1.0, -1.05, True, "pass"),
+        (-1.0, -0.8, False, "unsettled"),
+        (0.0, 0.0, True, "fail"),
+        (0.0, -1.0, False, "unsettled"),
+    ],
+)
 def test_settled_compares_the_last_step_with_seventy_percent_of_the_run(alpha, late_alpha, settled, verdict):
     """An exact power law d^α per step: `alpha` up to 70% of the run, `late_alpha` at its end.
     Settled when those differ by ≤ 0.1 (spec.SETTLE_TOLERANCE); an unsettled claim is never judged,
     even when it ends inside its band."""
     steps = (0, 100, 700, 1000)
-    rows = [{"family": "f", "mode": "lrm-scalar", "optimizer": "adamw", "lr": 1e-3, "width": w, "seed": s,
-             "horizon": "long", "step": t, "module": "head", "role": "head", "metric": "mult_scalar",
-             "value": w ** (late_alpha if t == 1000 else alpha) * (1 + 0.01 * s)}
-            for w in (16, 32, 64) for s in (0, 1) for t in steps]
+    rows = [
+        {
+            "family": "f",
+            "mode": "lrm-scalar",
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "width": w,
+            "seed": s,
+            "horizon": "long",
+            "step": t,
+            "module": "head",
+            "role": "head",
+            "metric": "mult_scalar",
+            "value": w ** (late_alpha if t == 1000 else alpha) * (1 + 0.01 * s),
+        }
+        for w in (16, 32, 64)
+        for s in (0, 1)
+        for t in steps
+    ]
     ex = muscale.fit_exponents(pl.DataFrame(rows))
     last = ex.filter(pl.col("step") == 1000).row(0, named=True)
     assert last["settled"] is settled and last["verdict"] == verdict
@@ -88,17 +124,34 @@ def test_settled_compares_the_last_step_with_seventy_percent_of_the_run(alpha, l
     assert set(ex.filter(pl.col("step") < 1000)["verdict"]) == {"info"}
 
 
-@pytest.mark.parametrize(("raw", "product", "settled", "verdict"),
-                         [(1.4, -1.4, True, "pass"), (1.4, 0.0, True, "fail"), (1.4, -1.4, False, "unsettled")])
+@pytest.mark.parametrize(
+    ("raw", "product", "settled", "verdict"),
+    [(1.4, -1.4, True, "pass"), (1.4, 0.0, True, "fail"), (1.4, -1.4, False, "unsettled")],
+)
 def test_qk_multiplier_product_is_judged_against_minus_the_raw_logits_exponent(raw, product, settled, verdict):
     """The QK logits are the raw logits times s_q·s_k (derived `mult_qk`), so the product's
     expected α is −α(raw) of the same attention and step, whatever the attention scale; it is
     judged only when the raw logits have settled too (the unsettled case moves only them)."""
-    rows = [{"family": "f", "mode": "lrm", "optimizer": "adamw", "lr": 1e-3, "width": w, "seed": s,
-             "horizon": "long", "step": t, "module": "b.attn.qk", "role": "attn_qk", "metric": metric,
-             "value": w ** (alpha if t == 1000 or settled or metric == "mult_qk" else alpha / 2) * (1 + 0.01 * s)}
-            for w in (16, 32, 64) for s in (0, 1) for t in (0, 700, 1000)
-            for metric, alpha in (("raw_act_rms", raw), ("mult_qk", product))]
+    rows = [
+        {
+            "family": "f",
+            "mode": "lrm",
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "width": w,
+            "seed": s,
+            "horizon": "long",
+            "step": t,
+            "module": "b.attn.qk",
+            "role": "attn_qk",
+            "metric": metric,
+            "value": w ** (alpha if t == 1000 or settled or metric == "mult_qk" else alpha / 2) * (1 + 0.01 * s),
+        }
+        for w in (16, 32, 64)
+        for s in (0, 1)
+        for t in (0, 700, 1000)
+        for metric, alpha in (("raw_act_rms", raw), ("mult_qk", product))
+    ]
     last = muscale.fit_exponents(pl.DataFrame(rows)).filter((pl.col("step") == 1000) & (pl.col("metric") == "mult_qk"))
     (row,) = last.iter_rows(named=True)
     assert row["expected"] == pytest.approx(-raw) and row["verdict"] == verdict

@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from mup import set_base_shapes
 
-from muscale.run import coordcheck
-from muscale.models import modes
 from muscale.errors import InputError
-from muscale.models.families import Hooks, hybrid, mamba2
 from muscale.measure.probes import Probes
+from muscale.models import modes
+from muscale.models.families import Hooks, hybrid, mamba2
+from muscale.run import coordcheck
 
 T = 21
 
@@ -63,11 +63,14 @@ def test_dt_probe_records_dt():
     with torch.no_grad(), probes.watch(0):
         model(tokens)
     rows = probes.collect(0)
-    recorded = {m: v for mod, r, m, v in zip(rows["module"], rows["role"], rows["metric"], rows["value"])
-                if mod == "blocks.0.ssm.dt" and r == "ssm_dt"}
+    recorded = {
+        m: v
+        for mod, r, m, v in zip(rows["module"], rows["role"], rows["metric"], rows["value"])
+        if mod == "blocks.0.ssm.dt" and r == "ssm_dt"
+    }
     ssm = model.blocks[0].ssm
     with torch.no_grad():
-        raw = ssm.in_proj(model.blocks[0].norm(model.embed(tokens)))[..., -ssm.n_heads:]
+        raw = ssm.in_proj(model.blocks[0].norm(model.embed(tokens)))[..., -ssm.n_heads :]
         dt = F.softplus(raw + ssm.dt_bias)
     assert recorded["act_rms"] == pytest.approx(dt.square().mean().sqrt().item(), rel=1e-5)
     assert recorded["act_mean"] == pytest.approx(dt.mean().item(), rel=1e-5)

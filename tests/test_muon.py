@@ -7,24 +7,24 @@ import re
 import polars as pl
 import pytest
 import torch
+from studies_for_tests import TINY
 
 import muscale
 from muscale import api
+from muscale.config.spec import MODES
+from muscale.errors import InputError
 from muscale.models import losses, modes, optim
 from muscale.models.data import PROBE_INDEX
-from muscale.errors import InputError
 from muscale.models.families import resolve
-from muscale.config.spec import MODES
-
-from studies_for_tests import TINY
 
 HIDDEN = re.compile(r"blocks\.\d\.(attn\.[qkvo]|mlp\.(gate|up|down))\.(weight|parametrizations\.weight\.original)$")
 
 
 def built(mode, width=32, **kw):
     """Two blocks in every mode (the long horizon's default is one): 14 hidden matrices."""
-    spec = muscale.plan(mode, "transformer", widths=(width, 2 * width), seeds=1, optimizer="muon",
-                        **{"options": {"layers": 2}} | kw)[0]
+    spec = muscale.plan(
+        mode, "transformer", widths=(width, 2 * width), seeds=1, optimizer="muon", **{"options": {"layers": 2}} | kw
+    )[0]
     model, mults = modes.build(spec, resolve("transformer"))
     return spec, model, optim.build(spec, model, mults)
 
@@ -53,11 +53,14 @@ def test_muon_group_holds_the_hidden_matrices_and_only_those(mode):
     assert any(n.startswith("head.") for n in in_adamw)
 
 
-@pytest.mark.parametrize("mode,adjust,scale", [
-    ("sp", "match_rms_adamw", 1.0),
-    ("mup", "original", 1.0),  # torch's `original` already gives ‖ΔW‖₂ ∝ sqrt(fan_out/fan_in)
-    ("mup", "match_rms_adamw", 0.5),  # 1/sqrt(width_mult) at width 4 × base 64
-])
+@pytest.mark.parametrize(
+    "mode,adjust,scale",
+    [
+        ("sp", "match_rms_adamw", 1.0),
+        ("mup", "original", 1.0),  # torch's `original` already gives ‖ΔW‖₂ ∝ sqrt(fan_out/fan_in)
+        ("mup", "match_rms_adamw", 0.5),  # 1/sqrt(width_mult) at width 4 × base 64
+    ],
+)
 def test_muon_lr_per_mode_and_adjustment(mode, adjust, scale):
     spec, _, opt = built(mode, width=256, muon_adjust_lr=adjust, weight_decay=0.1)
     (group,) = opt.optimizers[0].param_groups
@@ -79,13 +82,19 @@ def test_one_muon_step_moves_every_hidden_matrix_and_nothing_else_has_momentum()
 def test_mup_muon_update_has_the_spectral_norm_of_the_base_model(adjust, monkeypatch):
     """‖ΔW‖₂ / sqrt(fan_out/fan_in) of the first step at width 128 equals width 32's (same
     lr); without the width scaling, match_rms_adamw's grows like sqrt(width)."""
+
     def ratios():
         per_width = []
         for width in (32, 128):
             spec, model, opt = built("mup", width=width, muon_adjust_lr=adjust)
             deltas = first_step(model, opt, spec)
-            per_width.append({n: (torch.linalg.matrix_norm(d, ord=2) / (d.shape[0] / d.shape[1]) ** 0.5).item()
-                              for n, d in deltas.items() if HIDDEN.search(n)})
+            per_width.append(
+                {
+                    n: (torch.linalg.matrix_norm(d, ord=2) / (d.shape[0] / d.shape[1]) ** 0.5).item()
+                    for n, d in deltas.items()
+                    if HIDDEN.search(n)
+                }
+            )
         return [per_width[1][n] / per_width[0][n] for n in per_width[0]]
 
     assert all(abs(r - 1) < 0.15 for r in ratios())
@@ -95,8 +104,17 @@ def test_mup_muon_update_has_the_spectral_norm_of_the_base_model(adjust, monkeyp
 
 
 def hidden_exponents(mode, jobs=2):
-    records = muscale.coord_check(mode, "transformer", widths=(64, 128, 256), steps=3, seeds=1, optimizer="muon",
-                                  device="cpu", jobs=jobs)
+    records = muscale.coord_check(
+        mode,
+        "transformer",
+        widths=(64, 128, 256),
+        steps=3,
+        seeds=1,
+        optimizer="muon",
+        device="cpu",
+        jobs=jobs,
+        metrics=("act_rms", "dact_rms"),
+    )
     ex = muscale.fit_exponents(records)
     return ex.filter(~pl.col("role").is_in(["embed", "head", "loss", "attn_qk", "optimizer"]))
 
@@ -105,6 +123,7 @@ def alphas(ex, metric):
     return ex.filter((pl.col("metric") == metric) & (pl.col("step") >= 1))["alpha"].abs()
 
 
+@pytest.mark.science
 def test_mup_muon_coordinate_check_is_flat():
     ex = hidden_exponents("mup")
     # Measured: act_rms max |α| 0.10 (already at init), dact_rms median 0.02, max 0.11.
@@ -112,6 +131,7 @@ def test_mup_muon_coordinate_check_is_flat():
     assert alphas(ex, "dact_rms").median() < 0.1
 
 
+@pytest.mark.science
 def test_teeth_mup_muon_without_width_scaling_grows(monkeypatch):
     """μP model, Muon's lr not scaled with width: match_rms_adamw's update RMS is fixed, so
     ‖ΔW‖₂ grows like sqrt(width) and so does the change of activations. In-process (jobs=1),
@@ -125,8 +145,12 @@ def test_teeth_mup_muon_without_width_scaling_grows(monkeypatch):
 
 def test_study_adjusts_the_muon_runs_and_refuses_an_adjustment_without_them(tmp_path):
     path = tmp_path / "study.toml"
-    path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "mup"]\noptimizers = ["adamw", "muon"]\n'
-                                 'muon_adjust_lr = "original"'))
+    path.write_text(
+        TINY.replace(
+            'modes = ["sp", "mup"]',
+            'modes = ["sp", "mup"]\noptimizers = ["adamw", "muon"]\nmuon_adjust_lr = "original"',
+        )
+    )
     specs = api.load(path).specs
     assert {(s.optimizer, s.muon_adjust_lr) for s in specs} == {("adamw", "match_rms_adamw"), ("muon", "original")}
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "mup"]\nmuon_adjust_lr = "original"'))

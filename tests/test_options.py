@@ -8,21 +8,39 @@ import click
 import pytest
 
 from muscale import api
-from muscale.run import coordcheck
-from muscale.config import options
-from muscale.study.across_widths import KEYS
 from muscale.cli import cli
+from muscale.config import options
 from muscale.config.spec import RunSpec
+from muscale.run import coordcheck
+from muscale.study.across_widths import KEYS
 
 # Run fields a person does not set: the horizon follows from the mode (spec.default_horizon).
 NOT_OPTIONS = {"horizon"}
 # Values other than every default, each valid on a transformer in mode mup+lrm with AdamW.
-GIVEN = {"optimizer": "adamw", "lr": 0.02, "steps": 3, "weight_decay": 0.1, "batch_size": 4, "seq_len": 8,
-         "mult_weight_decay": 0.05, "multipliers": {"attn_k": "scalar"}, "mult_init": 2.0, "base_width": 16,
-         "options": {"layers": "1", "heads": "2"}, "mup_multipliers": {"embed": 2.0}, "data": "stdlib",
-         "metrics": ["act_rms", "mult_scalar"], "clip": 1.5, "clip_multipliers": True,
-         "adam_eps_scaling": True, "weight_decay_kind": "spectral", "lrm_impl": "fused", "mult_param": "log",
-         "beta2": 0.9, "loss": "cross_entropy"}
+GIVEN = {
+    "optimizer": "adamw",
+    "lr": 0.02,
+    "steps": 3,
+    "weight_decay": 0.1,
+    "batch_size": 4,
+    "seq_len": 8,
+    "mult_weight_decay": 0.05,
+    "multipliers": {"attn_k": "scalar"},
+    "mult_init": 2.0,
+    "base_width": 16,
+    "options": {"layers": "1", "heads": "2"},
+    "mup_multipliers": {"embed": 2.0},
+    "data": "stdlib",
+    "metrics": ["act_rms", "mult_scalar"],
+    "clip": 1.5,
+    "clip_multipliers": True,
+    "adam_eps_scaling": True,
+    "weight_decay_kind": "spectral",
+    "lrm_impl": "fused",
+    "mult_param": "log",
+    "beta2": 0.9,
+    "loss": "cross_entropy",
+}
 
 
 def test_every_run_field_is_declared_as_an_option_or_derived():
@@ -83,8 +101,9 @@ def test_an_option_means_the_same_on_the_command_line_in_a_study_file_and_in_pyt
     keyword of plan reaches the run specs as the same field value."""
     mode, widths, seeds = "mup+lrm", [16, 32], 1
     ctx = cli.commands["coord-check"].make_context(
-        "coord-check", ["--mode", mode, "--widths", ",".join(map(str, widths)), "--seeds", str(seeds),
-                        *_command_line(GIVEN)])
+        "coord-check",
+        ["--mode", mode, "--widths", ",".join(map(str, widths)), "--seeds", str(seeds), *_command_line(GIVEN)],
+    )
     given = {k: v for k, v in ctx.params.items() if k in options.OPTIONS}
     from_cli = coordcheck.plan(given.pop("mode"), given.pop("family"), **given)[0]
     from_python = coordcheck.plan(mode, "transformer", widths=widths, seeds=seeds, **GIVEN)[0]
@@ -93,8 +112,13 @@ def test_an_option_means_the_same_on_the_command_line_in_a_study_file_and_in_pyt
         field = options.OPTIONS[name].field
         expected = tuple(value) if isinstance(value, list) else options.as_field(name, value)
         assert getattr(from_python, field) == expected, name
-    study = {"families": ["transformer"], "modes": [mode], "optimizers": [GIVEN["optimizer"]], "widths": widths,
-             "seeds": seeds} | {options.OPTIONS[k].key: v for k, v in GIVEN.items() if k not in ("optimizer", "lr")}
+    study = {
+        "families": ["transformer"],
+        "modes": [mode],
+        "optimizers": [GIVEN["optimizer"]],
+        "widths": widths,
+        "seeds": seeds,
+    } | {options.OPTIONS[k].key: v for k, v in GIVEN.items() if k not in ("optimizer", "lr")}
     text = "\n".join(f"{k} = {_toml(v)}" for k, v in study.items()) + "\n[lr]\nlog2_min = -6\nlog2_max = -4\n"
     tomllib.loads(text)
     path = tmp_path / "study.toml"
@@ -102,8 +126,11 @@ def test_an_option_means_the_same_on_the_command_line_in_a_study_file_and_in_pyt
     from_study = api.load(path).specs[0]
     # What a sweep sets for itself: the learning-rate grid, its horizon and its evaluations.
     own = {"lr", "horizon", "eval_batches"}
-    differ = {f.name for f in dataclasses.fields(RunSpec) if f.name not in own
-              and getattr(from_study, f.name) != getattr(from_cli, f.name)}
+    differ = {
+        f.name
+        for f in dataclasses.fields(RunSpec)
+        if f.name not in own and getattr(from_study, f.name) != getattr(from_cli, f.name)
+    }
     assert differ == set()
 
 

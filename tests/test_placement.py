@@ -5,17 +5,16 @@ one clear error for every placement that cannot be."""
 import polars as pl
 import pytest
 import torch
+from clirun import run_cli
+from studies_for_tests import TINY
 from torch.nn.utils import parametrize
 
 import muscale
 from muscale import api
+from muscale.config.spec import MULT_WEIGHT_DECAY
 from muscale.models import lrm, modes, optim
 from muscale.models.families import resolve
 from muscale.models.roles import role_of
-from muscale.config.spec import MULT_WEIGHT_DECAY
-
-from clirun import run_cli
-from studies_for_tests import TINY
 
 
 def kinds(model) -> dict[str, set[str]]:
@@ -27,9 +26,13 @@ def kinds(model) -> dict[str, set[str]]:
         kind = "none"
         if parametrize.is_parametrized(m, "weight"):
             mult = m.parametrizations.weight[0]
-            kind = ("scalar" if isinstance(mult, lrm.ScalarMultiplier)
-                    else {(True, True): "both", (True, False): "row", (False, True): "col"}[
-                        mult.row is not None, mult.col is not None])
+            kind = (
+                "scalar"
+                if isinstance(mult, lrm.ScalarMultiplier)
+                else {(True, True): "both", (True, False): "row", (False, True): "col"}[
+                    mult.row is not None, mult.col is not None
+                ]
+            )
         out.setdefault(role_of(name, m), set()).add(kind)
     return out
 
@@ -41,11 +44,27 @@ def build(mode, family="transformer", **kw):
 
 def test_default_placement():
     _, model, _ = build("lrm")
-    assert kinds(model) == {"attn_q": {"scalar"}, "attn_k": {"none"}, "attn_v": {"none"}, "attn_out": {"row"},
-                            "mlp_gate": {"none"}, "mlp_up": {"none"}, "mlp_down": {"row"}, "head": {"scalar"}}
+    assert kinds(model) == {
+        "attn_q": {"scalar"},
+        "attn_k": {"none"},
+        "attn_v": {"none"},
+        "attn_out": {"row"},
+        "mlp_gate": {"none"},
+        "mlp_up": {"none"},
+        "mlp_down": {"row"},
+        "head": {"scalar"},
+    }
     _, model, _ = build("lrm", multipliers=lrm.PAPER_PLACEMENT)
-    assert kinds(model) == {"attn_q": {"scalar"}, "attn_k": {"none"}, "attn_v": {"both"}, "attn_out": {"both"},
-                            "mlp_gate": {"both"}, "mlp_up": {"both"}, "mlp_down": {"both"}, "head": {"row"}}
+    assert kinds(model) == {
+        "attn_q": {"scalar"},
+        "attn_k": {"none"},
+        "attn_v": {"both"},
+        "attn_out": {"both"},
+        "mlp_gate": {"both"},
+        "mlp_up": {"both"},
+        "mlp_down": {"both"},
+        "head": {"row"},
+    }
     _, model, _ = build("lrm-scalar", family="hybrid")
     assert set().union(*kinds(model).values()) == {"scalar"}
 
@@ -81,11 +100,32 @@ def test_multipliers_keep_their_own_lr_and_decay_at_every_width_under_mup(width)
     assert min(matrix_lrs) == pytest.approx(spec.lr * spec.base_width / width)  # μP scales the matrices' alone
 
 
+@pytest.mark.integration
 def test_placement_from_the_command_line_reaches_the_records(monkeypatch, capsys, tmp_path):
     out = tmp_path / "out"
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "lrm", "--widths", "16,32", "--steps", "2",
-                              "--seeds", "1", "--device", "cpu", "--jobs", "1", "--multiplier", "attn_k=scalar",
-                              "--multiplier", "head=none", "--out", str(out))
+    code, _, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "coord-check",
+        "--mode",
+        "lrm",
+        "--widths",
+        "16,32",
+        "--steps",
+        "2",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+        "--multiplier",
+        "attn_k=scalar",
+        "--multiplier",
+        "head=none",
+        "--out",
+        str(out),
+    )
     assert code == 0, stderr
     records = pl.read_parquet(out / "records")
     scalar_roles = set(records.filter(pl.col("metric") == "mult_scalar")["role"])
@@ -95,8 +135,11 @@ def test_placement_from_the_command_line_reaches_the_records(monkeypatch, capsys
 
 def test_placement_from_a_study(tmp_path):
     path = tmp_path / "study.toml"
-    path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "lrm"]')
-                    .replace("eval_batches = 1", 'eval_batches = 1\nmultipliers = { head = "col" }\nmult_init = 2.0'))
+    path.write_text(
+        TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "lrm"]').replace(
+            "eval_batches = 1", 'eval_batches = 1\nmultipliers = { head = "col" }\nmult_init = 2.0'
+        )
+    )
     specs = api.load(path).specs
     assert {s.multipliers for s in specs if s.mode == "lrm"} == {(("head", "col"),)}
     assert {s.mult_init for s in specs if s.mode == "lrm"} == {2.0}
@@ -122,13 +165,21 @@ def test_bad_placement_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys
     assert not out.exists()
 
 
-@pytest.mark.parametrize("line,key", [('multipliers = { head = "diag" }', "multipliers"),
-                                      ('multipliers = { mlp = "row" }', "multipliers"),
-                                      ("mult_init = -1.0", "mult_init")])
+@pytest.mark.parametrize(
+    "line,key",
+    [
+        ('multipliers = { head = "diag" }', "multipliers"),
+        ('multipliers = { mlp = "row" }', "multipliers"),
+        ("mult_init = -1.0", "mult_init"),
+    ],
+)
 def test_bad_placement_in_a_study_names_the_key_and_line(monkeypatch, capsys, tmp_path, line, key):
     path = tmp_path / "study.toml"
-    path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "lrm"]')
-                    .replace("eval_batches = 1", f"eval_batches = 1\n{line}"))
+    path.write_text(
+        TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "lrm"]').replace(
+            "eval_batches = 1", f"eval_batches = 1\n{line}"
+        )
+    )
     out = tmp_path / "out"
     code, _, stderr = run_cli(monkeypatch, capsys, "sweep", str(path), "--out", str(out))
     assert code == 2 and f"{path}:9: {key}:" in stderr, stderr

@@ -4,9 +4,9 @@ here by hand from the layer's weights, grouped KV heads included; and it changes
 import pytest
 import torch
 
+from muscale.measure.probes import Probes
 from muscale.models.families import Hooks, resolve
 from muscale.models.families.transformer import rotary
-from muscale.measure.probes import Probes
 
 
 @pytest.mark.parametrize("kv_heads", ["4", "2"])

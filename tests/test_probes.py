@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import muscale
+from muscale.measure.probes import EXACT_SPECTRAL_BELOW, Probes
 from muscale.models import losses, modes, optim, spectral
 from muscale.models.data import PROBE_INDEX
 from muscale.models.families import resolve
-from muscale.measure.probes import EXACT_SPECTRAL_BELOW, Probes
 from muscale.models.roles import role_of
 
 
@@ -96,14 +96,29 @@ def test_probes_do_not_change_the_training_step():
     assert final[0] == final[1]
 
 
-@pytest.mark.parametrize("name,role", [
-    ("embed", "embed"), ("blocks.0.attn.q", "attn_q"), ("blocks.3.attn.k", "attn_k"), ("blocks.0.attn.v", "attn_v"),
-    ("blocks.0.attn.o", "attn_out"), ("blocks.1.mlp.gate", "mlp_gate"), ("blocks.1.mlp.up", "mlp_up"),
-    ("blocks.1.mlp.down", "mlp_down"), ("head", "head"), ("blocks.0.attn_norm", "norm"), ("final_norm", "norm"),
-    ("hidden.2", "hidden"), ("model.layers.0.self_attn.q_proj", "attn_q"), ("lm_head", "head"),
-    ("transformer.h.0.mlp.c_proj", "mlp_down"), ("transformer.h.0.attn.c_proj", "attn_out"),
-    ("transformer.h.0.attn.c_attn", "attn_qkv"), ("transformer.h.0.mlp.c_fc", "mlp_up"),
-])
+@pytest.mark.parametrize(
+    "name,role",
+    [
+        ("embed", "embed"),
+        ("blocks.0.attn.q", "attn_q"),
+        ("blocks.3.attn.k", "attn_k"),
+        ("blocks.0.attn.v", "attn_v"),
+        ("blocks.0.attn.o", "attn_out"),
+        ("blocks.1.mlp.gate", "mlp_gate"),
+        ("blocks.1.mlp.up", "mlp_up"),
+        ("blocks.1.mlp.down", "mlp_down"),
+        ("head", "head"),
+        ("blocks.0.attn_norm", "norm"),
+        ("final_norm", "norm"),
+        ("hidden.2", "hidden"),
+        ("model.layers.0.self_attn.q_proj", "attn_q"),
+        ("lm_head", "head"),
+        ("transformer.h.0.mlp.c_proj", "mlp_down"),
+        ("transformer.h.0.attn.c_proj", "attn_out"),
+        ("transformer.h.0.attn.c_attn", "attn_qkv"),
+        ("transformer.h.0.mlp.c_fc", "mlp_up"),
+    ],
+)
 def test_roles_from_names(name, role):
     assert role_of(name, torch.nn.Linear(2, 2)) == role
 
@@ -112,17 +127,23 @@ def test_a_statistic_is_one_row_of_the_metric_table(monkeypatch):
     """A new statistic of layer outputs and of matrices, added as table rows alone, is
     recorded for every layer and every matrix with the value its function gives."""
     from muscale.measure import probes
-    monkeypatch.setitem(probes.METRIC_TABLE, "act_absmax", probes.Metric("activation", "output",
-                                                                         lambda y: y.abs().max()))
-    monkeypatch.setitem(probes.METRIC_TABLE, "weight_absmax", probes.Metric("matrix", "matrix",
-                                                                            lambda w: w.abs().max()))
+
+    monkeypatch.setitem(
+        probes.METRIC_TABLE, "act_absmax", probes.Metric("activation", "output", lambda y: y.abs().max())
+    )
+    monkeypatch.setitem(
+        probes.METRIC_TABLE, "weight_absmax", probes.Metric("matrix", "matrix", lambda w: w.abs().max())
+    )
     spec = muscale.plan("sp", "mlp", widths=(16, 32), seeds=1, steps=1)[0]
     model, _ = modes.build(spec, resolve("mlp"))
     recorder = Probes(model, metrics=("act_absmax", "weight_absmax"))
     x, _ = resolve("mlp").batch(PROBE_INDEX, spec.batch_size, spec.seq_len)
     outputs = {}
-    hooks = [m.register_forward_hook(lambda m, a, y, n=n: outputs.__setitem__(n, y.detach()))
-             for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    hooks = [
+        m.register_forward_hook(lambda m, a, y, n=n: outputs.__setitem__(n, y.detach()))
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
     with recorder.watch(0):
         model(x)
     for h in hooks:

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from clirun import run_cli
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide" / "own-model.md"
@@ -50,8 +49,13 @@ def test_the_section_has_every_kind_of_example():
 
 # The first example (a nanoGPT-style family) runs in the default suite; the others, about half
 # a minute each, run with `pytest -m slow` to keep CI inside its budget.
-@pytest.mark.parametrize("script", [pytest.param(script, id=script[0][:60], marks=() if i == 0 else pytest.mark.slow)
-                                    for i, script in enumerate(scripts())])
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param(script, id=script[0][:60], marks=() if i == 0 else pytest.mark.slow)
+        for i, script in enumerate(scripts())
+    ],
+)
 def test_readme_example_runs(monkeypatch, capsys, tmp_path, script):
     if "hf:" in " ".join(script):
         pytest.importorskip("transformers")
@@ -68,8 +72,13 @@ def run(monkeypatch, capsys, cwd: Path, command: str):
     if words[0].startswith("PYTHONPATH="):
         words = words[1:]  # the in-process run has cwd on sys.path already
     if words[0] == "python":
-        done = subprocess.run([sys.executable, *words[1:]], cwd=cwd, capture_output=True, text=True,
-                              env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"})
+        done = subprocess.run(
+            [sys.executable, *words[1:]],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"},
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert "alpha" in done.stdout
         return

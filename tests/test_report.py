@@ -22,14 +22,31 @@ METRICS = ("act_l1", "act_rms", "dact_rms", "update_spec", "mult_row_rms")
 SLOPE = {"sp": 1.0, "mup": 0.0}
 
 
-def make_records(modes=("sp", "mup"), widths=(64, 128, 256), seeds=(0, 1), steps=(0, 1, 2),
-                 horizon="short", modules=MODULES, metrics=METRICS) -> pl.DataFrame:
+def make_records(
+    modes=("sp", "mup"),
+    widths=(64, 128, 256),
+    seeds=(0, 1),
+    steps=(0, 1, 2),
+    horizon="short",
+    modules=MODULES,
+    metrics=METRICS,
+) -> pl.DataFrame:
     """value = c · width^slope(mode) with per-seed noise; step-0 rows skip the metrics that need a step."""
     rng = np.random.default_rng(0)
     rows = []
     for mode, width, seed, step in itertools.product(modes, widths, seeds, steps):
-        run = dict(run_id=f"{mode}-{width}-{seed}", family="mlp", mode=mode, optimizer="adam", lr=1e-3,
-                   weight_decay=0.0, width=width, seed=seed, horizon=horizon, step=step)
+        run = dict(
+            run_id=f"{mode}-{width}-{seed}",
+            family="mlp",
+            mode=mode,
+            optimizer="adam",
+            lr=1e-3,
+            weight_decay=0.0,
+            width=width,
+            seed=seed,
+            horizon=horizon,
+            step=step,
+        )
         for (module, role), metric in itertools.product(modules, metrics):
             if step == 0 and (metric == "dact_rms" or metric.startswith("update_")):
                 continue
@@ -44,9 +61,13 @@ def make_exponents(records: pl.DataFrame, verdict="pass", expected=0.0) -> pl.Da
     base = records.filter(pl.col("role") != "loss").select(keys).unique().sort(keys)
     return base.with_columns(
         alpha=pl.col("mode").replace_strict(SLOPE, default=0.0) + 0.01,
-        ci_low=pl.lit(-0.05), ci_high=pl.lit(0.06), r2=pl.lit(0.99),
-        n_widths=pl.lit(3, pl.Int64), n_seeds=pl.lit(2, pl.Int64),
-        expected=pl.lit(expected, pl.Float64), tolerance=pl.lit(0.1 if expected is not None else None, pl.Float64),
+        ci_low=pl.lit(-0.05),
+        ci_high=pl.lit(0.06),
+        r2=pl.lit(0.99),
+        n_widths=pl.lit(3, pl.Int64),
+        n_seeds=pl.lit(2, pl.Int64),
+        expected=pl.lit(expected, pl.Float64),
+        tolerance=pl.lit(0.1 if expected is not None else None, pl.Float64),
         verdict=pl.lit(verdict),
     )
 
@@ -95,8 +116,9 @@ def test_user_strings_are_escaped(tmp_path, records):
         module=pl.when(pl.col("module") == "embed").then(pl.lit(evil)).otherwise(pl.col("module")),
         family=pl.lit("<b>fam</b>"),
     )
-    html = write_report(records, make_exponents(records), tmp_path / "r.html",
-                        {"note": evil}).read_text(encoding="utf-8")
+    html = write_report(records, make_exponents(records), tmp_path / "r.html", {"note": evil}).read_text(
+        encoding="utf-8"
+    )
     assert "<script>alert" not in html
     assert html.count("<script>") == 2 == html.count("<script")  # the report's own two scripts, nothing from data
     assert "<b>fam</b>" not in html
@@ -139,8 +161,9 @@ def test_nothing_checked_is_info_only(tmp_path, records):
 
 def test_banner_counts(tmp_path, records):
     exponents = make_exponents(records).with_columns(verdict=pl.lit("pass"))
-    exponents = exponents.with_columns(verdict=pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("fail"))
-                                       .otherwise(pl.col("verdict")))
+    exponents = exponents.with_columns(
+        verdict=pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("fail")).otherwise(pl.col("verdict"))
+    )
     html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
     assert f"FAIL — 3 of {exponents.height} checked" in banner(html)[1]
     assert '<span class="count">fail: 3</span>' in html
@@ -152,13 +175,14 @@ def test_worst_table_uses_last_step_and_largest_miss(tmp_path):
     last = exponents["step"].max()
     miss = {(0, "embed"): 9.0, (last, "head"): 0.7, (last, "blocks.0.mlp.up"): 0.4}
     exponents = exponents.with_columns(
-        alpha=pl.struct("step", "module").map_elements(lambda r: miss.get((r["step"], r["module"]), 0.0),
-                                                       return_dtype=pl.Float64)
+        alpha=pl.struct("step", "module").map_elements(
+            lambda r: miss.get((r["step"], r["module"]), 0.0), return_dtype=pl.Float64
+        )
     )
     html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
     worst = html.split("<h2>Worst exponents</h2>")[1].split("<h2>")[0]
     assert "+9.000" not in worst  # the biggest miss is at step 0, not the last step
-    assert worst.index("<td>head</td>") < worst.index('>blocks.0.mlp.up</a></td>')
+    assert worst.index("<td>head</td>") < worst.index(">blocks.0.mlp.up</a></td>")
     assert worst.count("<tr class=") == 10
 
 
@@ -170,7 +194,7 @@ def test_unfittable_exponent_counts_as_worst(tmp_path, records):
     html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
     worst = html.split("<h2>Worst exponents</h2>")[1].split("<h2>")[0]
     first_row = worst.split("<tr class=")[1]
-    assert "<td>embed</td>" in first_row and "<td class=\"num\">—</td>" in first_row
+    assert "<td>embed</td>" in first_row and '<td class="num">—</td>' in first_row
 
 
 def test_no_temp_files_left(tmp_path, records):
@@ -218,7 +242,7 @@ def test_exponent_table_is_sortable_and_filterable(tmp_path, records):
     head, body = table.split("</thead>")
     assert head.count("<th ") == 11 and 'data-key="alpha"' in head
     assert 'data-type="num" data-key="alpha"' in head  # α sorts as a number, not as text
-    assert body.strip().startswith("<tbody>") and body.count("<tr class=\"v-") == make_exponents(records).height
+    assert body.strip().startswith("<tbody>") and body.count('<tr class="v-') == make_exponents(records).height
     assert 'id="exponent-filter"' in html
     for verdict in report.VERDICTS:
         assert f'name="verdict" value="{verdict}" checked' in html
@@ -230,8 +254,10 @@ def test_exponent_table_is_sortable_and_filterable(tmp_path, records):
 
 def test_drilldown_per_module(tmp_path, records):
     exponents = make_exponents(records).with_columns(
-        verdict=pl.when((pl.col("module") == "embed") & (pl.col("step") == 1)).then(pl.lit("fail"))
-        .otherwise(pl.lit("pass")))
+        verdict=pl.when((pl.col("module") == "embed") & (pl.col("step") == 1))
+        .then(pl.lit("fail"))
+        .otherwise(pl.lit("pass"))
+    )
     html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
     section = html.split('<h2 id="modules">')[1].split("<h2>")[0]
     assert section.count('<details class="module"') == 2
@@ -247,7 +273,8 @@ def test_drilldown_per_module(tmp_path, records):
 def test_drilldown_keeps_worst_modules_past_the_cap(tmp_path, records, monkeypatch):
     monkeypatch.setattr(report, "DRILL_MAX_MODULES", 1)
     exponents = make_exponents(records).with_columns(
-        alpha=pl.when(pl.col("module") == "blocks.0.mlp.up").then(0.5).otherwise(pl.col("alpha")))
+        alpha=pl.when(pl.col("module") == "blocks.0.mlp.up").then(0.5).otherwise(pl.col("alpha"))
+    )
     html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
     section = html.split('<h2 id="modules">')[1].split("<h2>")[0]
     assert section.count('<details class="module"') == 1
@@ -258,11 +285,16 @@ def test_drilldown_keeps_worst_modules_past_the_cap(tmp_path, records, monkeypat
 def test_residuals_are_what_the_fitted_line_misses():
     widths = np.array([16, 32, 64, 128, 256])
     bent = np.exp(0.3 * np.log(widths) ** 2)  # not a power law
-    curves = pl.DataFrame({
-        "setting": "mup", "module": ["flat"] * 5 + ["bent"] * 5 + ["bent"] * 5, "metric": "act_rms",
-        "step": [3] * 10 + [0] * 5, "width": np.tile(widths, 3),
-        "mean": np.r_[2.0 * widths ** 0.5, bent, np.ones(5)],
-    })
+    curves = pl.DataFrame(
+        {
+            "setting": "mup",
+            "module": ["flat"] * 5 + ["bent"] * 5 + ["bent"] * 5,
+            "metric": "act_rms",
+            "step": [3] * 10 + [0] * 5,
+            "width": np.tile(widths, 3),
+            "mean": np.r_[2.0 * widths**0.5, bent, np.ones(5)],
+        }
+    )
     res = report._residuals(curves).sort("module", "width")
     assert res.filter(pl.col("module") == "flat")["residual"].abs().max() < 1e-9  # an exact power law
     got = res.filter(pl.col("module") == "bent")["residual"].to_numpy()
@@ -273,7 +305,8 @@ def test_residuals_are_what_the_fitted_line_misses():
 def test_drilldown_cap_without_expectations_keeps_the_steepest(tmp_path, records, monkeypatch):
     monkeypatch.setattr(report, "DRILL_MAX_MODULES", 1)
     exponents = make_exponents(records, verdict="info", expected=None).with_columns(
-        alpha=pl.when(pl.col("module") == "blocks.0.mlp.up").then(-0.8).otherwise(pl.col("alpha")))
+        alpha=pl.when(pl.col("module") == "blocks.0.mlp.up").then(-0.8).otherwise(pl.col("alpha"))
+    )
     html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
     section = html.split('<h2 id="modules">')[1].split("<h2>")[0]
     assert "<strong>blocks.0.mlp.up</strong>" in section and "<strong>embed</strong>" not in section

@@ -4,20 +4,20 @@ takes λ out of the optimizer's own decay so matrices are not decayed twice."""
 import polars as pl
 import pytest
 import torch
+from studies_for_tests import TINY
 
 import muscale
 from muscale import api
-from muscale.models import modes, optim
 from muscale.errors import InputError
+from muscale.models import modes, optim
 from muscale.models.families import resolve
 from muscale.models.spectral import SpectralDecay
-
-from studies_for_tests import TINY
 
 SINGULAR = torch.tensor([4.0, 2.0, 1.5, 1.0, 0.5, 0.25], dtype=torch.float64)
 
 
-def known_svd(rows=24, cols=len(SINGULAR)):
+def known_svd(rows=24, cols=None):
+    cols = len(SINGULAR) if cols is None else cols
     u, _ = torch.linalg.qr(torch.randn(rows, cols, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(cols, cols, dtype=torch.float64))
     return torch.nn.Parameter(u @ torch.diag(SINGULAR) @ v.T)
@@ -50,8 +50,15 @@ def test_groups_without_spectral_decay_are_left_alone():
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_spectral_kind_moves_the_optimizers_matrix_decay_into_spectral_decay(optimizer):
     def groups(kind):
-        spec = muscale.plan("mup", "transformer", widths=(128, 256), seeds=1, optimizer=optimizer,
-                            weight_decay=0.1, weight_decay_kind=kind)[0]
+        spec = muscale.plan(
+            "mup",
+            "transformer",
+            widths=(128, 256),
+            seeds=1,
+            optimizer=optimizer,
+            weight_decay=0.1,
+            weight_decay_kind=kind,
+        )[0]
         model, mults = modes.build(spec, resolve("transformer"))
         return optim.build(spec, model, mults).param_groups
 
@@ -70,13 +77,25 @@ def test_a_run_with_spectral_decay_shrinks_the_top_of_the_spectrum_and_keeps_the
     """Strong decay against a weak learning signal, 8 AdamW steps: decoupled decay shrinks
     ‖W‖₂ and ‖W‖_F alike; spectral decay shrinks ‖W‖₂ (each step's top direction) while
     ‖W‖_F barely moves (measured: ‖W‖₂ ×0.92–0.96, ‖W‖_F ×0.99 against ×0.85 for both)."""
+
     def ratios(kind):
-        records = muscale.coord_check("sp", "mlp", widths=(32, 64), steps=8, seeds=1, device="cpu", lr=1e-3,
-                                      optimizer="adamw", weight_decay=20.0, weight_decay_kind=kind)
+        records = muscale.coord_check(
+            "sp",
+            "mlp",
+            widths=(32, 64),
+            steps=8,
+            seeds=1,
+            device="cpu",
+            lr=1e-3,
+            optimizer="adamw",
+            weight_decay=20.0,
+            weight_decay_kind=kind,
+        )
         rows = records.filter(pl.col("module") == "hidden.0")
 
         def at(metric, step):
             return rows.filter((pl.col("metric") == metric) & (pl.col("step") == step))["value"]
+
         return {m: at(m, 8) / at(m, 0) for m in ("weight_spec", "weight_fro")}
 
     decoupled, spectral = ratios("decoupled"), ratios("spectral")
@@ -89,6 +108,9 @@ def test_study_weight_decay_kind_is_validated(tmp_path):
     path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "mup"]\nweight_decay_kind = "spectral"'))
     with pytest.raises(InputError, match=r"study.toml:\d+: weight_decay_kind: "):
         api.load(path)  # weight decay 0: nothing to decay
-    path.write_text(TINY.replace('modes = ["sp", "mup"]', 'modes = ["sp", "mup"]\nweight_decay_kind = "spectral"\n'
-                                 'weight_decay = 0.1'))
+    path.write_text(
+        TINY.replace(
+            'modes = ["sp", "mup"]', 'modes = ["sp", "mup"]\nweight_decay_kind = "spectral"\nweight_decay = 0.1'
+        )
+    )
     assert {s.weight_decay_kind for s in api.load(path).specs} == {"spectral"}

@@ -11,30 +11,29 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from clirun import run_cli
+from studies_for_tests import TINY, assert_study_error
+from studies_for_tests import write_study as write
 
 from muscale import api
-from muscale.run import sweep
 from muscale.kinds.lr_transfer import analysis as transfer
-
-from clirun import run_cli
-from studies_for_tests import TINY, assert_study_error, write_study as write
-
+from muscale.run import sweep
 
 BAD = [
     # (replace this, with this, the key the error must name, the line it must point at)
-    ('steps = 6', 'stpes = 6', "stpes", 5),
-    ('steps = 6', 'steps = "six"', "steps", 5),
-    ('batch_size = 2', 'batch_size = 2.5', "batch_size", 6),
-    ('log2_max = -3', 'log2_max = -12', "lr.log2_max", 16),
-    ('log2_step = 3', 'log2_step = 0', "lr.log2_step", 17),
+    ("steps = 6", "stpes = 6", "stpes", 5),
+    ("steps = 6", 'steps = "six"', "steps", 5),
+    ("batch_size = 2", "batch_size = 2.5", "batch_size", 6),
+    ("log2_max = -3", "log2_max = -12", "lr.log2_max", 16),
+    ("log2_step = 3", "log2_step = 0", "lr.log2_step", 17),
     ('families = ["transformer"]', 'families = ["nope"]', "families", 2),
-    ('families = ["transformer"]', 'families = []', "families", 2),
+    ('families = ["transformer"]', "families = []", "families", 2),
     ('modes = ["sp", "mup"]', 'modes = ["sp", "muP"]', "modes", 3),
-    ('widths = [16, 32]', 'widths = [32, 16]', "widths", 4),
-    ('widths = [16, 32]', 'widths = [18, 34]', "widths", 4),  # not divisible by 4 heads
+    ("widths = [16, 32]", "widths = [32, 16]", "widths", 4),
+    ("widths = [16, 32]", "widths = [18, 34]", "widths", 4),  # not divisible by 4 heads
     ('data = "synthetic"', 'data = "text:/no/such/file"', "data", 9),
-    ('layers = 1', 'colour = 1', "options", 11),
-    ('[lr]', '[learning_rate]', "learning_rate", 14),
+    ("layers = 1", "colour = 1", "options", 11),
+    ("[lr]", "[learning_rate]", "learning_rate", 14),
     ('data = "synthetic"', 'data = "synthetic"\nloss = "hinge"', "loss", 10),
 ]
 
@@ -85,10 +84,23 @@ def test_optimum_on_the_grid_edge_or_next_to_divergence_is_unbracketed():
 
 
 def test_drift_exponent_recovers_a_known_slope_and_verdicts():
-    rows = [{"family": "f", "mode": mode, "optimizer": "adam", "width": w, "seed": s,
-             "log2_lr_opt": -5.0 + slope * (w.bit_length() - 1) + 0.01 * s, "loss_opt": 1.0,
-             "bracketed": True, "n_diverged": 0, "step": 10}
-            for mode, slope in (("sp", -1.0), ("mup", 0.0)) for w in (32, 64, 128, 256) for s in range(2)]
+    rows = [
+        {
+            "family": "f",
+            "mode": mode,
+            "optimizer": "adam",
+            "width": w,
+            "seed": s,
+            "log2_lr_opt": -5.0 + slope * (w.bit_length() - 1) + 0.01 * s,
+            "loss_opt": 1.0,
+            "bracketed": True,
+            "n_diverged": 0,
+            "step": 10,
+        }
+        for mode, slope in (("sp", -1.0), ("mup", 0.0))
+        for w in (32, 64, 128, 256)
+        for s in range(2)
+    ]
     drift = transfer.drift(pl.DataFrame(rows), tolerance=0.25)
     alpha = dict(drift.select("mode", "alpha").iter_rows())
     assert alpha["sp"] == pytest.approx(-1.0) and alpha["mup"] == pytest.approx(0.0, abs=1e-9)
@@ -156,15 +168,16 @@ def _sweep_cmd(path: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "muscale", "sweep", str(path), "--out", str(out), "--jobs", "1", *extra]
 
 
+@pytest.mark.integration
 def test_killed_sweep_resumes_to_exactly_the_runs_of_an_uninterrupted_one(tmp_path):
     path = write(tmp_path, TINY.replace("steps = 6", "steps = 20"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    proc = subprocess.Popen(_sweep_cmd(path, killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _sweep_cmd(path, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 120
-    while (len(list((killed / "records").glob("*.parquet"))) < 2 and proc.poll() is None
-           and time.monotonic() < deadline):
+    while len(list((killed / "records").glob("*.parquet"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -183,12 +196,14 @@ def test_killed_sweep_resumes_to_exactly_the_runs_of_an_uninterrupted_one(tmp_pa
     assert a["eval_loss"].to_list() == pytest.approx(b["eval_loss"].to_list(), rel=1e-6)
 
 
+@pytest.mark.integration
 def test_submitit_launcher_runs_a_sweep_through_its_local_mode(tmp_path):
     path = write(tmp_path, TINY.replace('modes = ["sp", "mup"]', 'modes = ["mup"]'))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run(_sweep_cmd(path, out, "--launcher", "submitit-local"), env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        _sweep_cmd(path, out, "--launcher", "submitit-local"), env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     states = sweep.status(out, sweep.read_plan(out)[1])
     assert set(states["state"]) <= {"done", "diverged"} and states.height == 6
@@ -221,6 +236,7 @@ seeds = 1
 """
 
 
+@pytest.mark.integration
 def test_study_report_links_its_coordinate_check_parts(monkeypatch, capsys, tmp_path):
     path = write(tmp_path, TINY.replace("steps = 6", "steps = 2") + PARTS)
     out = tmp_path / "out"
@@ -242,12 +258,14 @@ def test_bad_coord_check_part_names_its_key(tmp_path):
         api.load(path)
 
 
-def test_a_worker_killed_outright_fails_its_run_and_the_same_command_completes_the_set(monkeypatch, capsys,
-                                                                                         tmp_path):
+@pytest.mark.integration
+def test_a_worker_killed_outright_fails_its_run_and_the_same_command_completes_the_set(monkeypatch, capsys, tmp_path):
     """kill -9 of the worker building a width-32 model: that run is failed with the signal named,
     the others finish; the marker is gone, so the same command again runs it and completes the set."""
     text = TINY.replace('families = ["transformer"]', 'families = ["families_for_tests:killed_once"]')
-    path = write(tmp_path, text.replace('modes = ["sp", "mup"]', 'modes = ["sp"]').replace("[options]\nlayers = 1\n", ""))
+    path = write(
+        tmp_path, text.replace('modes = ["sp", "mup"]', 'modes = ["sp"]').replace("[options]\nlayers = 1\n", "")
+    )
     marker = tmp_path / "kill-me"
     marker.touch()
     monkeypatch.setenv("MUSCALE_TEST_KILL", str(marker))

@@ -12,23 +12,27 @@ from html.parser import HTMLParser
 import polars as pl
 import pytest
 import torch
+from studies_for_tests import TINY
 
 from muscale import api
-from muscale.run import train
-from muscale.kinds.lr_transfer import analysis as transfer
 from muscale.errors import InputError
+from muscale.kinds.lr_transfer import analysis as transfer
 from muscale.kinds.lr_transfer import report as sweep
 from muscale.kinds.lr_transfer.report import write_sweep_report
 from muscale.report import write_index
-
-from studies_for_tests import TINY
+from muscale.run import train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The mlp brings its own data and takes no options; two seeds give intervals.
-STUDY = (TINY.replace('["transformer"]', '["mlp"]').replace("[options]\nlayers = 1\n\n", "")
-         .replace("steps = 6", "seeds = 2\nsteps = 8").replace("batch_size = 2", "batch_size = 4")
-         .replace("seq_len = 16", "seq_len = 8").replace("log2_min = -9", "log2_min = -12")
-         .replace("log2_max = -3", "log2_max = -6"))
+STUDY = (
+    TINY.replace('["transformer"]', '["mlp"]')
+    .replace("[options]\nlayers = 1\n\n", "")
+    .replace("steps = 6", "seeds = 2\nsteps = 8")
+    .replace("batch_size = 2", "batch_size = 4")
+    .replace("seq_len = 16", "seq_len = 8")
+    .replace("log2_min = -9", "log2_min = -12")
+    .replace("log2_max = -3", "log2_max = -6")
+)
 DIVERGING_LOG2_LR = 6  # Adam at lr 64 blows the model up within a step or two
 
 
@@ -182,17 +186,22 @@ def test_user_strings_are_escaped(tmp_path, records):
 def _all_diverged(records: pl.DataFrame, where: pl.Expr) -> pl.DataFrame:
     """Mark the runs `where` selects as diverged, with a blown-up held-out loss."""
     return records.with_columns(
-        value=pl.when(where & (pl.col("metric") == "diverged")).then(1.0)
-        .when(where & (pl.col("metric") == "eval_loss")).then(pl.col("value") * 1e4)
-        .otherwise(pl.col("value")))
+        value=pl.when(where & (pl.col("metric") == "diverged"))
+        .then(1.0)
+        .when(where & (pl.col("metric") == "eval_loss"))
+        .then(pl.col("value") * 1e4)
+        .otherwise(pl.col("value"))
+    )
 
 
 def test_a_width_whose_every_run_diverged_and_a_mode_without_fit(tmp_path, records):
     # sp gains a width 64 whose every run diverged; mup loses every run of width 32, so it has one width left
     wide = records.filter((pl.col("mode") == "sp") & (pl.col("width") == 32)).with_columns(
-        width=pl.lit(64, records["width"].dtype), run_id=pl.col("run_id") + "-w64")
-    records = _all_diverged(pl.concat([records, wide]),
-                            (pl.col("width") == 64) | ((pl.col("mode") == "mup") & (pl.col("width") == 32)))
+        width=pl.lit(64, records["width"].dtype), run_id=pl.col("run_id") + "-w64"
+    )
+    records = _all_diverged(
+        pl.concat([records, wide]), (pl.col("width") == 64) | ((pl.col("mode") == "mup") & (pl.col("width") == 32))
+    )
     drift, _, _ = analysis(records)
     assert dict(drift.select("mode", "verdict").iter_rows())["mup"] == "no fit"  # the case this test is about
     html = render(records, tmp_path)

@@ -9,17 +9,25 @@ import pytest
 import torch
 
 import muscale
-from muscale.models import lrm, modes
 from muscale.measure import symmetry
-from muscale.models.families import resolve
 from muscale.measure.probes import Probes
+from muscale.models import lrm, modes
+from muscale.models.families import resolve
 
 
 def build(multipliers=None, **kw):
     """The paper's placement (rows and columns on every projector), where the pairs are, with
     linear multipliers, which the tests move by hand."""
-    spec = muscale.plan("lrm", "transformer", widths=(32, 64), seeds=1, options={"layers": 1}, mult_param="linear",
-                        multipliers=lrm.PAPER_PLACEMENT | (multipliers or {}), **kw)[0]
+    spec = muscale.plan(
+        "lrm",
+        "transformer",
+        widths=(32, 64),
+        seeds=1,
+        options={"layers": 1},
+        mult_param="linear",
+        multipliers=lrm.PAPER_PLACEMENT | (multipliers or {}),
+        **kw,
+    )[0]
     family = resolve("transformer")
     model, _ = modes.build(spec, family)
     return model, family.batch(0, 2, 16)[0]
@@ -41,10 +49,18 @@ def drift(probes: Probes, step: int) -> dict[str, float]:
 def test_pairs_of_the_papers_placement():
     model, x = build()
     names = {p.name for p in traced(model, x).pairs}
-    own = {f"blocks.0.{layer}[{pair}]" for layer in ("attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
-           for pair in ("mult~W", "row~col")}
-    assert names == own | {"blocks.0.attn.q[mult~W]", "head[mult~W]", "blocks.0.attn[attn_v~attn_out]",
-                           "blocks.0.mlp[mlp_up~mlp_down]", "blocks.0.mlp_norm[gain~col]"}
+    own = {
+        f"blocks.0.{layer}[{pair}]"
+        for layer in ("attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
+        for pair in ("mult~W", "row~col")
+    }
+    assert names == own | {
+        "blocks.0.attn.q[mult~W]",
+        "head[mult~W]",
+        "blocks.0.attn[attn_v~attn_out]",
+        "blocks.0.mlp[mlp_up~mlp_down]",
+        "blocks.0.mlp_norm[gain~col]",
+    }
     # The key has no multiplier, so nothing pairs with the query or with the attention norm's gain.
 
 
@@ -61,20 +77,24 @@ def test_a_move_along_a_symmetric_direction_changes_nothing_but_its_drift():
     m = dict(model.named_modules())
     mult = lambda name: m[name].parametrizations.weight[0]  # noqa: E731
     with torch.no_grad():
-        mult("blocks.0.attn.q").scalar.mul_(2.0)           # s_q·s_k: q up, k down
+        mult("blocks.0.attn.q").scalar.mul_(2.0)  # s_q·s_k: q up, k down
         mult("blocks.0.attn.k").scalar.div_(2.0)
-        mult("blocks.0.attn.v").row.mul_(3.0)               # r_v·c_o
+        mult("blocks.0.attn.v").row.mul_(3.0)  # r_v·c_o
         mult("blocks.0.attn.o").col.div_(3.0)
-        m["blocks.0.mlp_norm"].weight.mul_(1.5)             # gain against both readers' columns
+        m["blocks.0.mlp_norm"].weight.mul_(1.5)  # gain against both readers' columns
         mult("blocks.0.mlp.gate").col.div_(1.5)
         mult("blocks.0.mlp.up").col.div_(1.5)
-        mult("head").row.mul_(4.0)                          # s·W = (a·s)·(W/a)
+        mult("head").row.mul_(4.0)  # s·W = (a·s)·(W/a)
         m["head"].parametrizations.weight.original.div_(4.0)
     assert torch.allclose(model(x), before, rtol=1e-5, atol=1e-5)
     got = drift(probes, 1)
-    expect = {"blocks.0.attn[attn_q~attn_k]": math.log(4), "blocks.0.attn[attn_v~attn_out]": math.log(9),
-              "blocks.0.mlp_norm[gain~col]": 2 * math.log(1.5), "head[mult~W]": math.log(16),
-              "blocks.0.mlp.down[mult~W]": 0.0}
+    expect = {
+        "blocks.0.attn[attn_q~attn_k]": math.log(4),
+        "blocks.0.attn[attn_v~attn_out]": math.log(9),
+        "blocks.0.mlp_norm[gain~col]": 2 * math.log(1.5),
+        "head[mult~W]": math.log(16),
+        "blocks.0.mlp.down[mult~W]": 0.0,
+    }
     for name, value in expect.items():
         assert got[name] == pytest.approx(value, abs=1e-5), name
 
@@ -88,17 +108,33 @@ def test_gain_pairs_are_found_by_tracing_so_a_renamed_norm_is_found_too():
     def forward(self, h):
         h = h + self.attn(self.attn_norm(h))
         return h + self.mlp(self.post(h))
+
     block.__class__ = type("UserBlock", (type(block),), {"forward": forward})
     names = {p.name for p in traced(model, x).pairs}
     assert "blocks.0.post[gain~col]" in names
 
 
 def runaway(mult_weight_decay: float) -> pl.Series:
-    records = muscale.coord_check("lrm", "transformer", widths=(16, 32), steps=32, seeds=1, device="cpu",
-                                  lr=1e-2, mult_weight_decay=mult_weight_decay, options={"layers": 1},
-                                  multipliers=lrm.PAPER_PLACEMENT, mult_param="linear", mult_lr=1e-2, beta2=0.999)
-    rows = records.filter((pl.col("module") == "blocks.0.mlp_norm[gain~col]") & (pl.col("metric") == "mult_drift")
-                          & (pl.col("width") == 32))
+    records = muscale.coord_check(
+        "lrm",
+        "transformer",
+        widths=(16, 32),
+        steps=32,
+        seeds=1,
+        device="cpu",
+        lr=1e-2,
+        mult_weight_decay=mult_weight_decay,
+        options={"layers": 1},
+        multipliers=lrm.PAPER_PLACEMENT,
+        mult_param="linear",
+        mult_lr=1e-2,
+        beta2=0.999,
+    )
+    rows = records.filter(
+        (pl.col("module") == "blocks.0.mlp_norm[gain~col]")
+        & (pl.col("metric") == "mult_drift")
+        & (pl.col("width") == 32)
+    )
     return rows.sort("step")["value"]
 
 

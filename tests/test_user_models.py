@@ -5,17 +5,16 @@ Python API with functions, and one clear line for what does not fit."""
 import pickle
 import sys
 
+import families_for_tests
 import polars as pl
 import pytest
 import torch
+from clirun import assert_input_error, run_cli
 
 import muscale
-from muscale.run import coordcheck
-from muscale.models import losses
 from muscale.errors import InputError
-
-import families_for_tests
-from clirun import assert_input_error, run_cli
+from muscale.models import losses
+from muscale.run import coordcheck
 
 SEQUENTIAL = ("--family", "families_for_tests:sequential", "--batch", "families_for_tests:classifier_batch")
 TINY = ("--mode", "sp", "--widths", "32,64,128", "--steps", "2", "--seeds", "2", "--device", "cpu", "--jobs", "1")
@@ -34,13 +33,23 @@ def test_sequential_round_trip_through_baseline_and_gate(monkeypatch, capsys, tm
     exponents = pl.read_csv(tmp_path / "own" / "exponents.csv", infer_schema=False)
     assert {"0", "2", "4"} <= set(exponents["module"]) and exponents["module"].to_list().index("loss") > 100
     baseline = tmp_path / "baseline.toml"
-    code, _, stderr = run_cli(monkeypatch, capsys, "baseline", str(tmp_path / "own"), "-o", str(baseline),
-                              "--metric", "act_rms")
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "baseline", str(tmp_path / "own"), "-o", str(baseline), "--metric", "act_rms"
+    )
     assert code == 0, stderr
     code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(tmp_path / "own"), "--baseline", str(baseline))
     assert code == 0 and "0 failed" in stdout
-    check(monkeypatch, capsys, tmp_path / "gain", "--family", "families_for_tests:sequential_width_gain",
-          "--batch", "families_for_tests:classifier_batch", "--steps", "5")
+    check(
+        monkeypatch,
+        capsys,
+        tmp_path / "gain",
+        "--family",
+        "families_for_tests:sequential_width_gain",
+        "--batch",
+        "families_for_tests:classifier_batch",
+        "--steps",
+        "5",
+    )
     code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(tmp_path / "gain"), "--baseline", str(baseline))
     assert code == 1 and "2" in stdout
 
@@ -68,8 +77,7 @@ def test_output_of_every_kind_of_forward_result():
 def test_mse_on_a_regression_batch_trains_and_a_user_loss_is_used(monkeypatch, capsys, tmp_path):
     regression = ("--family", "families_for_tests:regressor", "--batch", "families_for_tests:regression_batch")
     mse = check(monkeypatch, capsys, tmp_path / "mse", *regression, "--loss", "mse")
-    doubled = check(monkeypatch, capsys, tmp_path / "doubled", *regression,
-                    "--loss", "families_for_tests:doubled_mse")
+    doubled = check(monkeypatch, capsys, tmp_path / "doubled", *regression, "--loss", "families_for_tests:doubled_mse")
 
     def loss_at(records, step):
         rows = records.filter((pl.col("metric") == "loss") & (pl.col("step") == step)).sort("width", "seed")
@@ -82,8 +90,11 @@ def test_mse_on_a_regression_batch_trains_and_a_user_loss_is_used(monkeypatch, c
 def test_options_reach_a_user_family(monkeypatch, capsys, tmp_path):
     family = ("--family", "families_for_tests:deep_mlp", "--batch", "families_for_tests:classifier_batch")
     plain = set(check(monkeypatch, capsys, tmp_path / "plain", *family)["module"])
-    deep = set(check(monkeypatch, capsys, tmp_path / "deep", *family, "--option", "depth=3",
-                     "--option", "activation=tanh")["module"])
+    deep = set(
+        check(monkeypatch, capsys, tmp_path / "deep", *family, "--option", "depth=3", "--option", "activation=tanh")[
+            "module"
+        ]
+    )
     assert {"6", "8"} <= deep and "6" not in plain
 
 
@@ -97,8 +108,14 @@ def test_streamed_batches_differ_by_step():
 
 def test_python_api_takes_functions_and_runs_them_in_workers():
     kwargs = dict(widths=(16, 32), steps=1, seeds=1, device="cpu", metrics=["act_rms"])
-    records = muscale.coord_check("sp", families_for_tests.regressor, batch=families_for_tests.regression_batch,
-                                  loss=families_for_tests.doubled_mse, jobs=2, **kwargs)
+    records = muscale.coord_check(
+        "sp",
+        families_for_tests.regressor,
+        batch=families_for_tests.regression_batch,
+        loss=families_for_tests.doubled_mse,
+        jobs=2,
+        **kwargs,
+    )
     assert set(records["family"]) == {"families_for_tests:regressor"}
     assert records.filter(pl.col("metric") == "loss")["value"].is_finite().all()
     with pytest.raises(InputError, match="--family: .* not a module-level function"):
@@ -117,47 +134,143 @@ BAD = [
     (("--weight-decay", "inf"), "--weight-decay"),
     (("--weight-decay", "nan"), "--weight-decay"),
     (("--family", "families_for_tests:three_classes"), "(2, 16, 3)"),  # 3 classes against 256-class data
-    (("--family", "families_for_tests:regressor", "--batch", "families_for_tests:regression_batch"),
-     "integer class targets"),  # regression targets under the default cross-entropy
-    (("--family", "families_for_tests:regressor", "--batch", "families_for_tests:classifier_batch",
-      "--loss", "mse"), "equal shapes"),
+    (
+        ("--family", "families_for_tests:regressor", "--batch", "families_for_tests:regression_batch"),
+        "integer class targets",
+    ),  # regression targets under the default cross-entropy
+    (
+        ("--family", "families_for_tests:regressor", "--batch", "families_for_tests:classifier_batch", "--loss", "mse"),
+        "equal shapes",
+    ),
     (("--loss", "hinge"), "--loss"),
     (("--loss", "families_for_tests:no_such_loss"), "--loss"),
-    (("--family", "families_for_tests:deep_mlp", "--batch", "families_for_tests:classifier_batch",
-      "--option", "colour=red"), "depth, activation"),
+    (
+        (
+            "--family",
+            "families_for_tests:deep_mlp",
+            "--batch",
+            "families_for_tests:classifier_batch",
+            "--option",
+            "colour=red",
+        ),
+        "depth, activation",
+    ),
     # μP asked of a model without MuReadout.
-    (("--family", "families_for_tests:sequential", "--batch", "families_for_tests:classifier_batch",
-      "--mode", "mup", "--jobs", "2"), "MuReadout"),
+    (
+        (
+            "--family",
+            "families_for_tests:sequential",
+            "--batch",
+            "families_for_tests:classifier_batch",
+            "--mode",
+            "mup",
+            "--jobs",
+            "2",
+        ),
+        "MuReadout",
+    ),
 ]
 
 
 @pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tmp_path, args, needle):
     out = tmp_path / "out"
-    assert_input_error(monkeypatch, capsys, out, needle, "coord-check", "--mode", "sp", "--widths", "16,32", "--steps",
-                       "1", "--seeds", "1", "--device", "cpu", "--jobs", "1", "--out", str(out), *args)
+    assert_input_error(
+        monkeypatch,
+        capsys,
+        out,
+        needle,
+        "coord-check",
+        "--mode",
+        "sp",
+        "--widths",
+        "16,32",
+        "--steps",
+        "1",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+        "--out",
+        str(out),
+        *args,
+    )
 
 
 def test_a_user_error_raised_in_a_worker_comes_back_whole(monkeypatch, capsys, tmp_path):
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "sp", "--widths", "16,32", "--steps",
-                              "1", "--seeds", "1", "--device", "cpu", "--jobs", "2", "--out", str(tmp_path / "out"),
-                              "--family", "families_for_tests:input_error_when_wide")
+    code, _, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "coord-check",
+        "--mode",
+        "sp",
+        "--widths",
+        "16,32",
+        "--steps",
+        "1",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--jobs",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+        "--family",
+        "families_for_tests:input_error_when_wide",
+    )
     assert code == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
     assert "muscale: error: --option: width 32 needs a wider table; give the family a wider table" in stderr
 
 
 def test_a_shape_mismatch_names_the_family_and_both_shapes(monkeypatch, capsys, tmp_path):
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "sp", "--widths", "16,32", "--steps",
-                              "1", "--seeds", "1", "--jobs", "1", "--out", str(tmp_path / "out"),
-                              "--family", "families_for_tests:three_classes")
+    code, _, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "coord-check",
+        "--mode",
+        "sp",
+        "--widths",
+        "16,32",
+        "--steps",
+        "1",
+        "--seeds",
+        "1",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+        "--family",
+        "families_for_tests:three_classes",
+    )
     assert code == 2
     assert "families_for_tests:three_classes" in stderr and "(2, 16, 3)" in stderr and "(2, 16)" in stderr
 
 
 def test_a_nan_model_is_recorded_as_diverged_and_the_rest_go_on(monkeypatch, capsys, tmp_path):
-    code, _, stderr = run_cli(monkeypatch, capsys, "coord-check", "--mode", "sp", "--family",
-                              "families_for_tests:nan_when_wide", "--widths", "16,32,64", "--steps", "5",
-                              "--seeds", "1", "--device", "cpu", "--jobs", "1", "--out", str(tmp_path))
+    code, _, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "coord-check",
+        "--mode",
+        "sp",
+        "--family",
+        "families_for_tests:nan_when_wide",
+        "--widths",
+        "16,32,64",
+        "--steps",
+        "5",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     assert code == coordcheck_exit_diverged(), stderr
     assert "1 runs diverged" in stderr and "w64" in stderr
     records = pl.read_parquet(tmp_path / "records" / "*.parquet")
@@ -173,6 +286,7 @@ def test_a_nan_model_is_recorded_as_diverged_and_the_rest_go_on(monkeypatch, cap
 
 def coordcheck_exit_diverged() -> int:
     from muscale.cli import DIVERGED
+
     return DIVERGED
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 INPUTS = ROOT / "tests" / "gold" / "inputs"
 SOURCE = ("muscale", "pyproject.toml", "README.md", "LICENSE")
@@ -26,8 +28,22 @@ def build_wheel(source: Path, out: Path) -> Path:
             shutil.copytree(source / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif (source / name).exists():
             shutil.copy(source / name, tree / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(out / "dist"), str(tree)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out / "dist"),
+            str(tree),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return next((out / "dist").glob("muscale-*.whl"))
 
 
@@ -36,11 +52,18 @@ def fresh_venv(wheel: Path, where: Path) -> Path:
     its site directory: the editable install's finder is registered by a .pth file there."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
     python = where / "bin" / "python"
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
-                    "-q", str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     return where / "bin"
 
 
@@ -61,8 +84,13 @@ def test_the_wheel_ships_every_template(wheel):
 
 
 def test_the_installed_muscale_is_the_wheels(installed, tmp_path):
-    where = subprocess.run([installed / "python", "-c", "import muscale; print(muscale.__file__)"], cwd=tmp_path,
-                           check=True, capture_output=True, text=True).stdout
+    where = subprocess.run(
+        [installed / "python", "-c", "import muscale; print(muscale.__file__)"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert where.startswith(str(installed.parent)) and str(ROOT) not in where
 
 

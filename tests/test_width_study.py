@@ -10,17 +10,16 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from clirun import run_cli
+from studies_for_tests import assert_study_error, write_study
 
 import muscale
 from muscale import api
-from muscale.models import modes, optim
 from muscale.analysis.derived import derived
-from muscale.kinds.width import analysis as width
 from muscale.errors import InputError
+from muscale.kinds.width import analysis as width
+from muscale.models import modes, optim
 from muscale.models.families import resolve
-
-from clirun import run_cli
-from studies_for_tests import assert_study_error, write_study
 
 TINY = """\
 kind = "width"
@@ -95,21 +94,32 @@ def test_width_study_expands_to_every_scheme_width_and_seed(tmp_path):
     assert {(s.mode, s.mult_lr) for s in plan.specs} == {("lrm", 0.01), ("mup-lr", None), ("sp", None)}
     assert [c.gate for c in plan.claims] == [True, False]
     assert width.from_plan(plan.settings()) == list(plan.claims)
-    assert {(s.mode, s.mult_param, s.beta2) for s in plan.specs} == {("lrm", "linear", None), ("mup-lr", "linear", None),
-                                                                   ("sp", "linear", None)}
+    assert {(s.mode, s.mult_param, s.beta2) for s in plan.specs} == {
+        ("lrm", "linear", None),
+        ("mup-lr", "linear", None),
+        ("sp", "linear", None),
+    }
 
 
 def test_study_keys_mult_param_and_beta2_reach_the_runs_they_apply_to(tmp_path):
     text = TINY.replace('modes = ["lrm", "mup-lr", "sp"]', 'modes = ["lrm", "lrm-frozen", "sp"]')
-    plan = api.load(write_study(tmp_path, text.replace("mult_lr = 0.01", 'mult_lr = 0.01\nmult_param = "log"\nbeta2 = 0.9')))
+    plan = api.load(
+        write_study(tmp_path, text.replace("mult_lr = 0.01", 'mult_lr = 0.01\nmult_param = "log"\nbeta2 = 0.9'))
+    )
     got = {(s.mode, s.mult_param, s.beta2, s.mult_lr) for s in plan.specs}
     # sp has no multipliers to store; the frozen control's multipliers get no learning rate.
     assert got == {("lrm", "log", 0.9, 0.01), ("lrm-frozen", "log", 0.9, 0.0), ("sp", "linear", 0.9, None)}
 
 
 def test_frozen_multipliers_stay_at_their_start_while_the_matrices_train(one_thread):
-    records = muscale.coord_check("lrm-frozen", "transformer", widths=(16, 32), steps=3, seeds=1,
-                                  metrics=("mult_scalar", "mult_row_rms", "weight_rms"))
+    records = muscale.coord_check(
+        "lrm-frozen",
+        "transformer",
+        widths=(16, 32),
+        steps=3,
+        seeds=1,
+        metrics=("mult_scalar", "mult_row_rms", "weight_rms"),
+    )
     mults = records.filter(pl.col("metric").str.starts_with("mult_"))
     assert mults.height and (mults["value"] == 1.0).all()
     w = records.filter((pl.col("metric") == "weight_rms") & (pl.col("module") == "blocks.0.attn.q"))
@@ -120,8 +130,9 @@ def test_frozen_multipliers_stay_at_their_start_while_the_matrices_train(one_thr
 def test_frozen_scales_freeze_the_norm_gains_too(one_thread, mode):
     """The head's path (the final norm's gain times the head's scalar) moves in lrm-frozen,
     through the gain, and stays at 1 when every scale is frozen; the matrices train in both."""
-    records = muscale.coord_check(mode, "transformer", widths=(16, 32), steps=3, seeds=1,
-                                  metrics=("mult_drift", "mult_path", "weight_rms"))
+    records = muscale.coord_check(
+        mode, "transformer", widths=(16, 32), steps=3, seeds=1, metrics=("mult_drift", "mult_path", "weight_rms")
+    )
     path = records.filter((pl.col("metric") == "mult_path") & (pl.col("role") == "head") & (pl.col("step") == 3))
     assert path.height == 2
     moved = (path["value"] - 1.0).abs().max()
@@ -132,11 +143,29 @@ def test_frozen_scales_freeze_the_norm_gains_too(one_thread, mode):
 
 def long_records(alpha_at: dict[int, float], mode: str = "lrm", metric: str = "mult_scalar") -> pl.DataFrame:
     """Exact power laws d^α(step) of one head metric at steps 0, 700 and 1000, two seeds."""
-    return pl.DataFrame([{"run_id": f"{w}-{s}", "family": "transformer", "mode": mode, "optimizer": "adamw",
-                          "lr": 1e-3, "weight_decay": 1.0, "width": w, "seed": s, "horizon": "long", "step": t,
-                          "module": "head", "role": "head", "metric": metric,
-                          "value": (w / 64) ** alpha * (1 + 0.01 * s)}
-                         for w in WIDTHS for s in (0, 1) for t, alpha in alpha_at.items()])
+    return pl.DataFrame(
+        [
+            {
+                "run_id": f"{w}-{s}",
+                "family": "transformer",
+                "mode": mode,
+                "optimizer": "adamw",
+                "lr": 1e-3,
+                "weight_decay": 1.0,
+                "width": w,
+                "seed": s,
+                "horizon": "long",
+                "step": t,
+                "module": "head",
+                "role": "head",
+                "metric": metric,
+                "value": (w / 64) ** alpha * (1 + 0.01 * s),
+            }
+            for w in WIDTHS
+            for s in (0, 1)
+            for t, alpha in alpha_at.items()
+        ]
+    )
 
 
 def test_a_claim_still_moving_is_unsettled_and_left_out_of_the_gate():
@@ -165,20 +194,38 @@ def test_a_control_claim_keeps_its_status_and_is_marked(alpha, status):
 WIDTHS = (64, 128, 256, 512)
 
 
-def synthetic(values: dict[tuple[str, str, str], callable], seeds: int = 3, noise: float = 0.01,
-              mode: str = "lrm") -> pl.DataFrame:
+def synthetic(
+    values: dict[tuple[str, str, str], callable], seeds: int = 3, noise: float = 0.01, mode: str = "lrm"
+) -> pl.DataFrame:
     """Records of one run per width and seed at steps 0 and 10: (module, role, metric) → value(width, seed)."""
     rng = np.random.default_rng(0)
     rows = []
     for w in WIDTHS:
         for seed in range(seeds):
-            run = dict(run_id=f"{mode}-{w}-{seed}", family="transformer", mode=mode, optimizer="adamw", lr=1e-3,
-                       weight_decay=0.1, width=w, seed=seed, horizon="long")
+            run = dict(
+                run_id=f"{mode}-{w}-{seed}",
+                family="transformer",
+                mode=mode,
+                optimizer="adamw",
+                lr=1e-3,
+                weight_decay=0.1,
+                width=w,
+                seed=seed,
+                horizon="long",
+            )
             for step in (0, 10):
                 for (module, role, metric), value in values.items():
                     v = value(w, seed) if step else 1.0
-                    rows.append(run | dict(step=step, module=module, role=role, metric=metric,
-                                           value=float(v * np.exp(rng.normal(0, noise)))))
+                    rows.append(
+                        run
+                        | dict(
+                            step=step,
+                            module=module,
+                            role=role,
+                            metric=metric,
+                            value=float(v * np.exp(rng.normal(0, noise))),
+                        )
+                    )
     return pl.DataFrame(rows)
 
 
@@ -187,22 +234,35 @@ def fitted(records: pl.DataFrame) -> pl.DataFrame:
 
 
 def test_derived_sizes_follow_their_definitions():
-    records = synthetic({
-        ("b.attn.q", "attn_q", "mult_scalar"): lambda w, s: -0.5,  # a scalar's size is |s|
-        ("b.attn.k", "attn_k", "mult_row_rms"): lambda w, s: 3.0,
-        ("b.attn.k", "attn_k", "mult_col_rms"): lambda w, s: 7.0,  # input side: not part of the logits' product
-        ("b.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: 2.0,
-        ("b.mlp.up", "mlp_up", "mult_col_rms"): lambda w, s: 5.0,
-        ("b.mlp.up", "mlp_up", "weight_fro"): lambda w, s: 4.0,
-        ("b.mlp.up", "mlp_up", "update_fro"): lambda w, s: 0.2,
-        ("b2.attn.q", "attn_q", "mult_row_rms"): lambda w, s: 0.25,  # no multiplier on b2's key: it counts 1
-    }, noise=0.0)
-    got = {(m, k): v for m, k, v in derived(records.filter(pl.col("step") == 10))
-           .select("module", "metric", "value").unique().iter_rows()}
-    assert got == {("b.attn.q", "mult_scale"): 0.5, ("b.attn.k", "mult_scale"): 21.0,
-                   ("b.mlp.up", "mult_scale"): 10.0, ("b2.attn.q", "mult_scale"): 0.25,
-                   ("b.attn.qk", "mult_qk"): 1.5, ("b2.attn.qk", "mult_qk"): 0.25,
-                   ("b.mlp.up", "update_rel"): pytest.approx(0.05)}
+    records = synthetic(
+        {
+            ("b.attn.q", "attn_q", "mult_scalar"): lambda w, s: -0.5,  # a scalar's size is |s|
+            ("b.attn.k", "attn_k", "mult_row_rms"): lambda w, s: 3.0,
+            ("b.attn.k", "attn_k", "mult_col_rms"): lambda w, s: 7.0,  # input side: not part of the logits' product
+            ("b.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: 2.0,
+            ("b.mlp.up", "mlp_up", "mult_col_rms"): lambda w, s: 5.0,
+            ("b.mlp.up", "mlp_up", "weight_fro"): lambda w, s: 4.0,
+            ("b.mlp.up", "mlp_up", "update_fro"): lambda w, s: 0.2,
+            ("b2.attn.q", "attn_q", "mult_row_rms"): lambda w, s: 0.25,  # no multiplier on b2's key: it counts 1
+        },
+        noise=0.0,
+    )
+    got = {
+        (m, k): v
+        for m, k, v in derived(records.filter(pl.col("step") == 10))
+        .select("module", "metric", "value")
+        .unique()
+        .iter_rows()
+    }
+    assert got == {
+        ("b.attn.q", "mult_scale"): 0.5,
+        ("b.attn.k", "mult_scale"): 21.0,
+        ("b.mlp.up", "mult_scale"): 10.0,
+        ("b2.attn.q", "mult_scale"): 0.25,
+        ("b.attn.qk", "mult_qk"): 1.5,
+        ("b2.attn.qk", "mult_qk"): 0.25,
+        ("b.mlp.up", "update_rel"): pytest.approx(0.05),
+    }
     assert derived(records.filter(pl.col("metric") == "weight_fro")).is_empty()
 
 
@@ -214,8 +274,12 @@ def judged(records: pl.DataFrame, claims=(CLAIM,)) -> pl.DataFrame:
 
 
 def test_claim_is_reproduced_when_the_interval_lies_in_the_band():
-    records = synthetic({("b.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: (w / 64) ** -0.5,
-                         ("b.mlp.up", "mlp_up", "mult_col_rms"): lambda w, s: (w / 64) ** -0.5})
+    records = synthetic(
+        {
+            ("b.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: (w / 64) ** -0.5,
+            ("b.mlp.up", "mlp_up", "mult_col_rms"): lambda w, s: (w / 64) ** -0.5,
+        }
+    )
     (row,) = judged(records).iter_rows(named=True)
     assert row["status"] == "reproduced" and row["alpha_median"] == pytest.approx(-1.0, abs=0.05)
     assert row["reproduced"] == row["modules"] == 1
@@ -237,8 +301,12 @@ def test_claim_is_inconclusive_when_seeds_disagree_too_much_to_tell():
 
 
 def test_one_failing_module_makes_the_claim_not_reproduced_and_an_uncovered_claim_has_no_data():
-    records = synthetic({("b0.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: (w / 64) ** -1.0,
-                         ("b1.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: 1.0})
+    records = synthetic(
+        {
+            ("b0.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: (w / 64) ** -1.0,
+            ("b1.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: 1.0,
+        }
+    )
     missing = width.Claim("dt flat", "lrm", "act_rms", 0.0, 0.2, ("ssm_dt",), gate=True)
     rows = judged(records, (CLAIM, missing)).rows_by_key("name", named=True, unique=True)
     assert rows[CLAIM.name]["status"] == "not reproduced" and rows[CLAIM.name]["reproduced"] == 1
@@ -246,8 +314,12 @@ def test_one_failing_module_makes_the_claim_not_reproduced_and_an_uncovered_clai
 
 
 def test_gate_rows_are_the_gated_claims_modules_and_a_claim_without_modules_fails(monkeypatch, capsys, tmp_path):
-    records = synthetic({("b0.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: (w / 64) ** -1.0,
-                         ("b1.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: 1.0})
+    records = synthetic(
+        {
+            ("b0.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: (w / 64) ** -1.0,
+            ("b1.mlp.up", "mlp_up", "mult_row_rms"): lambda w, s: 1.0,
+        }
+    )
     exponents = fitted(records)
     reported = width.Claim("reported only", "lrm", "mult_scale", 5.0, 0.1)
     rows = width.baseline([CLAIM, reported], exponents)
@@ -260,9 +332,11 @@ def test_gate_rows_are_the_gated_claims_modules_and_a_claim_without_modules_fail
 
 # ---------------------------------------------------------------- the mup-lr mode
 
+
 def built(mode: str, w: int = 256):
-    spec = muscale.plan(mode, "transformer", widths=(w, 2 * w), seeds=1, optimizer="adamw", lr=1e-2,
-                        weight_decay=0.1)[0]
+    spec = muscale.plan(mode, "transformer", widths=(w, 2 * w), seeds=1, optimizer="adamw", lr=1e-2, weight_decay=0.1)[
+        0
+    ]
     model, mults = modes.build(spec, resolve("transformer"))
     return model, optim.build(spec, model, mults)
 
@@ -298,8 +372,9 @@ def test_mup_lr_learning_rates_are_mu_adamw_s():
 def test_mup_lr_refuses_a_mu_readout_whose_multiplier_would_change_the_forward():
     """Refused while planning, before any run starts (validate.check_family → modes.check_readout)."""
     with pytest.raises(InputError, match="MuReadout"):
-        muscale.plan("mup-lr", "families_for_tests:gain_mlp", widths=(64, 128), seeds=1,
-                     batch="families_for_tests:mlp_batch")
+        muscale.plan(
+            "mup-lr", "families_for_tests:gain_mlp", widths=(64, 128), seeds=1, batch="families_for_tests:mlp_batch"
+        )
 
 
 def test_coord_check_runs_in_mup_lr(one_thread):
@@ -310,6 +385,7 @@ def test_coord_check_runs_in_mup_lr(one_thread):
 
 
 # ---------------------------------------------------------------- end to end
+
 
 def test_tiny_width_study_runs_fits_judges_reports_and_gates(monkeypatch, capsys, tmp_path, one_thread):
     out = tmp_path / "out"
@@ -385,8 +461,11 @@ def test_weight_decay_equilibrium_tells_mu_p_learning_rates_from_plain_adamw(tmp
     exponents = muscale.fit_exponents(records)
     verdicts, _ = width.judge(exponents, list(plan.claims))
     assert verdicts.filter(pl.col("mode") == "sp")["status"].to_list() == ["not reproduced"]
-    last = exponents.filter((pl.col("metric") == "weight_fro") & (pl.col("step") == 150)
-                            & pl.col("role").is_in(["attn_v", "attn_out", "mlp_up", "mlp_gate", "mlp_down"]))
+    last = exponents.filter(
+        (pl.col("metric") == "weight_fro")
+        & (pl.col("step") == 150)
+        & pl.col("role").is_in(["attn_v", "attn_out", "mlp_up", "mlp_gate", "mlp_down"])
+    )
     alpha = {(m, mod): a for m, mod, a in last.select("mode", "module", "alpha").iter_rows()}
     assert len(alpha) == 10
     for module in {mod for _, mod in alpha}:

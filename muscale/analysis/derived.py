@@ -16,8 +16,11 @@ import polars as pl
 
 DERIVED = ("mult_scale", "mult_qk", "update_rel")
 # What each derived metric is computed from.
-SOURCES = {"mult_scale": ("mult_scalar", "mult_row_rms", "mult_col_rms"),
-           "mult_qk": ("mult_scalar", "mult_row_rms"), "update_rel": ("update_fro", "weight_fro")}
+SOURCES = {
+    "mult_scale": ("mult_scalar", "mult_row_rms", "mult_col_rms"),
+    "mult_qk": ("mult_scalar", "mult_row_rms"),
+    "update_rel": ("update_fro", "weight_fro"),
+}
 _MULT = ("mult_scalar", "mult_row_rms", "mult_col_rms")
 
 
@@ -29,20 +32,32 @@ def derived(records: pl.DataFrame, metrics: tuple[str, ...] = DERIVED) -> pl.Dat
     if {"mult_scale", "mult_qk"} & set(metrics):
         wide = _wide(records, run, _MULT)
     if "mult_scale" in metrics:
-        scale = pl.col("mult_scalar").abs().fill_null(pl.col("mult_row_rms").fill_null(1.0)
-                                                      * pl.col("mult_col_rms").fill_null(1.0))
-        out.append(wide.filter(pl.any_horizontal(pl.col(m).is_not_null() for m in _MULT))
-                   .select(*run, "module", "role", metric=pl.lit("mult_scale"), value=scale))
+        scale = (
+            pl.col("mult_scalar")
+            .abs()
+            .fill_null(pl.col("mult_row_rms").fill_null(1.0) * pl.col("mult_col_rms").fill_null(1.0))
+        )
+        out.append(
+            wide.filter(pl.any_horizontal(pl.col(m).is_not_null() for m in _MULT)).select(
+                *run, "module", "role", metric=pl.lit("mult_scale"), value=scale
+            )
+        )
     if "mult_qk" in metrics:
         side = pl.col("mult_scalar").abs().fill_null(pl.col("mult_row_rms").fill_null(1.0))
-        qk = (wide.filter(pl.col("role").is_in(["attn_q", "attn_k"]))
-              .with_columns(module=pl.col("module").str.replace(r"\.[^.]+$", "") + ".qk")
-              .group_by(*run, "module").agg(value=side.product()))
+        qk = (
+            wide.filter(pl.col("role").is_in(["attn_q", "attn_k"]))
+            .with_columns(module=pl.col("module").str.replace(r"\.[^.]+$", "") + ".qk")
+            .group_by(*run, "module")
+            .agg(value=side.product())
+        )
         out.append(qk.select(*run, "module", role=pl.lit("attn_qk"), metric=pl.lit("mult_qk"), value="value"))
     if "update_rel" in metrics:
         norms = _wide(records, run, ("update_fro", "weight_fro")).drop_nulls(["update_fro", "weight_fro"])
-        out.append(norms.select(*run, "module", "role", metric=pl.lit("update_rel"),
-                                value=pl.col("update_fro") / pl.col("weight_fro")))
+        out.append(
+            norms.select(
+                *run, "module", "role", metric=pl.lit("update_rel"), value=pl.col("update_fro") / pl.col("weight_fro")
+            )
+        )
     return pl.concat([frame.select(records.columns).cast(records.schema) for frame in out] or [records.clear()])
 
 

@@ -19,9 +19,14 @@ TOLERANCE = {"act_l1": 0.15, "act_rms": 0.15, "dact_rms": 0.35}
 # gain of the norm in front of it, only their product along the path (mult_path) is seen.
 # Tolerances: ±0.15 as for μP's activations; ±0.25 on the multiplier, whose exponent comes
 # from raw ∝ d reached only once W is aligned (the head-only reference: −0.92 over 16…256).
-LRM_CLAIMS = {("head", "act_l1"): (0.0, 0.15), ("head", "act_rms"): (0.0, 0.15),
-              ("attn_qk", "act_rms"): (0.0, 0.15), ("head", "mult_scalar"): (-1.0, 0.25),
-              ("head", "mult_row_rms"): (-1.0, 0.25), ("head", "mult_path"): (-1.0, 0.25)}
+LRM_CLAIMS = {
+    ("head", "act_l1"): (0.0, 0.15),
+    ("head", "act_rms"): (0.0, 0.15),
+    ("attn_qk", "act_rms"): (0.0, 0.15),
+    ("head", "mult_scalar"): (-1.0, 0.25),
+    ("head", "mult_row_rms"): (-1.0, 0.25),
+    ("head", "mult_path"): (-1.0, 0.25),
+}
 WEIGHT_RMS = (0.0, 0.15)
 # The QK logits' band: logits = raw × mult_qk, so α(mult_qk) + α(raw) = α(logits) ≈ 0 ± 0.15.
 QK_PRODUCT_TOLERANCE = 0.15
@@ -38,5 +43,8 @@ def expectation(mode: str, role: str, metric: str) -> tuple[float | None, float 
     if role == "head" and metric in ACT:
         return None, None  # μP readout logits start at Θ(1/d) and grow to Θ(1) as training moves them
     if role == "attn_qk" and metric in ACT:
-        return None, None  # under 1/head_dim attention the logits at init shrink like d^(-1/2); their change is the claim
+        return (
+            None,
+            None,
+        )  # under 1/head_dim attention the logits at init shrink like d^(-1/2); their change is the claim
     return 0.0, TOLERANCE[metric]

@@ -6,13 +6,14 @@ fit over tens of thousands of groups costs one pass over the records."""
 import numpy as np
 import polars as pl
 
+from ..config.spec import LONG_MODES, SETTLE_FROM, SETTLE_TOLERANCE
 from . import intervals
 from .expectations import QK_PRODUCT_TOLERANCE, expectation
-from ..config.spec import LONG_MODES, SETTLE_FROM, SETTLE_TOLERANCE
 
 KEYS = ["mode", "family", "optimizer", "lr", "module", "role", "metric", "step"]
 # Signed log-ratios that start at 0 (probes' mult_drift): no power of width; drawn against step.
 UNFITTED = ("mult_drift",)
+
 
 def _slope(x: str, y: str) -> pl.Expr:
     return pl.cov(x, y) / pl.col(x).var()
@@ -20,26 +21,42 @@ def _slope(x: str, y: str) -> pl.Expr:
 
 def fit_exponents(records: pl.DataFrame) -> pl.DataFrame:
     keys = [k for k in KEYS if k in records.columns]
-    data = (records.filter(pl.col("value").is_finite() & ~pl.col("metric").is_in(UNFITTED))
-            .with_columns(x=pl.col("width").cast(pl.Float64).log()))
+    data = records.filter(pl.col("value").is_finite() & ~pl.col("metric").is_in(UNFITTED)).with_columns(
+        x=pl.col("width").cast(pl.Float64).log()
+    )
     widths = data.group_by("mode").agg(total=pl.col("width").n_unique())
     # A group is fitted only when every width has a positive value in every seed.
-    clean = (data.group_by(keys).agg(ok=(pl.col("value") > 0).all(), n_widths=pl.col("width").n_unique())
-             .join(widths, on="mode").filter(pl.col("ok") & (pl.col("n_widths") == pl.col("total")) &
-                                             (pl.col("n_widths") >= 2))
-             .select(keys))
+    clean = (
+        data.group_by(keys)
+        .agg(ok=(pl.col("value") > 0).all(), n_widths=pl.col("width").n_unique())
+        .join(widths, on="mode")
+        .filter(pl.col("ok") & (pl.col("n_widths") == pl.col("total")) & (pl.col("n_widths") >= 2))
+        .select(keys)
+    )
     data = data.join(clean, on=keys).with_columns(y=pl.col("value").log())
-    means = (data.group_by(keys + ["width", "x"]).agg(v=pl.col("value").mean())
-             .with_columns(y=pl.col("v").log())
-             .group_by(keys).agg(alpha=_slope("x", "y"), r2=pl.corr("x", "y") ** 2,
-                                 n_widths=pl.len(), sxx=((pl.col("x") - pl.col("x").mean()) ** 2).sum(),
-                                 syy=((pl.col("y") - pl.col("y").mean()) ** 2).sum()))
-    seeds = (data.group_by(keys + ["seed"]).agg(slope=_slope("x", "y"))
-             .group_by(keys).agg(seed_sd=pl.col("slope").std(), n_seeds=pl.len()))
+    means = (
+        data.group_by(keys + ["width", "x"])
+        .agg(v=pl.col("value").mean())
+        .with_columns(y=pl.col("v").log())
+        .group_by(keys)
+        .agg(
+            alpha=_slope("x", "y"),
+            r2=pl.corr("x", "y") ** 2,
+            n_widths=pl.len(),
+            sxx=((pl.col("x") - pl.col("x").mean()) ** 2).sum(),
+            syy=((pl.col("y") - pl.col("y").mean()) ** 2).sum(),
+        )
+    )
+    seeds = (
+        data.group_by(keys + ["seed"])
+        .agg(slope=_slope("x", "y"))
+        .group_by(keys)
+        .agg(seed_sd=pl.col("slope").std(), n_seeds=pl.len())
+    )
     fits = _settled(means.join(seeds, on=keys).sort(keys), keys, _long_modes(records))
     return _verdicts(_intervals(fits)).select(
-        *keys, "alpha", "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "settled",
-        "verdict")
+        *keys, "alpha", "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "settled", "verdict"
+    )
 
 
 def _long_modes(records: pl.DataFrame) -> list[str]:
@@ -55,13 +72,17 @@ def _settled(fits: pl.DataFrame, keys: list[str], long_modes: list[str]) -> pl.D
     series = [k for k in keys if k != "step"]
     last = pl.col("step").max().over(series)
     off = (pl.col("step") - SETTLE_FROM * last).abs()
-    ref = (fits.filter(pl.col("mode").is_in(long_modes) & (off == off.min().over(series)))
-           .group_by(series).agg(alpha_ref=pl.col("alpha").first()))
+    ref = (
+        fits.filter(pl.col("mode").is_in(long_modes) & (off == off.min().over(series)))
+        .group_by(series)
+        .agg(alpha_ref=pl.col("alpha").first())
+    )
     fits = fits.join(ref, on=series, how="left", nulls_equal=True)
     moved = (pl.col("alpha") - pl.col("alpha_ref")).abs()
     settled = pl.when(pl.col("mode").is_in(long_modes) & (pl.col("step") == last)).then(moved <= SETTLE_TOLERANCE)
-    return fits.with_columns(settled=settled.fill_null(pl.lit(None, pl.Boolean)),
-                             last_step=pl.col("step") == last).drop("alpha_ref")
+    return fits.with_columns(
+        settled=settled.fill_null(pl.lit(None, pl.Boolean)), last_step=pl.col("step") == last
+    ).drop("alpha_ref")
 
 
 def _intervals(fits: pl.DataFrame) -> pl.DataFrame:
@@ -76,26 +97,38 @@ def _intervals(fits: pl.DataFrame) -> pl.DataFrame:
 
 def _verdicts(fits: pl.DataFrame) -> pl.DataFrame:
     """pass inside the band; fail outside it with the interval excluding it too; warn between."""
-    rows = [expectation(m, r, k) if m not in LONG_MODES or last else (None, None)
-            for m, r, k, last in fits.select("mode", "role", "metric", "last_step").iter_rows()]
-    fits = fits.with_columns(expected=pl.Series([e for e, _ in rows], dtype=pl.Float64),
-                             tolerance=pl.Series([t for _, t in rows], dtype=pl.Float64))
+    rows = [
+        expectation(m, r, k) if m not in LONG_MODES or last else (None, None)
+        for m, r, k, last in fits.select("mode", "role", "metric", "last_step").iter_rows()
+    ]
+    fits = fits.with_columns(
+        expected=pl.Series([e for e, _ in rows], dtype=pl.Float64),
+        tolerance=pl.Series([t for _, t in rows], dtype=pl.Float64),
+    )
     # A head multiplier paired with a norm's gain is judged on their product, not alone.
     group = [k for k in ("mode", "family", "optimizer", "lr", "step") if k in fits.columns]
     paired = ((pl.col("role") == "head") & (pl.col("metric") == "mult_path")).any().over(group)
     alone = (pl.col("role") == "head") & pl.col("metric").is_in(["mult_scalar", "mult_row_rms"])
-    fits = fits.with_columns(expected=pl.when(paired & alone).then(None).otherwise("expected"),
-                             tolerance=pl.when(paired & alone).then(None).otherwise("tolerance"))
+    fits = fits.with_columns(
+        expected=pl.when(paired & alone).then(None).otherwise("expected"),
+        tolerance=pl.when(paired & alone).then(None).otherwise("tolerance"),
+    )
     fits = _qk_product(fits)
     lo, hi = pl.col("expected") - pl.col("tolerance"), pl.col("expected") + pl.col("tolerance")
     inside = (pl.col("alpha") - pl.col("expected")).abs() <= pl.col("tolerance")
     excluded = (pl.col("ci_low") > hi) | (pl.col("ci_high") < lo)
     moving = (pl.col("settled") == False) | (pl.col("reference_settled") == False)  # noqa: E712
-    return fits.with_columns(verdict=pl.when(pl.col("expected").is_null()).then(pl.lit("info"))
-                             .when(moving).then(pl.lit("unsettled"))
-                             .when(inside).then(pl.lit("pass"))
-                             .when(excluded.fill_null(True)).then(pl.lit("fail"))
-                             .otherwise(pl.lit("warn")))
+    return fits.with_columns(
+        verdict=pl.when(pl.col("expected").is_null())
+        .then(pl.lit("info"))
+        .when(moving)
+        .then(pl.lit("unsettled"))
+        .when(inside)
+        .then(pl.lit("pass"))
+        .when(excluded.fill_null(True))
+        .then(pl.lit("fail"))
+        .otherwise(pl.lit("warn"))
+    )
 
 
 def _qk_product(fits: pl.DataFrame) -> pl.DataFrame:
@@ -109,14 +142,19 @@ def _qk_product(fits: pl.DataFrame) -> pl.DataFrame:
     leaves d^2.5, so full alignment would ask the product for d^-2.5. Partial alignment
     gives less, and the measured raw logits say how much."""
     series = [k for k in KEYS if k in fits.columns and k != "metric"]
-    raw = (fits.filter((pl.col("role") == "attn_qk") & (pl.col("metric") == "raw_act_rms")
-                       & pl.col("mode").is_in(LONG_MODES) & pl.col("last_step"))
-           .select(*series, raw_alpha=-pl.col("alpha"), raw_settled=pl.col("settled")))
+    raw = fits.filter(
+        (pl.col("role") == "attn_qk")
+        & (pl.col("metric") == "raw_act_rms")
+        & pl.col("mode").is_in(LONG_MODES)
+        & pl.col("last_step")
+    ).select(*series, raw_alpha=-pl.col("alpha"), raw_settled=pl.col("settled"))
     fits = fits.join(raw, on=series, how="left", nulls_equal=True)
     product = (pl.col("metric") == "mult_qk") & pl.col("raw_alpha").is_not_null()
-    return fits.with_columns(expected=pl.when(product).then("raw_alpha").otherwise("expected"),
-                             tolerance=pl.when(product).then(QK_PRODUCT_TOLERANCE).otherwise("tolerance"),
-                             reference_settled=pl.when(product).then("raw_settled")).drop("raw_alpha", "raw_settled")
+    return fits.with_columns(
+        expected=pl.when(product).then("raw_alpha").otherwise("expected"),
+        tolerance=pl.when(product).then(QK_PRODUCT_TOLERANCE).otherwise("tolerance"),
+        reference_settled=pl.when(product).then("raw_settled"),
+    ).drop("raw_alpha", "raw_settled")
 
 
 SUMMARY_METRICS = ("act_rms", "dact_rms", "mult_scalar", "mult_row_rms", "mult_col_rms")
@@ -128,15 +166,31 @@ def first_and_last(exponents: pl.DataFrame) -> pl.DataFrame:
     about: do activations end flat while the multipliers carry the width dependence?"""
     rows = exponents.filter(pl.col("metric").is_in(SUMMARY_METRICS) & (pl.col("step") >= 1))
     if rows.is_empty():
-        return pl.DataFrame(schema={"mode": pl.String, "role": pl.String, "metric": pl.String,
-                                    "first_step": pl.Int64, "alpha_first": pl.Float64,
-                                    "last_step": pl.Int64, "alpha_last": pl.Float64})
+        return pl.DataFrame(
+            schema={
+                "mode": pl.String,
+                "role": pl.String,
+                "metric": pl.String,
+                "first_step": pl.Int64,
+                "alpha_first": pl.Float64,
+                "last_step": pl.Int64,
+                "alpha_last": pl.Float64,
+            }
+        )
     bounds = rows.group_by("mode").agg(first_step=pl.col("step").min(), last_step=pl.col("step").max())
     rows = rows.join(bounds, on="mode")
-    median = lambda at: (rows.filter(pl.col("step") == pl.col(at))  # noqa: E731
-                         .group_by("mode", "role", "metric", at).agg(pl.col("alpha").median()))
+
+    def median(at: str) -> pl.DataFrame:
+        return (
+            rows.filter(pl.col("step") == pl.col(at))
+            .group_by("mode", "role", "metric", at)
+            .agg(pl.col("alpha").median())
+        )
+
     first = median("first_step").rename({"alpha": "alpha_first"})
     last = median("last_step").rename({"alpha": "alpha_last"})
-    return (first.join(last, on=["mode", "role", "metric"], how="full", coalesce=True)
-            .select("mode", "role", "metric", "first_step", "alpha_first", "last_step", "alpha_last")
-            .sort("mode", "metric", "role"))
+    return (
+        first.join(last, on=["mode", "role", "metric"], how="full", coalesce=True)
+        .select("mode", "role", "metric", "first_step", "alpha_first", "last_step", "alpha_last")
+        .sort("mode", "metric", "role")
+    )

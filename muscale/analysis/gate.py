@@ -50,9 +50,14 @@ class Check:
         return f"{self.mode} {self.family} {self.optimizer} {self.module} {self.metric} step {self.step}"
 
     def line(self) -> str:
-        measured = "missing from the results" if self.status == "missing" else (
-            f"α={self.alpha:+.3f}" + (f" [{self.ci_low:+.3f}, {self.ci_high:+.3f}]"
-                                      if self.ci_low is not None else ""))
+        measured = (
+            "missing from the results"
+            if self.status == "missing"
+            else (
+                f"α={self.alpha:+.3f}"
+                + (f" [{self.ci_low:+.3f}, {self.ci_high:+.3f}]" if self.ci_low is not None else "")
+            )
+        )
         return f"{self.status.upper():7} {self.name}: {measured}, expected {self.expected:+.3f} ± {self.tolerance:.3f}"
 
 
@@ -62,8 +67,10 @@ def baseline_rows(exponents: pl.DataFrame, tol: float = DEFAULT_TOL, metrics=Non
         rows = rows.filter(pl.col("metric").is_in(list(metrics)))
     if last_step_only:
         rows = rows.filter(pl.col("step") == pl.col("step").max().over("mode", "family", "optimizer"))
-    return [dict(zip(KEY, key)) | {"expected": round(alpha, 6), "tolerance": tol}
-            for *key, alpha in rows.select(*KEY, "alpha").iter_rows()]
+    return [
+        dict(zip(KEY, key)) | {"expected": round(alpha, 6), "tolerance": tol}
+        for *key, alpha in rows.select(*KEY, "alpha").iter_rows()
+    ]
 
 
 def write_baseline(path: Path, rows: list[dict]) -> None:
@@ -93,9 +100,16 @@ def check(exponents: pl.DataFrame, baseline: list[dict], tol: float | None = Non
     checks = []
     for row in baseline:
         got = measured.get(tuple(row[k] for k in KEY), {})
-        checks.append(Check(**{k: row[k] for k in KEY}, expected=float(row["expected"]),
-                            tolerance=float(row["tolerance"] if tol is None else tol),
-                            alpha=got.get("alpha"), ci_low=got.get("ci_low"), ci_high=got.get("ci_high")))
+        checks.append(
+            Check(
+                **{k: row[k] for k in KEY},
+                expected=float(row["expected"]),
+                tolerance=float(row["tolerance"] if tol is None else tol),
+                alpha=got.get("alpha"),
+                ci_low=got.get("ci_low"),
+                ci_high=got.get("ci_high"),
+            )
+        )
     return checks
 
 
@@ -107,8 +121,9 @@ def junit_xml(checks: list[Check]) -> str:
     failures = sum(c.status != "pass" for c in checks)
     suite = ET.Element("testsuite", name="muscale gate", tests=str(len(checks)), failures=str(failures))
     for c in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"muscale.{c.mode}.{c.family}.{c.module}",
-                             name=f"{c.metric} step {c.step}")
+        case = ET.SubElement(
+            suite, "testcase", classname=f"muscale.{c.mode}.{c.family}.{c.module}", name=f"{c.metric} step {c.step}"
+        )
         if c.status != "pass":
             ET.SubElement(case, "failure", message=c.line()).text = c.line()
     root = ET.Element("testsuites")

@@ -45,9 +45,23 @@ def _option(f: dataclasses.Field) -> Option:
     flag = m.get("flag", "--" + name.replace("_", "-"))
     key = m.get("key", name)
     value = _study_kind(f.type)
-    return Option(f.name, name, flag, key, m["help"], list if m.get("axis") else value, value, m.get("axis"),
-                  f.default, m.get("pairs"), m.get("example"), m.get("keys"), m.get("unset"), m.get("check"),
-                  m.get("metavar"))
+    return Option(
+        f.name,
+        name,
+        flag,
+        key,
+        m["help"],
+        list if m.get("axis") else value,
+        value,
+        m.get("axis"),
+        f.default,
+        m.get("pairs"),
+        m.get("example"),
+        m.get("keys"),
+        m.get("unset"),
+        m.get("check"),
+        m.get("metavar"),
+    )
 
 
 OPTIONS = {o.name: o for o in (_option(f) for f in dataclasses.fields(RunSpec) if "help" in f.metadata)}

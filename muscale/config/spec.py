@@ -137,13 +137,33 @@ def default_horizon(mode: str, family: str) -> Horizon:
     --option overrides): every claim is about one layer's width scaling, and a second block
     costs about a third of the check's time."""
     if MODE_TABLE[mode].horizon == "long":
-        return Horizon("long", steps=1000, optimizer="adamw", lr=4e-3, weight_decay=1.0,
-                       batch_size=8, seq_len=32, widths=(16, 32, 64, 128), seeds=2, beta2=0.95,
-                       mult_param="log", mult_lr=0.02,
-                       options=(("layers", "1"),) if family in ONE_BLOCK_FAMILIES else ())
+        return Horizon(
+            "long",
+            steps=1000,
+            optimizer="adamw",
+            lr=4e-3,
+            weight_decay=1.0,
+            batch_size=8,
+            seq_len=32,
+            widths=(16, 32, 64, 128),
+            seeds=2,
+            beta2=0.95,
+            mult_param="log",
+            mult_lr=0.02,
+            options=(("layers", "1"),) if family in ONE_BLOCK_FAMILIES else (),
+        )
     batch = 8 if family == "mlp" else 2
-    return Horizon("short", steps=5, optimizer="adam", lr=1e-2, weight_decay=0.0,
-                   batch_size=batch, seq_len=16, widths=(64, 128, 256, 512, 1024), seeds=3)
+    return Horizon(
+        "short",
+        steps=5,
+        optimizer="adam",
+        lr=1e-2,
+        weight_decay=0.0,
+        batch_size=batch,
+        seq_len=16,
+        widths=(64, 128, 256, 512, 1024),
+        seeds=3,
+    )
 
 
 # A long-horizon exponent is settled when α at the last recorded step is within SETTLE_TOLERANCE
@@ -181,23 +201,33 @@ def option(help: str, default=dataclasses.MISSING, **spelling) -> dataclasses.Fi
 
 # The coordinate check's parametrization and family when none is asked for.
 CHECK_MODE, CHECK_FAMILY = "lrm", "transformer"
-DATA_SOURCES = ("synthetic (a sparse Markov chain, vocab 256), stdlib (the bytes of Python's own library sources on "
-                "this machine), text:PATH (a file's bytes) or tokens:PATH (an llm.c or uint16 token file)")
+DATA_SOURCES = (
+    "synthetic (a sparse Markov chain, vocab 256), stdlib (the bytes of Python's own library sources on "
+    "this machine), text:PATH (a file's bytes) or tokens:PATH (an llm.c or uint16 token file)"
+)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    family: str = option("mlp, transformer, mamba2, hybrid, hf:MODEL_TYPE (a Hugging Face architecture, the hf "
-                         "extra), or package.module:function returning an nn.Module for a width (and its options as "
-                         "keywords).", key="families", axis="study", check=CHECK_FAMILY)
+    family: str = option(
+        "mlp, transformer, mamba2, hybrid, hf:MODEL_TYPE (a Hugging Face architecture, the hf "
+        "extra), or package.module:function returning an nn.Module for a width (and its options as "
+        "keywords).",
+        key="families",
+        axis="study",
+        check=CHECK_FAMILY,
+    )
     mode: str = option(f"Parametrization: {', '.join(MODES)}.", key="modes", axis="study", check=CHECK_MODE)
-    optimizer: str = option(f"{', '.join(OPTIMIZERS)} (Muon on hidden matrices, AdamW on the rest).",
-                            key="optimizers", axis="study")
+    optimizer: str = option(
+        f"{', '.join(OPTIMIZERS)} (Muon on hidden matrices, AdamW on the rest).", key="optimizers", axis="study"
+    )
     lr: float = option("Learning rate (μP modes scale it per layer).")
     width: int = option("Widths, increasing, at least two.", name="widths", axis="both")
     seed: int = option("Runs seeds 0…N−1.", name="seeds")
-    steps: int = option("Optimizer steps; the long horizon records steps 0,1,2,4,…, 70% of the run (where "
-                        "`settled` compares α with the last step's) and the last.")
+    steps: int = option(
+        "Optimizer steps; the long horizon records steps 0,1,2,4,…, 70% of the run (where "
+        "`settled` compares α with the last step's) and the last."
+    )
     horizon: str = field()
     weight_decay: float = option("Weight decay on matrices.", 0.0)
     batch_size: int = option("Sequences (or examples) per batch.", 8)
@@ -205,57 +235,102 @@ class RunSpec:
     batch: str | None = option(
         "package.module:function returning (inputs, targets) for a user family that is not a token LM: called "
         "with no arguments, one fixed batch; with (step, batch_size), a stream (negative steps are held out).",
-        None, key=None, unset="synthetic tokens (vocab 256)")
-    loss: str = option("cross_entropy, mse, or package.module:function taking (output, target) and returning a "
-                       "scalar tensor (losses.py).", "cross_entropy")
+        None,
+        key=None,
+        unset="synthetic tokens (vocab 256)",
+    )
+    loss: str = option(
+        "cross_entropy, mse, or package.module:function taking (output, target) and returning a "
+        "scalar tensor (losses.py).",
+        "cross_entropy",
+    )
     mult_lr: float | None = option("Learning rate of the learnable multipliers.", None, unset="the learning rate")
     mult_weight_decay: float = option(
         "Weight decay of the learnable multipliers: small, so that directions of the product the output cannot "
-        "see (s·W = (a·s)·(W/a)) do not drift without bound.", MULT_WEIGHT_DECAY)
+        "see (s·W = (a·s)·(W/a)) do not drift without bound.",
+        MULT_WEIGHT_DECAY,
+    )
     multipliers: tuple[tuple[str, str], ...] = option(
         "lrm modes: learnable multipliers placed by role (lrm.placement), ROLE=KIND; kinds: none, scalar, row, "
         f"col, both. The default ({', '.join(VECTOR_MODES)}): a scalar on the head and on the query (the QK "
         "product), a row vector on attn_out, mlp_down and ssm_out, nothing elsewhere (no two learnable factors the "
-        "output cannot tell apart); lrm-scalar: scalar everywhere.", (), flag="--multiplier", pairs=str,
-        example=("attn_k", "scalar"), keys="muscale.models.lrm:PLACEABLE_ROLES")
+        "output cannot tell apart); lrm-scalar: scalar everywhere.",
+        (),
+        flag="--multiplier",
+        pairs=str,
+        example=("attn_k", "scalar"),
+        keys="muscale.models.lrm:PLACEABLE_ROLES",
+    )
     mult_init: float = option("Start value of every learnable multiplier.", 1.0)
     base_width: int = option("μP base width (delta at 2×).", 64)
     family_options: tuple[tuple[str, str], ...] = option(
         "Family options (transformer: layers, heads, kv_heads, mlp_ratio, zero_query=1 to start the query at zero "
         "as mup recommends; mamba2: layers, expand, ssm_head_dim, d_state, chunk, mlp_ratio; hybrid: all of both; "
         "mlp: depth, norm=layernorm; hf:TYPE: layers, heads, mlp_ratio and any config field; a user family: its "
-        "function's keyword parameters).", (), name="options", flag="--option", pairs=str,
-        example=("kv_heads", 2))
+        "function's keyword parameters).",
+        (),
+        name="options",
+        flag="--option",
+        pairs=str,
+        example=("kv_heads", 2),
+    )
     mup_multipliers: tuple[tuple[str, float], ...] = option(
-        "Fixed μP multipliers where Falcon-H1 places them, mup modes only.", (), flag="--mup-multiplier",
-        pairs=float, example=("embed", 2.0), keys="muscale.models.families:MULTIPLIER_POINTS", unset="none (1)")
+        "Fixed μP multipliers where Falcon-H1 places them, mup modes only.",
+        (),
+        flag="--mup-multiplier",
+        pairs=float,
+        example=("embed", 2.0),
+        keys="muscale.models.families:MULTIPLIER_POINTS",
+        unset="none (1)",
+    )
     data: str = option(f"The token LMs' training text: {DATA_SOURCES}.", "synthetic")
     metrics: tuple[str, ...] | None = option(
         "The probe metrics to record (the loss is always recorded): a check that skips the spectral and update "
-        "norms of every matrix runs faster.", None, flag="--metric", keys="muscale.measure.probes:METRICS",
-        unset="every metric")
+        "norms of every matrix runs faster.",
+        None,
+        flag="--metric",
+        keys="muscale.measure.probes:METRICS",
+        unset="every metric",
+    )
     eval_batches: int = option("Held-out batches behind each recorded eval_loss; 0 records none.", 0, flag=None)
-    diverge_factor: float = option("A run whose held-out loss rises above this multiple of its step-0 value has "
-                                   "diverged.", 1.5, flag=None)
-    clip: float | None = option("The largest global gradient norm, counting every parameter but the learnable "
-                                "multipliers; the clip factor is recorded.", None, metavar="NORM",
-                                unset="no clipping")
+    diverge_factor: float = option(
+        "A run whose held-out loss rises above this multiple of its step-0 value has diverged.", 1.5, flag=None
+    )
+    clip: float | None = option(
+        "The largest global gradient norm, counting every parameter but the learnable "
+        "multipliers; the clip factor is recorded.",
+        None,
+        metavar="NORM",
+        unset="no clipping",
+    )
     clip_multipliers: bool = option("Count and clip the multipliers' gradients too (lrm modes, with clip).", False)
     muon_adjust_lr: str = option(
         "torch Muon's learning-rate adjustment: original or match_rms_adamw (update RMS ≈ AdamW's, so the lr "
         "means what it means for AdamW). μP modes scale it further with width so that ‖ΔW‖₂ ∝ "
-        "sqrt(fan_out/fan_in).", "match_rms_adamw")
-    adam_eps_scaling: bool = option("μP modes: give each Adam parameter ε / width_mult, following its gradients, "
-                                    "which shrink like 1/width under μP (optim.py).", False)
-    weight_decay_kind: str = option("decoupled (W ← W − η·λ·W) or spectral (W ← W − η·λ·σ₁u₁v₁ᵀ: only the top "
-                                    "singular value shrinks).", "decoupled")
+        "sqrt(fan_out/fan_in).",
+        "match_rms_adamw",
+    )
+    adam_eps_scaling: bool = option(
+        "μP modes: give each Adam parameter ε / width_mult, following its gradients, "
+        "which shrink like 1/width under μP (optim.py).",
+        False,
+    )
+    weight_decay_kind: str = option(
+        "decoupled (W ← W − η·λ·W) or spectral (W ← W − η·λ·σ₁u₁v₁ᵀ: only the top singular value shrinks).", "decoupled"
+    )
     lrm_impl: str = option(
         "lrm modes: autograd (the product r·W·c in the forward pass) or fused (the forward and backward on W̄ "
-        "alone, its gradient turned into the factors' in closed form); the two train alike.", "autograd")
-    mult_param: str = option("lrm modes: linear (the multiplier s is the parameter) or log (the parameter is θ, "
-                             "s = e^θ, so an Adam step moves log s).", "linear")
-    beta2: float | None = option("Adam's β₂; its window 1/(1 − β₂) should be shorter than 1/(lr·weight decay).",
-                                 None, unset="torch's 0.999")
+        "alone, its gradient turned into the factors' in closed form); the two train alike.",
+        "autograd",
+    )
+    mult_param: str = option(
+        "lrm modes: linear (the multiplier s is the parameter) or log (the parameter is θ, "
+        "s = e^θ, so an Adam step moves log s).",
+        "linear",
+    )
+    beta2: float | None = option(
+        "Adam's β₂; its window 1/(1 − β₂) should be shorter than 1/(lr·weight decay).", None, unset="torch's 0.999"
+    )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -276,9 +351,11 @@ class RunSpec:
         """Readable prefix plus a hash of every field, so a finished run is recognised on re-run.
         Fields at their default are left out of the hash: a field added in a later version
         leaves the runs of older sweeps recognisable."""
-        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                    for f in dataclasses.fields(self)
-                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        defaults = {
+            f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(self)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        }
         fields = {k: v for k, v in self.to_dict().items() if k not in defaults or v != defaults[k]}
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         family = self.family.replace(":", "_").replace("/", "_")

@@ -5,12 +5,15 @@ below. Everything else looks a kind up by the name its plan.json or study file g
 from ..study.kind import StudyKind
 from . import coord_check, equilibrium, lr_transfer, width
 
-KINDS: dict[str, StudyKind] = {k.name: k for k in (
-    coord_check.KIND,
-    lr_transfer.KIND,
-    equilibrium.KIND,
-    width.KIND,
-)}
+KINDS: dict[str, StudyKind] = {
+    k.name: k
+    for k in (
+        coord_check.KIND,
+        lr_transfer.KIND,
+        equilibrium.KIND,
+        width.KIND,
+    )
+}
 # What a study file without `kind` is, and what a directory without a plan.json holds
 # (a coordinate check written before coordinate checks saved their plan).
 STUDY_DEFAULT = lr_transfer.KIND

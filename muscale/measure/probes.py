@@ -6,17 +6,17 @@ so the training step is bit-for-bit the one of a bare loop."""
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
 from ..models import lrm
-from . import symmetry
 from ..models.points import ProbePoint
 from ..models.roles import is_conv1d, role_of
 from ..models.spectral import finite_or_nan, top_singular
+from . import symmetry
 
 # Lanczos rounds (one product with W and one with Wᵀ each): from a random vector, from the
 # last recorded step's top vector for W, and for W's update (benchmarks/spectral_accuracy.py:
@@ -84,8 +84,11 @@ METRIC_TABLE = {
     "mult_drift": Metric("multiplier", "pair"),
     "mult_path": Metric("multiplier", "pair"),
     # A vector multiplier's statistics by the layer's side: row scales its outputs, col its inputs.
-    **{f"mult_{side}_{stat}": Metric("multiplier", side, fn)
-       for side in ("row", "col") for stat, fn in VECTOR_STATISTICS.items()},
+    **{
+        f"mult_{side}_{stat}": Metric("multiplier", side, fn)
+        for side in ("row", "col")
+        for stat, fn in VECTOR_STATISTICS.items()
+    },
     # The last step's clip factor min(1, NORM/‖g‖) (module and role "optimizer"), and per layer
     # the share of entries where Adam's ε outweighs sqrt(v̂).
     "clip_factor": Metric("optimizer", "optimizer"),
@@ -128,7 +131,8 @@ class Probes:
         self.groups = {d.group for m, d in METRIC_TABLE.items() if m in self.wanted}
         self._output, self._matrix, self._update, self._row, self._col = (
             [(m, fn) for m, fn in statistics(of) if m in self.wanted]
-            for of in ("output", "matrix", "update", "row", "col"))
+            for of in ("output", "matrix", "update", "row", "col")
+        )
         self.optimizer = optimizer
         self.layers = [(name, module, role_of(name, module)) for name, module in _probed(model)]
         self.matrices = []
@@ -138,10 +142,14 @@ class Probes:
                 stored_in_out = isinstance(module, nn.Embedding) or is_conv1d(module)
                 fan_out, fan_in = (w.shape[1], w.shape[0]) if stored_in_out else w.shape
                 self.matrices.append((name, role, w, fan_out, fan_in))
-        self.mults = [(name, role, module.parametrizations.weight[0]) for name, module, role in self.layers
-                      if hasattr(module, "parametrizations")]
-        self.raw = {name: _raw_scale(name, dict(model.named_modules())) for name, _, role in self.layers
-                    if role == "attn_qk"} | {name: None for name, _, _ in self.mults}
+        self.mults = [
+            (name, role, module.parametrizations.weight[0])
+            for name, module, role in self.layers
+            if hasattr(module, "parametrizations")
+        ]
+        self.raw = {
+            name: _raw_scale(name, dict(model.named_modules())) for name, _, role in self.layers if role == "attn_qk"
+        } | {name: None for name, _, _ in self.mults}
         self.model = model
         self.pairs = symmetry.pairs(model) if "mult_drift" in self.wanted else []
         self._drift0: dict[str, torch.Tensor] = {}
@@ -195,6 +203,7 @@ class Probes:
                     self._act0[name] = y.clone()
                 elif name in self._act0 and self._act0[name].shape == y.shape:
                     self._add(name, role, "dact_rms", rms(y - self._act0[name]))
+
             return hook
 
         layers = self.layers if "activation" in self.groups else []
@@ -313,5 +322,4 @@ class Probes:
         keys, values = [self._keys[i] for i in keep], [values[i] for i in keep]
         self._keys, self._vals = [], []
         modules, roles, metrics = (list(column) for column in zip(*keys)) if keys else ([], [], [])
-        return {"step": [step] * len(values), "module": modules, "role": roles, "metric": metrics,
-                "value": values}
+        return {"step": [step] * len(values), "module": modules, "role": roles, "metric": metrics, "value": values}

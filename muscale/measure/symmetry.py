@@ -15,8 +15,8 @@ a user model gets the gain pairs too; a gain is paired only when every layer tha
 has a multiplier on its input side (else that layer's matrix, held by weight decay, breaks
 the symmetry)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -26,8 +26,11 @@ from ..models import lrm
 from ..models.roles import is_conv1d, role_of
 
 # (first role, second role, side of the first, side of the second), same parent module.
-SIBLINGS = (("attn_q", "attn_k", "row", "row"), ("attn_v", "attn_out", "row", "col"),
-            ("mlp_up", "mlp_down", "row", "col"))
+SIBLINGS = (
+    ("attn_q", "attn_k", "row", "row"),
+    ("attn_v", "attn_out", "row", "col"),
+    ("mlp_up", "mlp_down", "row", "col"),
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,11 @@ def _side(mult: nn.Module, side: str) -> Callable[[], torch.Tensor] | None:
 
 
 def _multiplied(model: nn.Module) -> dict[str, tuple[str, nn.Module, nn.Module]]:
-    return {name: (role_of(name, m), m, m.parametrizations.weight[0]) for name, m in model.named_modules()
-            if parametrize.is_parametrized(m, "weight") and isinstance(m.parametrizations.weight[0], lrm.MULTIPLIERS)}
+    return {
+        name: (role_of(name, m), m, m.parametrizations.weight[0])
+        for name, m in model.named_modules()
+        if parametrize.is_parametrized(m, "weight") and isinstance(m.parametrizations.weight[0], lrm.MULTIPLIERS)
+    }
 
 
 def pairs(model: nn.Module) -> list[Pair]:
@@ -94,17 +100,25 @@ class GainTrace:
         self.layers = _multiplied(model)
         self.outputs: dict[int, tuple[str, torch.Tensor]] = {}
         self.readers: dict[str, list[str]] = {}
-        self.gains = {name: m.weight for name, m in model.named_modules()
-                      if role_of(name, m) == "norm" and isinstance(getattr(m, "weight", None), nn.Parameter)
-                      and m.weight.ndim == 1}
+        self.gains = {
+            name: m.weight
+            for name, m in model.named_modules()
+            if role_of(name, m) == "norm"
+            and isinstance(getattr(m, "weight", None), nn.Parameter)
+            and m.weight.ndim == 1
+        }
         modules = dict(model.named_modules())
         self.handles = [modules[n].register_forward_hook(self._norm_hook(n)) for n in self.gains]
-        self.handles += [m.register_forward_pre_hook(self._reader_hook(n)) for n, m in modules.items()
-                         if isinstance(m, nn.Linear) or is_conv1d(m)]
+        self.handles += [
+            m.register_forward_pre_hook(self._reader_hook(n))
+            for n, m in modules.items()
+            if isinstance(m, nn.Linear) or is_conv1d(m)
+        ]
 
     def _norm_hook(self, name):
         def hook(module, args, output):
             self.outputs[id(output)] = (name, output)  # the tensor is kept, so its id stays its own
+
         return hook
 
     def _reader_hook(self, name):
@@ -112,6 +126,7 @@ class GainTrace:
             source = self.outputs.get(id(args[0])) if args else None
             if source is not None and source[1] is args[0]:
                 self.readers.setdefault(source[0], []).append(name)
+
         return hook
 
     def finish(self) -> list[Pair]:

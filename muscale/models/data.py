@@ -76,10 +76,12 @@ class Source:
         n = len(self.tokens)
         held_out = n - self._split
         if min(self._split, held_out) < seq_len + 1:
-            raise InputError("--data", f"'{self.name}' has {n} tokens, {held_out} of them held out, too few for "
-                             f"seq_len {seq_len} (each region needs seq_len + 1)",
-                             f"use seq_len < {min(self._split, held_out)} or a corpus of at least "
-                             f"{10 * (seq_len + 1)} tokens")
+            raise InputError(
+                "--data",
+                f"'{self.name}' has {n} tokens, {held_out} of them held out, too few for "
+                f"seq_len {seq_len} (each region needs seq_len + 1)",
+                f"use seq_len < {min(self._split, held_out)} or a corpus of at least {10 * (seq_len + 1)} tokens",
+            )
 
     @property
     def _split(self) -> int:
@@ -171,29 +173,43 @@ def _layout(name: str, path: Path, size: int) -> tuple[type, int]:
     with path.open("rb") as f:
         head = f.read(LLMC_HEADER)
     if head.startswith(b"\x93NUMPY"):
-        raise InputError("--data", f"'{name}' is a .npy file, whose header would be read as tokens",
-                         "write the bare array (arr.astype(np.uint16).tofile(path)) or an llm.c shard")
+        raise InputError(
+            "--data",
+            f"'{name}' is a .npy file, whose header would be read as tokens",
+            "write the bare array (arr.astype(np.uint16).tofile(path)) or an llm.c shard",
+        )
     words = np.frombuffer(head[: len(head) // 4 * 4], dtype="<i4")
     if not len(words) or words[0] != LLMC_MAGIC:
         if size % 2:
-            raise InputError("--data", f"'{name}' has an odd size ({size} bytes), so it is not uint16 tokens",
-                             "write tokens as a flat numpy uint16 array (nanoGPT's .bin format) or an llm.c shard")
+            raise InputError(
+                "--data",
+                f"'{name}' has an odd size ({size} bytes), so it is not uint16 tokens",
+                "write tokens as a flat numpy uint16 array (nanoGPT's .bin format) or an llm.c shard",
+            )
         return np.uint16, 0
     if len(head) < LLMC_HEADER or words[1] not in LLMC_DTYPES:
         version = words[1] if len(words) > 1 else "missing"
-        raise InputError("--data", f"'{name}' has an llm.c header (magic {LLMC_MAGIC}) of version {version}, which "
-                         "muscale does not read", "write version 1 (uint16 tokens) or 2 (uint32 tokens)")
+        raise InputError(
+            "--data",
+            f"'{name}' has an llm.c header (magic {LLMC_MAGIC}) of version {version}, which muscale does not read",
+            "write version 1 (uint16 tokens) or 2 (uint32 tokens)",
+        )
     dtype = LLMC_DTYPES[int(words[1])]
     held = (size - LLMC_HEADER) / np.dtype(dtype).itemsize
     if held != words[2] or not held:
-        raise InputError("--data", f"'{name}''s llm.c header says {words[2]} tokens but the file holds {held:g}",
-                         "point at a whole shard, as llm.c's data scripts write it")
+        raise InputError(
+            "--data",
+            f"'{name}''s llm.c header says {words[2]} tokens but the file holds {held:g}",
+            "point at a whole shard, as llm.c's data scripts write it",
+        )
     return dtype, LLMC_HEADER
 
 
 def _token_file(name: str, path: Path) -> Source:
     if not path.is_file():
-        raise InputError("--data", f"'{name}' is not a file", "point at a flat uint16 .bin token file or an llm.c shard")
+        raise InputError(
+            "--data", f"'{name}' is not a file", "point at a flat uint16 .bin token file or an llm.c shard"
+        )
     stat = path.stat()
     if stat.st_size == 0:
         raise InputError("--data", f"'{name}' is empty", "point at a non-empty uint16 .bin token file")
@@ -210,4 +226,4 @@ def _max_token(path: str, size: int, mtime_ns: int, dtype: str, offset: int) -> 
     """Scans the whole file once per process; size and mtime in the key notice a rewrite."""
     tokens = np.memmap(path, dtype=dtype, mode="r", offset=offset)
     chunk = 2**26
-    return max(int(tokens[i:i + chunk].max()) for i in range(0, len(tokens), chunk))
+    return max(int(tokens[i : i + chunk].max()) for i in range(0, len(tokens), chunk))

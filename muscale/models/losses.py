@@ -4,8 +4,7 @@ Real models do not all return a tensor: nanoGPT returns `(logits, loss)`, Huggin
 `ModelOutput` with `.logits`, others a dict. The first tensor of those is the output the
 loss and the width exponents are about; probes keep seeing the modules inside as before."""
 
-from collections.abc import Mapping
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -26,9 +25,11 @@ def output_of(result) -> torch.Tensor:
         return result["logits"]
     if isinstance(getattr(result, "logits", None), torch.Tensor):
         return result.logits
-    raise InputError("--family", f"the model's forward returned {type(result).__name__}, which holds no output "
-                     "tensor", "return a tensor, a tuple or list whose first element is one, or a mapping or "
-                     "object with logits")
+    raise InputError(
+        "--family",
+        f"the model's forward returned {type(result).__name__}, which holds no output tensor",
+        "return a tensor, a tuple or list whose first element is one, or a mapping or object with logits",
+    )
 
 
 def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -55,9 +56,11 @@ def check(name: str, family: str, output: torch.Tensor, target: torch.Tensor):
     if problem is None and name == "cross_entropy" and target.numel() and int(target.max()) >= output.shape[-1]:
         problem = f"targets reach class {int(target.max())}"
     if problem:
-        raise InputError("--family", f"{family} outputs shape {tuple(output.shape)} for targets of shape "
-                         f"{tuple(target.shape)} ({problem})", "make the model's output fit the data, or choose "
-                         "--loss (cross_entropy, mse or package.module:function)")
+        raise InputError(
+            "--family",
+            f"{family} outputs shape {tuple(output.shape)} for targets of shape {tuple(target.shape)} ({problem})",
+            "make the model's output fit the data, or choose --loss (cross_entropy, mse or package.module:function)",
+        )
 
 
 def resolve(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

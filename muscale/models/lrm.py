@@ -41,11 +41,32 @@ from .roles import is_conv1d, role_of
 PLACEMENT_KINDS = ("none", "scalar", "row", "col", "both")
 SWAPPED = {"row": "col", "col": "row"}  # a vector's side in a matrix stored transposed
 # The roles a placement can name: every role a matrix layer can have (norms own no matrix).
-PLACEABLE_ROLES = ("embed", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_out", "mlp_up", "mlp_gate", "mlp_down",
-                   "head", "ssm_in", "ssm_out", "hidden", "other")
+PLACEABLE_ROLES = (
+    "embed",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_qkv",
+    "attn_out",
+    "mlp_up",
+    "mlp_gate",
+    "mlp_down",
+    "head",
+    "ssm_in",
+    "ssm_out",
+    "hidden",
+    "other",
+)
 DEFAULT_PLACEMENT = dict.fromkeys(PLACEABLE_ROLES, "none") | {
-    "head": "scalar", "attn_q": "scalar", "attn_out": "row", "mlp_down": "row", "ssm_out": "row",
-    "embed": "row", "hidden": "row", "other": "row"}
+    "head": "scalar",
+    "attn_q": "scalar",
+    "attn_out": "row",
+    "mlp_down": "row",
+    "ssm_out": "row",
+    "embed": "row",
+    "hidden": "row",
+    "other": "row",
+}
 PAPER_PLACEMENT = dict.fromkeys(PLACEABLE_ROLES, "both") | {"attn_q": "scalar", "attn_k": "none", "head": "row"}
 
 
@@ -81,8 +102,9 @@ class VectorMultiplier(_Multiplier):
 
     transposed = False
 
-    def __init__(self, fan_out: int, fan_in: int, init: float = 1.0, row: bool = True, col: bool = True,
-                 log: bool = False):
+    def __init__(
+        self, fan_out: int, fan_in: int, init: float = 1.0, row: bool = True, col: bool = True, log: bool = False
+    ):
         super().__init__()
         self.log = log
         self.row = self._stored((fan_out,), init) if row else None
@@ -165,8 +187,14 @@ class _Fused:
 class FusedVectorMultiplier(_Fused, VectorMultiplier):
     def effective_into(self, weight: torch.Tensor, out: torch.Tensor):
         vectors = self.vectors()
-        first, *rest = [v for v in (vectors["row"][:, None] if "row" in vectors else None,
-                                    vectors["col"][None, :] if "col" in vectors else None) if v is not None]
+        first, *rest = [
+            v
+            for v in (
+                vectors["row"][:, None] if "row" in vectors else None,
+                vectors["col"][None, :] if "col" in vectors else None,
+            )
+            if v is not None
+        ]
         torch.mul(weight, first, out=out)
         for v in rest:
             out.mul_(v)
@@ -208,8 +236,9 @@ def _multiplier(kind: str, impl: str, shape: torch.Size, init: float, log: bool)
     return cls(*shape, init=init, row=kind in ("row", "both"), col=kind in ("col", "both"), log=log)
 
 
-def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init: float = 1.0,
-          param: str = "linear") -> list[nn.Parameter]:
+def apply(
+    model: nn.Module, where: dict[str, str], impl: str = "autograd", init: float = 1.0, param: str = "linear"
+) -> list[nn.Parameter]:
     """Wrap every linear layer (GPT-2's Conv1D too) whose role `where` gives a kind other than
     none; returns the multiplier parameters for their own optimizer group. `param`: linear or
     log (stores θ, s = e^θ)."""
@@ -220,8 +249,7 @@ def apply(model: nn.Module, where: dict[str, str], impl: str = "autograd", init:
             continue
         transposed = is_conv1d(linear)  # stored (fan_in, fan_out): a row multiplier lies along dim 1
         original = linear.weight
-        mult = _multiplier(SWAPPED.get(kind, kind) if transposed else kind, impl, original.shape, init,
-                           param == "log")
+        mult = _multiplier(SWAPPED.get(kind, kind) if transposed else kind, impl, original.shape, init, param == "log")
         if isinstance(mult, VectorMultiplier):
             mult.transposed = transposed
         parametrize.register_parametrization(linear, "weight", mult.to(original.device))

@@ -9,11 +9,11 @@ import torch
 from mup import MuReadout, set_base_shapes
 from torch import nn
 
-from . import lrm
+from ..config.spec import RunSpec, frozen_gains, has_mup, has_mup_lr, multiplier_kind
 from ..errors import InputError
+from . import lrm
 from .families import Family, Hooks
 from .roles import role_of
-from ..config.spec import RunSpec, frozen_gains, has_mup, has_mup_lr, multiplier_kind
 
 
 def hooks(mode: str, base_width: int, multipliers: tuple[tuple[str, float], ...] = ()) -> Hooks:
@@ -33,11 +33,17 @@ def check_readout(model: nn.Module, mode: str) -> bool:
     """Whether the model's readout is a mup.MuReadout, refusing the modes it does not fit."""
     has_readout = any(isinstance(m, MuReadout) for m in model.modules())
     if has_mup(mode) and not has_readout:
-        raise InputError("--family", f"mode {mode} needs the model's readout to be a mup.MuReadout",
-                         "build the output layer with mup.MuReadout, as mup asks")
+        raise InputError(
+            "--family",
+            f"mode {mode} needs the model's readout to be a mup.MuReadout",
+            "build the output layer with mup.MuReadout, as mup asks",
+        )
     if has_mup_lr(mode) and not has_mup(mode) and has_readout:
-        raise InputError("--family", f"mode {mode} keeps SP's forward, which a mup.MuReadout would "
-                         "change by its width multiplier", "build the output layer with nn.Linear, or use mode mup")
+        raise InputError(
+            "--family",
+            f"mode {mode} keeps SP's forward, which a mup.MuReadout would change by its width multiplier",
+            "build the output layer with nn.Linear, or use mode mup",
+        )
     return has_readout
 
 
@@ -66,5 +72,6 @@ def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]
     kind = multiplier_kind(spec.mode)
     if not kind:
         return model, []
-    return model, lrm.apply(model, lrm.placement(kind, spec.multipliers), spec.lrm_impl, spec.mult_init,
-                            spec.mult_param)
+    return model, lrm.apply(
+        model, lrm.placement(kind, spec.multipliers), spec.lrm_impl, spec.mult_init, spec.mult_param
+    )

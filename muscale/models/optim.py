@@ -49,9 +49,9 @@ import torch
 from mup import MuAdam, MuAdamW, MuReadout, MuSGD
 from torch import nn
 
+from ..config.spec import RunSpec, fixed_weight_decay, has_mup_lr, multiplier_lr
 from . import lrm
 from .roles import role_of
-from ..config.spec import RunSpec, fixed_weight_decay, has_mup_lr, multiplier_lr
 from .spectral import SpectralDecay
 
 _PLAIN = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -64,8 +64,9 @@ class Optimizer:
     decay, stepped as one so the trainer, the probes and the tests see the same object and
     order of operations."""
 
-    def __init__(self, optimizers: list[torch.optim.Optimizer], clipped: list[nn.Parameter] = (),
-                 max_norm: float | None = None):
+    def __init__(
+        self, optimizers: list[torch.optim.Optimizer], clipped: list[nn.Parameter] = (), max_norm: float | None = None
+    ):
         self.optimizers, self.clipped, self.max_norm = optimizers, list(clipped), max_norm
         self.decay = SpectralDecay(self.param_groups)
         # The factor the last step's gradients were scaled by, on the device (None: no clipping).
@@ -113,9 +114,14 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
     """The trained 2-D weights of every layer between the embedding and the readout: what
     Muon orthogonalises. The embedding and the head each have one dim that is not a
     hidden feature space (tokens, classes), where an orthogonal update means nothing."""
-    return [w for name, module in model.named_modules()
-            if (w := lrm.matrix(module)) is not None and w.requires_grad
-            and not isinstance(module, nn.Embedding | MuReadout) and role_of(name, module) not in ("embed", "head")]
+    return [
+        w
+        for name, module in model.named_modules()
+        if (w := lrm.matrix(module)) is not None
+        and w.requires_grad
+        and not isinstance(module, nn.Embedding | MuReadout)
+        and role_of(name, module) not in ("embed", "head")
+    ]
 
 
 def _spectral_step(adjust: str, fan_out: int, fan_in: int) -> float:
@@ -134,8 +140,14 @@ def _muon(spec: RunSpec, params: list[nn.Parameter]) -> torch.optim.Muon:
     by_scale = collections.defaultdict(list)
     for p in params:
         by_scale[muon_width_scale(p, spec.muon_adjust_lr) if has_mup_lr(spec.mode) else 1.0].append(p)
-    groups = [{"params": ps, "lr": spec.lr * m, "weight_decay": spec.weight_decay / (1 if fixed_weight_decay(spec.mode) else m)}
-              for m, ps in by_scale.items()]
+    groups = [
+        {
+            "params": ps,
+            "lr": spec.lr * m,
+            "weight_decay": spec.weight_decay / (1 if fixed_weight_decay(spec.mode) else m),
+        }
+        for m, ps in by_scale.items()
+    ]
     return torch.optim.Muon(groups, lr=spec.lr, weight_decay=spec.weight_decay, adjust_lr_fn=spec.muon_adjust_lr)
 
 
@@ -172,9 +184,15 @@ def build(spec: RunSpec, model: nn.Module, multipliers: list[nn.Parameter]) -> O
             group["weight_decay"] = group["weight_decay"] and spec.weight_decay
     if multipliers:
         # Their decay is applied by Optimizer.step, decoupled whatever the optimizer.
-        opt.add_param_group({"params": multipliers, "weight_decay": 0.0, "mult_decay": spec.mult_weight_decay,
-                             "mult_log": spec.mult_param == "log",
-                             "lr": multiplier_lr(spec.mode, spec.lr if spec.mult_lr is None else spec.mult_lr)})
+        opt.add_param_group(
+            {
+                "params": multipliers,
+                "weight_decay": 0.0,
+                "mult_decay": spec.mult_weight_decay,
+                "mult_log": spec.mult_param == "log",
+                "lr": multiplier_lr(spec.mode, spec.lr if spec.mult_lr is None else spec.mult_lr),
+            }
+        )
     if spec.weight_decay_kind == "spectral":
         for group in (g for o in optimizers + [opt] for g in o.param_groups):
             if group["weight_decay"] and all(p.ndim >= 2 for p in group["params"]):

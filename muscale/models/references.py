@@ -3,7 +3,7 @@ plain data, and how it imports one back (families, batches, losses)."""
 
 import importlib
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import InputError
 
@@ -40,13 +40,17 @@ def load(ref: str, option: str, builtin: tuple[str, ...] = ()) -> Callable:
     mod_name, _, fn_name = ref.partition(":")
     if not mod_name or not fn_name:
         names = ", ".join(builtin) + (", " if builtin else "")
-        raise InputError(option, f"'{ref}' is neither a built-in name nor package.module:function",
-                         f"use {names}package.module:function")
+        raise InputError(
+            option,
+            f"'{ref}' is neither a built-in name nor package.module:function",
+            f"use {names}package.module:function",
+        )
     try:
         fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as exc:
-        raise InputError(option, f"cannot import '{ref}' ({exc})",
-                         "check the module is on PYTHONPATH and defines the function") from None
+        raise InputError(
+            option, f"cannot import '{ref}' ({exc})", "check the module is on PYTHONPATH and defines the function"
+        ) from None
     if not callable(fn):
         raise InputError(option, f"'{ref}' is not callable", "point at a function")
     return fn

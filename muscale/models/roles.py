@@ -25,8 +25,25 @@ _BY_NAME = [
     (r"(^|\.)hidden\.\d+$", "hidden"),
 ]
 # Every role, in layer order: what a study may name, and how reports order them.
-ROLES = ("embed", "attn_q", "attn_k", "attn_qk", "attn_v", "attn_qkv", "attn_out", "ssm_in", "ssm_dt", "ssm_out",
-         "mlp_up", "mlp_gate", "mlp_down", "hidden", "head", "norm", "other")
+ROLES = (
+    "embed",
+    "attn_q",
+    "attn_k",
+    "attn_qk",
+    "attn_v",
+    "attn_qkv",
+    "attn_out",
+    "ssm_in",
+    "ssm_dt",
+    "ssm_out",
+    "mlp_up",
+    "mlp_gate",
+    "mlp_down",
+    "hidden",
+    "head",
+    "norm",
+    "other",
+)
 _NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d)
 
 

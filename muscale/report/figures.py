@@ -42,8 +42,19 @@ _PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
 
 # Colours fixed per metric so a metric looks the same in every trajectory figure.
 TRAJECTORY_COLORS = dict(
-    zip(("act_rms", "dact_rms", "mult_scalar", "mult_row_rms", "mult_col_rms", "mult_path", "weight_rms", "raw_act_rms"),
-        sns.color_palette("deep"))
+    zip(
+        (
+            "act_rms",
+            "dact_rms",
+            "mult_scalar",
+            "mult_row_rms",
+            "mult_col_rms",
+            "mult_path",
+            "weight_rms",
+            "raw_act_rms",
+        ),
+        sns.color_palette("deep"),
+    )
 )
 
 RC = {
@@ -61,11 +72,19 @@ def figure_grid(nrows: int, ncols: int, panel: tuple[float, float] = PANEL, dpi:
     width = ncols * panel[0] + MARGIN["left"] + MARGIN["right"]
     height = nrows * panel[1] + MARGIN["top"] + MARGIN["bottom"]
     fig = Figure(figsize=(width, height), dpi=dpi)
-    axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={
-        "left": MARGIN["left"] / width, "right": 1 - MARGIN["right"] / width,
-        "bottom": MARGIN["bottom"] / height, "top": 1 - MARGIN["top"] / height,
-        "wspace": 0.3, "hspace": 0.45,
-    })
+    axes = fig.subplots(
+        nrows,
+        ncols,
+        squeeze=False,
+        gridspec_kw={
+            "left": MARGIN["left"] / width,
+            "right": 1 - MARGIN["right"] / width,
+            "bottom": MARGIN["bottom"] / height,
+            "top": 1 - MARGIN["top"] / height,
+            "wspace": 0.3,
+            "hspace": 0.45,
+        },
+    )
     return fig, axes
 
 
@@ -123,8 +142,13 @@ def _band_lines(ax, part: pl.DataFrame, x: str, hue: str, palette: dict) -> None
     ax.add_collection(PolyCollection(polys, facecolors=colors, alpha=0.2, linewidths=0))
     ax.add_collection(LineCollection(lines, colors=colors, linewidths=1.1))
     points = np.concatenate(lines)
-    ax.scatter(points[:, 0], points[:, 1], s=5, linewidths=0,
-               c=np.repeat(np.asarray(colors), [len(line) for line in lines], axis=0))
+    ax.scatter(
+        points[:, 0],
+        points[:, 1],
+        s=5,
+        linewidths=0,
+        c=np.repeat(np.asarray(colors), [len(line) for line in lines], axis=0),
+    )
 
 
 def fixed_ticks(axis, ticks: list[float]) -> None:
@@ -184,15 +208,22 @@ def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> 
     fig, axes = figure_grid(len(settings), len(metrics))
     for i, setting in enumerate(settings):
         for j, metric in enumerate(metrics):
-            _coord_panel(axes[i, j], panels.get((setting, metric)), f"{setting} · {metric}", widths, palette,
-                         bottom=i == len(settings) - 1)
+            _coord_panel(
+                axes[i, j],
+                panels.get((setting, metric)),
+                f"{setting} · {metric}",
+                widths,
+                palette,
+                bottom=i == len(settings) - 1,
+            )
     add_legend(fig, palette, "step")
     return to_png(fig)
 
 
 @matplotlib.rc_context(RC)
-def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJECTORY_COLORS,
-                     settle_from: float | None = None) -> str:
+def alpha_trajectory(
+    data: pl.DataFrame, roles: list[str], colors: dict = TRAJECTORY_COLORS, settle_from: float | None = None
+) -> str:
     """One setting: fitted α vs training step, a panel per role, a line per metric, coloured
     as `colors` says (every metric in `data` needs a colour); `settle_from` shades the window
     from that step to the last, over which a settled α moved less than its tolerance.
@@ -216,7 +247,7 @@ def alpha_trajectory(data: pl.DataFrame, roles: list[str], colors: dict = TRAJEC
             ax.set_ylabel("α  (value ∝ width^α)")
         if k >= len(roles) - ncols:
             ax.set_xlabel(STEP_LOG_LABEL)
-    for ax in axes.flat[len(roles):]:
+    for ax in axes.flat[len(roles) :]:
         ax.set_axis_off()
     present = set(data["metric"].to_list())
     add_legend(fig, {m: c for m, c in colors.items() if m in present}, "metric")
@@ -234,8 +265,9 @@ def drift(data: pl.DataFrame, panels: list[tuple[str, str]]) -> str:
 
 
 @matplotlib.rc_context(RC)
-def by_width_against_step(data: pl.DataFrame, panels: list[tuple[str, str]], key: str, ylabel: str,
-                          centred: bool = False) -> str:
+def by_width_against_step(
+    data: pl.DataFrame, panels: list[tuple[str, str]], key: str, ylabel: str, centred: bool = False
+) -> str:
     """A value against step, a panel per (setting, `key`), a line per width: whether each width's
     learned multiplier (or drift) converged. `centred`: a y-axis symmetric about 0, so float
     noise is not blown up into a trend; else a log y-axis.
@@ -277,7 +309,7 @@ def loss_curves(data: pl.DataFrame, settings: list[str], log_steps: bool) -> str
         set_title(ax, setting)
         ax.set_xlabel(STEP_LOG_LABEL if log_steps else "step")
         ax.set_ylabel("loss")
-    for ax in axes.flat[len(settings):]:
+    for ax in axes.flat[len(settings) :]:
         ax.set_axis_off()
     add_legend(fig, palette, "width")
     return to_png(fig)
@@ -298,19 +330,32 @@ def module_drilldown(curves: pl.DataFrame, residuals: pl.DataFrame, settings: li
     fig, axes = figure_grid(len(settings), len(metrics) + 1, MODULE_PANEL, MODULE_DPI)
     for i, setting in enumerate(settings):
         for j, metric in enumerate(metrics):
-            _coord_panel(axes[i, j], panels.get((setting, metric)),
-                         f"{setting} · {metric}" if len(settings) > 1 else metric, widths, palette,
-                         bottom=i == len(settings) - 1)
+            _coord_panel(
+                axes[i, j],
+                panels.get((setting, metric)),
+                f"{setting} · {metric}" if len(settings) > 1 else metric,
+                widths,
+                palette,
+                bottom=i == len(settings) - 1,
+            )
         ax = axes[i, len(metrics)]
         set_title(ax, "fit residual, last step")
         part = resid.get((setting,))
         if part is None or part.is_empty():
             ax.set_axis_off()
             continue
-        for (metric,), line in part.sort("metric", "width").partition_by("metric", as_dict=True,
-                                                                          maintain_order=True).items():
-            ax.plot(line["width"].to_numpy(), line["residual"].to_numpy(), marker="o", markersize=3,
-                    linewidth=1, color=TRAJECTORY_COLORS.get(metric, "0.3"), label=str(metric))
+        for (metric,), line in (
+            part.sort("metric", "width").partition_by("metric", as_dict=True, maintain_order=True).items()
+        ):
+            ax.plot(
+                line["width"].to_numpy(),
+                line["residual"].to_numpy(),
+                marker="o",
+                markersize=3,
+                linewidth=1,
+                color=TRAJECTORY_COLORS.get(metric, "0.3"),
+                label=str(metric),
+            )
         ax.axhline(0, color="0.25", linewidth=0.8)
         log2_x_axis(ax, widths[-1], widths)
         lo, hi = ax.get_ylim()

@@ -5,17 +5,18 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from ..config.spec import MODES
 from ..errors import InputError
 from ..models.roles import ROLES
-from ..config.spec import MODES
 from . import figures
 
 
 def require(df: pl.DataFrame, columns: Iterable[str], name: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise InputError(name, f"missing column(s) {', '.join(missing)}",
-                         "pass records/exponents written by this version of muscale")
+        raise InputError(
+            name, f"missing column(s) {', '.join(missing)}", "pass records/exponents written by this version of muscale"
+        )
 
 
 def ordered(values: Iterable[str], canonical: tuple[str, ...]) -> list[str]:
@@ -42,16 +43,18 @@ def over_seeds(df: pl.DataFrame, *keys: str) -> pl.DataFrame:
     return df.group_by(*keys).agg(value.mean().alias("mean"), value.min().alias("lo"), value.max().alias("hi"))
 
 
-def alpha_trajectories(exponents: pl.DataFrame, colors: dict = figures.TRAJECTORY_COLORS,
-                       settle_from: float | None = None) -> list[dict]:
+def alpha_trajectories(
+    exponents: pl.DataFrame, colors: dict = figures.TRAJECTORY_COLORS, settle_from: float | None = None
+) -> list[dict]:
     """α against step per setting, for the metrics `colors` names; with `settle_from` (a share
     of the run) the window that `settled` compares is shaded."""
     metrics = list(colors)
     alpha = pl.col("alpha").fill_nan(None)
     data = (
         exponents.filter(pl.col("metric").is_in(metrics) & alpha.is_not_null())
-        .with_columns(lo=pl.col("ci_low").fill_nan(None).fill_null(alpha),
-                      hi=pl.col("ci_high").fill_nan(None).fill_null(alpha))
+        .with_columns(
+            lo=pl.col("ci_low").fill_nan(None).fill_null(alpha), hi=pl.col("ci_high").fill_nan(None).fill_null(alpha)
+        )
         .group_by("setting", "mode", "role", "metric", "step")
         .agg(alpha.mean().alias("mean"), pl.col("lo").min(), pl.col("hi").max())
     )
@@ -65,9 +68,8 @@ def alpha_trajectories(exponents: pl.DataFrame, colors: dict = figures.TRAJECTOR
 
 
 def loss_panel(records: pl.DataFrame, log_steps: bool) -> str | None:
-    loss = (
-        records.filter((pl.col("metric") == "loss") & pl.col("value").is_finite())
-        .pipe(over_seeds, "setting", "mode", "step", "width")
+    loss = records.filter((pl.col("metric") == "loss") & pl.col("value").is_finite()).pipe(
+        over_seeds, "setting", "mode", "step", "width"
     )
     if loss.is_empty():
         return None

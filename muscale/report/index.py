@@ -31,9 +31,14 @@ def write_index(directory: str | os.PathLike) -> Path:
         text = page.read_text(encoding="utf-8")
         title = re.search(r"<title>(.*?)</title>", text, re.S)
         banner = re.search(r'<div class="banner (\w+)">\s*<strong>(.*?)</strong>', text, re.S)
-        reports.append({"href": page.name, "title": html.unescape(title.group(1)) if title else page.name,
-                        "overall": banner.group(1) if banner else "info",
-                        "banner": html.unescape(banner.group(2)) if banner else "not a muscale report"})
+        reports.append(
+            {
+                "href": page.name,
+                "title": html.unescape(title.group(1)) if title else page.name,
+                "overall": banner.group(1) if banner else "info",
+                "banner": html.unescape(banner.group(2)) if banner else "not a muscale report",
+            }
+        )
     path = directory / "index.html"
     write_atomic(path, _INDEX.render(reports=reports))
     return path

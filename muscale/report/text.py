@@ -17,6 +17,13 @@ def interval(lo: float | None, hi: float | None, digits: int = 2) -> str:
     """A 95% interval as text, empty when either end is missing."""
     return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]" if finite(lo) and finite(hi) else ""
 
+
 # How the command line prints a table.
-TABLE = dict(tbl_rows=40, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-             tbl_width_chars=140, float_precision=3)
+TABLE = dict(
+    tbl_rows=40,
+    tbl_cols=-1,
+    tbl_hide_dataframe_shape=True,
+    tbl_hide_column_data_types=True,
+    tbl_width_chars=140,
+    float_precision=3,
+)

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models import lrm, modes
-from ..errors import InputError
-from ..models.families import resolve
 from ..config.spec import RunSpec, merged_mode, multiplier_kind
+from ..errors import InputError
+from ..models import lrm, modes
+from ..models.families import resolve
 from .store import atomic_path
 
 
@@ -48,8 +48,11 @@ def load(path: Path) -> tuple[RunSpec, nn.Module, bool]:
     try:
         model.load_state_dict(state)
     except RuntimeError:
-        raise InputError("CHECKPOINT", f"{path}'s weights do not fit the model its spec builds",
-                         "give a checkpoint written by muscale, unchanged") from None
+        raise InputError(
+            "CHECKPOINT",
+            f"{path}'s weights do not fit the model its spec builds",
+            "give a checkpoint written by muscale, unchanged",
+        ) from None
     return spec, model, merged
 
 
@@ -59,6 +62,9 @@ def merge(source: Path, output: Path) -> None:
         raise InputError("--output", f"{output} is a directory", "name a file such as merged.pt")
     spec, model, merged = load(source)
     if merged or multiplier_kind(spec.mode) is None:
-        raise InputError("CHECKPOINT", f"{source} has no learnable multipliers to merge (mode {spec.mode}"
-                         f"{', already merged' if merged else ''})", "give a checkpoint of an lrm mode")
+        raise InputError(
+            "CHECKPOINT",
+            f"{source} has no learnable multipliers to merge (mode {spec.mode}{', already merged' if merged else ''})",
+            "give a checkpoint of an lrm mode",
+        )
     save(output, spec, lrm.merge(model), merged=True)

@@ -1,23 +1,41 @@
 """A coordinate check: validated request → run specs → runs → records."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
-from . import launch, store
-from ..models import losses
+from ..config.options import HORIZON_FIELDS, OPTIONS, as_field
+from ..config.spec import (
+    CHECK_FAMILY,
+    CHECK_MODE,
+    MODES,
+    OPTIMIZERS,
+    RunSpec,
+    canonical_mode,
+    default_horizon,
+    multiplier_kind,
+    multiplier_lr,
+)
 from ..errors import InputError
+from ..models import losses
 from ..models.families import resolve
 from ..models.references import reference
-from ..config.options import HORIZON_FIELDS, OPTIONS, as_field
-from ..config.spec import (CHECK_FAMILY, CHECK_MODE, MODES, OPTIMIZERS, RunSpec, canonical_mode, default_horizon,
-                   multiplier_kind, multiplier_lr)
-from .validate import (check_beta2, check_family, check_metrics, check_mult_param, check_multipliers, check_optimizer,
-                       check_output,
-                       check_placement, check_positive, check_widths)
+from . import launch, store
+from .validate import (
+    check_beta2,
+    check_family,
+    check_metrics,
+    check_mult_param,
+    check_multipliers,
+    check_optimizer,
+    check_output,
+    check_placement,
+    check_positive,
+    check_widths,
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +69,10 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
     h = default_horizon(mode, family)
     # What each option is: as given, else the horizon's where it sets one, else RunSpec's
     # default. The checks read `o`, where an option that only some modes take counts as given.
-    value = {name: o[name] if o[name] is not None else getattr(h, name) if name in HORIZON_FIELDS else opt.default
-             for name, opt in OPTIONS.items()}
+    value = {
+        name: o[name] if o[name] is not None else getattr(h, name) if name in HORIZON_FIELDS else opt.default
+        for name, opt in OPTIONS.items()
+    }
     batch, loss = reference(value["batch"], "--batch"), reference(value["loss"], "--loss")
     fam = resolve(family, batch, value["data"])
     losses.resolve(loss)
@@ -62,8 +82,15 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
     if optimizer not in OPTIMIZERS:
         raise InputError("--optimizer", f"unknown optimizer '{optimizer}'", f"use one of {', '.join(OPTIMIZERS)}")
     base_width = value["base_width"]
-    for name, integer in (("steps", True), ("seeds", True), ("lr", False), ("batch_size", True),
-                          ("seq_len", True), ("base_width", True), ("mult_lr", False)):
+    for name, integer in (
+        ("steps", True),
+        ("seeds", True),
+        ("lr", False),
+        ("batch_size", True),
+        ("seq_len", True),
+        ("base_width", True),
+        ("mult_lr", False),
+    ):
         check_positive(OPTIONS[name].flag, o[name], integer)
     for name in ("weight_decay", "mult_weight_decay"):
         flag, v = OPTIONS[name].flag, o[name]
@@ -79,39 +106,81 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
     check_mult_param(mode, o["mult_param"])
     beta2 = value["beta2"] if o["beta2"] is None else check_beta2(o["beta2"], optimizer)
     clip_multipliers, adam_eps_scaling = bool(value["clip_multipliers"]), bool(value["adam_eps_scaling"])
-    check_optimizer(mode, optimizer, value["weight_decay"], o["clip"], clip_multipliers, o["muon_adjust_lr"],
-                    adam_eps_scaling, value["weight_decay_kind"], o["lrm_impl"])
-    common = dict(family=family, mode=canonical_mode(mode), optimizer=optimizer, lr=value["lr"],
-                  steps=value["steps"], horizon=h.name, weight_decay=value["weight_decay"],
-                  batch_size=value["batch_size"], seq_len=value["seq_len"], batch=batch,
-                  mult_lr=multiplier_lr(mode, value["mult_lr"]), mult_weight_decay=value["mult_weight_decay"],
-                  base_width=base_width, family_options=as_field("options", options),
-                  mup_multipliers=as_field("mup_multipliers", o["mup_multipliers"]), clip=o["clip"],
-                  clip_multipliers=clip_multipliers, adam_eps_scaling=adam_eps_scaling,
-                  weight_decay_kind=value["weight_decay_kind"], muon_adjust_lr=value["muon_adjust_lr"],
-                  lrm_impl=value["lrm_impl"], multipliers=as_field("multipliers", o["multipliers"]),
-                  mult_init=float(mult_init), metrics=metrics, data=value["data"], loss=loss,
-                  beta2=beta2 if optimizer != "sgd" else None,
-                  mult_param=value["mult_param"] if multiplier_kind(mode) else RunSpec.mult_param)
+    check_optimizer(
+        mode,
+        optimizer,
+        value["weight_decay"],
+        o["clip"],
+        clip_multipliers,
+        o["muon_adjust_lr"],
+        adam_eps_scaling,
+        value["weight_decay_kind"],
+        o["lrm_impl"],
+    )
+    common = dict(
+        family=family,
+        mode=canonical_mode(mode),
+        optimizer=optimizer,
+        lr=value["lr"],
+        steps=value["steps"],
+        horizon=h.name,
+        weight_decay=value["weight_decay"],
+        batch_size=value["batch_size"],
+        seq_len=value["seq_len"],
+        batch=batch,
+        mult_lr=multiplier_lr(mode, value["mult_lr"]),
+        mult_weight_decay=value["mult_weight_decay"],
+        base_width=base_width,
+        family_options=as_field("options", options),
+        mup_multipliers=as_field("mup_multipliers", o["mup_multipliers"]),
+        clip=o["clip"],
+        clip_multipliers=clip_multipliers,
+        adam_eps_scaling=adam_eps_scaling,
+        weight_decay_kind=value["weight_decay_kind"],
+        muon_adjust_lr=value["muon_adjust_lr"],
+        lrm_impl=value["lrm_impl"],
+        multipliers=as_field("multipliers", o["multipliers"]),
+        mult_init=float(mult_init),
+        metrics=metrics,
+        data=value["data"],
+        loss=loss,
+        beta2=beta2 if optimizer != "sgd" else None,
+        mult_param=value["mult_param"] if multiplier_kind(mode) else RunSpec.mult_param,
+    )
     return [RunSpec(width=w, seed=s, **common) for s in range(value["seeds"]) for w in widths]
 
 
-def execute(specs: list[RunSpec], out: Path | None = None, device: str = "auto", jobs: int = 1,
-            on_run: Callable[[RunSpec], None] = lambda spec: None, save_models: bool = False) -> pl.DataFrame:
+def execute(
+    specs: list[RunSpec],
+    out: Path | None = None,
+    device: str = "auto",
+    jobs: int = 1,
+    on_run: Callable[[RunSpec], None] = lambda spec: None,
+    save_models: bool = False,
+) -> pl.DataFrame:
     """Run specs, stopping at the first crash; with `out`, finished runs are read back
     instead of re-run (with `save_models`, only those whose model was saved too). Records
     come back in spec order whatever order workers finish in."""
-    done = {s: pl.read_parquet(store.record_path(out, s)) for s in specs if out is not None and store.is_done(out, s)
-            and (not save_models or store.model_path(out, s).exists())}
+    done = {
+        s: pl.read_parquet(store.record_path(out, s))
+        for s in specs
+        if out is not None and store.is_done(out, s) and (not save_models or store.model_path(out, s).exists())
+    }
     for spec in done:
         on_run(spec)
-    done.update(launch.local([s for s in specs if s not in done], out, device, jobs, on_run,
-                             save_models=save_models))
+    done.update(launch.local([s for s in specs if s not in done], out, device, jobs, on_run, save_models=save_models))
     return pl.concat([done[s] for s in specs])
 
 
-def coord_check(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, *, out: Path | str | None = None,
-                device: str = "auto", jobs: int = 1, **kwargs) -> pl.DataFrame:
+def coord_check(
+    mode: str = CHECK_MODE,
+    family: str | Callable = CHECK_FAMILY,
+    *,
+    out: Path | str | None = None,
+    device: str = "auto",
+    jobs: int = 1,
+    **kwargs,
+) -> pl.DataFrame:
     """The Python API of `muscale coord-check`: the records of every run as one DataFrame.
     Keyword arguments are the options of `plan` (widths, steps, seeds, optimizer, lr, …)."""
     specs = plan(mode, family, **kwargs)

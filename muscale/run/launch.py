@@ -10,16 +10,16 @@ import multiprocessing
 import os
 import signal
 import traceback
+from collections.abc import Callable
 from multiprocessing import connection
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 import torch
 
-from . import store, train
-from ..errors import RunFailed
 from ..config.spec import RunSpec
+from ..errors import RunFailed
+from . import store, train
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -35,8 +35,9 @@ def default_jobs(device: str) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run_one(spec: RunSpec, device: str, out: Path | None, keep_going: bool = False,
-            save_models: bool = False) -> pl.DataFrame | None:
+def run_one(
+    spec: RunSpec, device: str, out: Path | None, keep_going: bool = False, save_models: bool = False
+) -> pl.DataFrame | None:
     """Run a spec and store what happened, with `save_models` its trained model too (before
     the record, so a recorded run has its model). With `keep_going` a crash is stored as
     the run's failure and None returned, so one bad run does not stop a sweep."""
@@ -91,9 +92,15 @@ class _Worker:
         return f"the worker process running this run died ({how}): out of memory, a crash or a kill"
 
 
-def local(specs: list[RunSpec], out: Path | None, device: str, jobs: int,
-          on_run: Callable[[RunSpec], None], keep_going: bool = False,
-          save_models: bool = False) -> dict[RunSpec, pl.DataFrame | None]:
+def local(
+    specs: list[RunSpec],
+    out: Path | None,
+    device: str,
+    jobs: int,
+    on_run: Callable[[RunSpec], None],
+    keep_going: bool = False,
+    save_models: bool = False,
+) -> dict[RunSpec, pl.DataFrame | None]:
     """Runs on `jobs` worker processes of our own rather than a ProcessPoolExecutor, which a
     single worker killed outright (out of memory, a segfault, kill -9) breaks for every run:
     here that run is stored as failed with its cause (with `keep_going`) and a fresh worker
@@ -147,8 +154,9 @@ def local(specs: list[RunSpec], out: Path | None, device: str, jobs: int,
     return results
 
 
-def submitit(specs: list[RunSpec], out: Path, device: str, cluster: str, slurm: dict,
-             on_run: Callable[[RunSpec], None]) -> None:
+def submitit(
+    specs: list[RunSpec], out: Path, device: str, cluster: str, slurm: dict, on_run: Callable[[RunSpec], None]
+) -> None:
     """Submit every spec as one job array and wait for it; records land in `out` from
     the jobs themselves. A job that dies outright (killed, timed out) is stored as failed."""
     import submitit as engine

@@ -20,11 +20,22 @@ def environment(device: str) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path.cwd()).stdout.strip() if Path(".git").exists() else ""
-    return {"command": shlex.join(["muscale", *sys.argv[1:]]), "muscale": version("muscale"),
-            "torch": torch.__version__, "mup": version("mup"), "device": device,
-            "date": datetime.datetime.now().isoformat(timespec="seconds"), "git commit": commit or "none"}
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path.cwd()
+        ).stdout.strip()
+        if Path(".git").exists()
+        else ""
+    )
+    return {
+        "command": shlex.join(["muscale", *sys.argv[1:]]),
+        "muscale": version("muscale"),
+        "torch": torch.__version__,
+        "mup": version("mup"),
+        "device": device,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "git commit": commit or "none",
+    }
 
 
 def data(specs) -> dict[str, str]:

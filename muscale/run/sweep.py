@@ -7,13 +7,13 @@ coordinate-check parts run after the sweep, each into DIR/parts/<family>-<mode>/
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
-from . import coordcheck, launch, store
 from ..config.spec import RunSpec
+from . import coordcheck, launch, store
 
 STATES = ("done", "diverged", "failed", "pending")
 
@@ -25,9 +25,15 @@ def plan_path(out: Path) -> Path:
 def write_plan(out: Path, study) -> None:
     """`study`: any kind's (kinds/*/study.py, coordcheck.CoordCheck); with a file behind it,
     that file is kept beside the plan."""
-    plan = {"study": study.path and str(study.path), "kind": study.kind, "title": study.title, **study.settings(),
-            "expect": study.baseline(), "runs": [s.to_dict() for s in study.specs],
-            "parts": {name: [s.to_dict() for s in specs] for name, specs in study.parts.items()}}
+    plan = {
+        "study": study.path and str(study.path),
+        "kind": study.kind,
+        "title": study.title,
+        **study.settings(),
+        "expect": study.baseline(),
+        "runs": [s.to_dict() for s in study.specs],
+        "parts": {name: [s.to_dict() for s in specs] for name, specs in study.parts.items()},
+    }
     store.write_atomic(plan_path(out), json.dumps(plan, indent=1))
     if study.path:
         store.write_atomic(Path(out) / "study.toml", study.path.read_text(encoding="utf-8"))
@@ -51,21 +57,39 @@ def status(out: Path, specs: list[RunSpec]) -> pl.DataFrame:
     done = {s for s in specs if store.is_done(out, s)}
     fate = {}
     if done:
-        rows = (pl.scan_parquet([store.record_path(out, s) for s in specs if s in done])
-                .filter(pl.col("metric") == "diverged").select("run_id", "value").collect())
+        rows = (
+            pl.scan_parquet([store.record_path(out, s) for s in specs if s in done])
+            .filter(pl.col("metric") == "diverged")
+            .select("run_id", "value")
+            .collect()
+        )
         fate = dict(rows.iter_rows())
 
     def state(spec):
         if spec in done:
             return "diverged" if fate.get(spec.run_id, 0.0) > 0 else "done"
         return "failed" if store.failure_path(out, spec).exists() else "pending"
-    return pl.DataFrame([{"run_id": s.run_id, "family": s.family, "mode": s.mode, "optimizer": s.optimizer,
-                          "width": s.width, "log2_lr": round(math.log2(s.lr), 6), "seed": s.seed,
-                          "state": state(s)} for s in specs])
+
+    return pl.DataFrame(
+        [
+            {
+                "run_id": s.run_id,
+                "family": s.family,
+                "mode": s.mode,
+                "optimizer": s.optimizer,
+                "width": s.width,
+                "log2_lr": round(math.log2(s.lr), 6),
+                "seed": s.seed,
+                "state": state(s),
+            }
+            for s in specs
+        ]
+    )
 
 
-def run(study, out: Path, device: str, jobs: int, launcher: str, slurm: dict,
-        on_run: Callable[[RunSpec], None]) -> None:
+def run(
+    study, out: Path, device: str, jobs: int, launcher: str, slurm: dict, on_run: Callable[[RunSpec], None]
+) -> None:
     """Run every planned run that has no record yet; failed runs are tried again."""
     write_plan(out, study)
     todo = [s for s in study.specs if not store.is_done(out, s)]

@@ -7,12 +7,12 @@ import polars as pl
 import torch
 from torch import nn
 
-from . import checkpoint
+from ..config.spec import RunSpec
+from ..measure.probes import Probes
 from ..models import losses, modes, optim
 from ..models.data import PROBE_INDEX
 from ..models.families import resolve
-from ..measure.probes import Probes
-from ..config.spec import RunSpec
+from . import checkpoint
 
 
 def pick_device(device: str) -> torch.device:
@@ -106,20 +106,35 @@ def run(spec: RunSpec, device: torch.device | str = "cpu", model_path: Path | No
     if model_path is not None:
         checkpoint.save(model_path, spec, model)
     if spec.eval_batches or diverged:
-        _append_losses(columns, torch.stack(train_losses).tolist() if train_losses and spec.eval_batches else [],
-                       diverged, step)
-    keys = {"run_id": spec.run_id, "family": spec.family, "mode": spec.mode, "optimizer": spec.optimizer,
-            "lr": spec.lr, "weight_decay": spec.weight_decay, "width": spec.width, "seed": spec.seed,
-            "horizon": spec.horizon}
-    frame = pl.DataFrame(columns, schema={"step": pl.Int64, "module": pl.String, "role": pl.String,
-                                          "metric": pl.String, "value": pl.Float64})
+        _append_losses(
+            columns, torch.stack(train_losses).tolist() if train_losses and spec.eval_batches else [], diverged, step
+        )
+    keys = {
+        "run_id": spec.run_id,
+        "family": spec.family,
+        "mode": spec.mode,
+        "optimizer": spec.optimizer,
+        "lr": spec.lr,
+        "weight_decay": spec.weight_decay,
+        "width": spec.width,
+        "seed": spec.seed,
+        "horizon": spec.horizon,
+    }
+    frame = pl.DataFrame(
+        columns,
+        schema={"step": pl.Int64, "module": pl.String, "role": pl.String, "metric": pl.String, "value": pl.Float64},
+    )
     return frame.with_columns(**{k: pl.lit(v) for k, v in keys.items()}).select(*keys, *columns)
 
 
 def _append_losses(columns: dict[str, list], train_losses: list[float], diverged: bool, last_step: int):
     """The training loss of every step (fetched once, at the end) and the run's fate."""
     n = len(train_losses)
-    for key, values in (("step", list(range(n)) + [last_step]), ("module", ["loss"] * (n + 1)),
-                        ("role", ["loss"] * (n + 1)), ("metric", ["train_loss"] * n + ["diverged"]),
-                        ("value", train_losses + [float(diverged)])):
+    for key, values in (
+        ("step", list(range(n)) + [last_step]),
+        ("module", ["loss"] * (n + 1)),
+        ("role", ["loss"] * (n + 1)),
+        ("metric", ["train_loss"] * n + ["diverged"]),
+        ("value", train_losses + [float(diverged)]),
+    ):
         columns[key].extend(values)

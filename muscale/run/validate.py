@@ -3,19 +3,27 @@ raises an InputError naming the option, which a study reader re-aims at its own 
 
 import inspect
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
+from ..config.spec import (
+    LRM_IMPLS,
+    MULT_PARAMS,
+    MUON_ADJUST_LR,
+    WEIGHT_DECAY_KINDS,
+    RunSpec,
+    has_mup,
+    has_mup_lr,
+    multiplier_kind,
+)
+from ..errors import InputError
+from ..measure.probes import METRICS
 from ..models import losses, lrm, modes
 from ..models.data import PROBE_INDEX
-from ..errors import InputError
 from ..models.families import BUILTIN, MULTIPLIER_POINTS
-from ..models.references import unknown_options
 from ..models.modes import hooks
-from ..measure.probes import METRICS
-from ..config.spec import (LRM_IMPLS, MULT_PARAMS, MUON_ADJUST_LR, WEIGHT_DECAY_KINDS, RunSpec, has_mup, has_mup_lr,
-                   multiplier_kind)
+from ..models.references import unknown_options
 
 
 def check_positive(name: str, value, integer: bool = False):
@@ -33,24 +41,36 @@ def check_widths(widths: tuple[int, ...]):
     if any(w <= 0 for w in widths):
         raise InputError("--widths", f"{list(widths)} has a non-positive width", "use widths ≥ 1")
     if len(widths) < 2 or any(b <= a for a, b in zip(widths, widths[1:])):
-        raise InputError("--widths", f"{list(widths)} is not strictly increasing with at least two widths",
-                         "list two or more widths from small to large, such as 64,128,256")
+        raise InputError(
+            "--widths",
+            f"{list(widths)} is not strictly increasing with at least two widths",
+            "list two or more widths from small to large, such as 64,128,256",
+        )
 
 
 def check_multipliers(multipliers: dict, mode: str):
     if not multipliers:
         return
     if not has_mup(mode):
-        raise InputError("--mup-multiplier", f"fixed μP multipliers do not apply in mode {mode}",
-                         "use mode mup or mup+lrm, or drop them")
+        raise InputError(
+            "--mup-multiplier",
+            f"fixed μP multipliers do not apply in mode {mode}",
+            "use mode mup or mup+lrm, or drop them",
+        )
     unknown = set(multipliers) - set(MULTIPLIER_POINTS)
     if unknown:
-        raise InputError("--mup-multiplier", f"no multiplier point {', '.join(sorted(unknown))}",
-                         f"use one of {', '.join(MULTIPLIER_POINTS)}")
+        raise InputError(
+            "--mup-multiplier",
+            f"no multiplier point {', '.join(sorted(unknown))}",
+            f"use one of {', '.join(MULTIPLIER_POINTS)}",
+        )
     for key, value in multipliers.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise InputError("--mup-multiplier", f"{key}={value!r} is not a positive number",
-                             f"give {key} a value > 0, e.g. {key}=2.0")
+            raise InputError(
+                "--mup-multiplier",
+                f"{key}={value!r} is not a positive number",
+                f"give {key} a value > 0, e.g. {key}=2.0",
+            )
 
 
 def check_placement(placement: dict, mode: str, init: float = 1.0):
@@ -59,56 +79,81 @@ def check_placement(placement: dict, mode: str, init: float = 1.0):
         raise InputError("--multiplier", f"mode {mode} has no learnable multipliers", "use an lrm mode, or drop it")
     for role, kind in placement.items():
         if role not in lrm.PLACEABLE_ROLES:
-            raise InputError("--multiplier", f"no role '{role}' to place multipliers on",
-                             f"use one of {', '.join(lrm.PLACEABLE_ROLES)}")
+            raise InputError(
+                "--multiplier",
+                f"no role '{role}' to place multipliers on",
+                f"use one of {', '.join(lrm.PLACEABLE_ROLES)}",
+            )
         if kind not in lrm.PLACEMENT_KINDS:
-            raise InputError("--multiplier", f"{role}={kind!r} is not a multiplier kind",
-                             f"use one of {', '.join(lrm.PLACEMENT_KINDS)}, e.g. {role}=scalar")
+            raise InputError(
+                "--multiplier",
+                f"{role}={kind!r} is not a multiplier kind",
+                f"use one of {', '.join(lrm.PLACEMENT_KINDS)}, e.g. {role}=scalar",
+            )
     if isinstance(init, bool) or not isinstance(init, int | float) or not init > 0:
-        raise InputError("--mult-init", f"{init!r} is not a positive number",
-                         "start the multipliers at a value > 0, e.g. 1.0")
+        raise InputError(
+            "--mult-init", f"{init!r} is not a positive number", "start the multipliers at a value > 0, e.g. 1.0"
+        )
 
 
-def check_optimizer(mode: str, optimizer: str, weight_decay: float, clip: float | None = None,
-                    clip_multipliers: bool = False, muon_adjust_lr: str | None = None,
-                    adam_eps_scaling: bool = False, weight_decay_kind: str = "decoupled",
-                    lrm_impl: str | None = None):
+def check_optimizer(
+    mode: str,
+    optimizer: str,
+    weight_decay: float,
+    clip: float | None = None,
+    clip_multipliers: bool = False,
+    muon_adjust_lr: str | None = None,
+    adam_eps_scaling: bool = False,
+    weight_decay_kind: str = "decoupled",
+    lrm_impl: str | None = None,
+):
     """The optimizer options that make sense only together, or only for some modes."""
     if lrm_impl is not None and lrm_impl not in LRM_IMPLS:
         raise InputError("--lrm-impl", f"unknown implementation '{lrm_impl}'", f"use one of {', '.join(LRM_IMPLS)}")
     if lrm_impl is not None and multiplier_kind(mode) is None:
         raise InputError("--lrm-impl", f"mode {mode} has no learnable multipliers", "use an lrm mode, or drop it")
     if weight_decay_kind not in WEIGHT_DECAY_KINDS:
-        raise InputError("--weight-decay-kind", f"unknown kind '{weight_decay_kind}'",
-                         f"use one of {', '.join(WEIGHT_DECAY_KINDS)}")
+        raise InputError(
+            "--weight-decay-kind", f"unknown kind '{weight_decay_kind}'", f"use one of {', '.join(WEIGHT_DECAY_KINDS)}"
+        )
     if weight_decay_kind == "spectral" and not weight_decay:
-        raise InputError("--weight-decay-kind", "spectral decay with weight decay 0 does nothing",
-                         "give --weight-decay a value > 0 too")
+        raise InputError(
+            "--weight-decay-kind",
+            "spectral decay with weight decay 0 does nothing",
+            "give --weight-decay a value > 0 too",
+        )
     if adam_eps_scaling and optimizer == "sgd":
         raise InputError("--adam-eps-scaling", "SGD has no ε", "use adam, adamw or muon, or drop it")
     if adam_eps_scaling and not has_mup_lr(mode):
-        raise InputError("--adam-eps-scaling", f"mode {mode} has no base shapes to scale ε by",
-                         "use mode mup, mup-lr or mup+lrm, or drop it")
+        raise InputError(
+            "--adam-eps-scaling",
+            f"mode {mode} has no base shapes to scale ε by",
+            "use mode mup, mup-lr or mup+lrm, or drop it",
+        )
     if muon_adjust_lr is not None and optimizer != "muon":
-        raise InputError("--muon-adjust-lr", f"applies to Muon, not to optimizer {optimizer}",
-                         "add --optimizer muon, or drop it")
+        raise InputError(
+            "--muon-adjust-lr", f"applies to Muon, not to optimizer {optimizer}", "add --optimizer muon, or drop it"
+        )
     if muon_adjust_lr is not None and muon_adjust_lr not in MUON_ADJUST_LR:
-        raise InputError("--muon-adjust-lr", f"unknown adjustment '{muon_adjust_lr}'",
-                         f"use one of {', '.join(MUON_ADJUST_LR)}")
+        raise InputError(
+            "--muon-adjust-lr", f"unknown adjustment '{muon_adjust_lr}'", f"use one of {', '.join(MUON_ADJUST_LR)}"
+        )
     check_positive("--clip", clip)
     if clip_multipliers and clip is None:
         raise InputError("--clip-multipliers", "has no effect without --clip", "give --clip NORM too, or drop it")
     if clip_multipliers and multiplier_kind(mode) is None:
-        raise InputError("--clip-multipliers", f"mode {mode} has no learnable multipliers",
-                         "use an lrm mode, or drop it")
+        raise InputError(
+            "--clip-multipliers", f"mode {mode} has no learnable multipliers", "use an lrm mode, or drop it"
+        )
 
 
 def check_mult_param(mode: str, mult_param: str | None):
     if mult_param is None:
         return
     if mult_param not in MULT_PARAMS:
-        raise InputError("--mult-param", f"unknown parametrisation '{mult_param}'",
-                         f"use one of {', '.join(MULT_PARAMS)}")
+        raise InputError(
+            "--mult-param", f"unknown parametrisation '{mult_param}'", f"use one of {', '.join(MULT_PARAMS)}"
+        )
     if multiplier_kind(mode) is None:
         raise InputError("--mult-param", f"mode {mode} has no learnable multipliers", "use an lrm mode, or drop it")
 
@@ -128,18 +173,25 @@ def check_family(family, widths, base_width, options, mode):
         unknown = set(options) - allowed
         # A builder that takes **options (hf: any config field) checks them itself.
         if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            raise InputError("--option", f"family {family.name} has no option {', '.join(sorted(unknown))}",
-                             f"use one of {', '.join(sorted(allowed))}")
+            raise InputError(
+                "--option",
+                f"family {family.name} has no option {', '.join(sorted(unknown))}",
+                f"use one of {', '.join(sorted(allowed))}",
+            )
     elif options and (problem := unknown_options(family.build, options, skip=1)):
-        raise InputError("--option", f"{family.name} takes no option {problem}",
-                         "pass only options the function accepts as keywords")
+        raise InputError(
+            "--option", f"{family.name} takes no option {problem}", "pass only options the function accepts as keywords"
+        )
     checked = list(widths) + ([base_width, 2 * base_width] if has_mup_lr(mode) else [])
     for w in checked:
         try:
             problem = family.check_width(w, options)
         except ValueError as exc:
-            raise InputError("--option", f"an option of {family.name} is not a number ({exc})",
-                             "give numeric options as numbers, e.g. layers=2") from None
+            raise InputError(
+                "--option",
+                f"an option of {family.name} is not a number ({exc})",
+                "give numeric options as numbers, e.g. layers=2",
+            ) from None
         if problem:
             option = "--widths" if w in widths else "--base-width"
             raise InputError(option, problem, "choose widths that the family's width rules allow")
@@ -151,9 +203,11 @@ def check_family(family, widths, base_width, options, mode):
     except Exception as exc:
         # A built-in family is known to build, so a failure there comes from its options.
         blame_options = family.builtin and options
-        raise InputError("--option" if blame_options else "--family",
-                         f"building {family.name} at width {widths[0]} failed: {exc}",
-                         "fix the option" if blame_options else "fix the family or its options") from None
+        raise InputError(
+            "--option" if blame_options else "--family",
+            f"building {family.name} at width {widths[0]} failed: {exc}",
+            "fix the option" if blame_options else "fix the family or its options",
+        ) from None
 
 
 def check_output(family, width: int, options: dict, loss: str, batch_size: int, seq_len: int):
@@ -162,8 +216,17 @@ def check_output(family, width: int, options: dict, loss: str, batch_size: int, 
     starts. The global RNG is left as it was."""
     if family.name in BUILTIN:
         return
-    spec = RunSpec(family=family.name, mode="sp", optimizer="adam", lr=1.0, width=width, seed=0, steps=1,
-                   horizon="short", family_options=tuple(sorted(options.items())))
+    spec = RunSpec(
+        family=family.name,
+        mode="sp",
+        optimizer="adam",
+        lr=1.0,
+        width=width,
+        seed=0,
+        steps=1,
+        horizon="short",
+        family_options=tuple(sorted(options.items())),
+    )
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         model, _ = modes.build(spec, family)
         x, y = family.batch(PROBE_INDEX, batch_size, seq_len)
@@ -172,8 +235,11 @@ def check_output(family, width: int, options: dict, loss: str, batch_size: int, 
         except InputError:
             raise
         except Exception as exc:
-            raise InputError("--family", f"{family.name} at width {width} failed on its data: {exc}",
-                             "make the model's forward take the batch --batch or the data source gives") from None
+            raise InputError(
+                "--family",
+                f"{family.name} at width {width} failed on its data: {exc}",
+                "make the model's forward take the batch --batch or the data source gives",
+            ) from None
         losses.check(loss, family.name, output, y)
 
 
@@ -182,6 +248,7 @@ def check_metrics(metrics: Iterable[str] | None) -> tuple[str, ...] | None:
     metrics = tuple(dict.fromkeys(metrics or ()))
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise InputError("--metric", f"unknown metric {', '.join(map(repr, unknown))}",
-                         f"use some of {', '.join(METRICS)}")
+        raise InputError(
+            "--metric", f"unknown metric {', '.join(map(repr, unknown))}", f"use some of {', '.join(METRICS)}"
+        )
     return metrics or None

@@ -3,30 +3,72 @@ the RunSpec fields of each family × mode × optimizer (the lr_transfer and clai
 
 from dataclasses import dataclass
 
-from ..models.data import resolve_source
-from ..models.losses import resolve as resolve_loss
-from ..models.families import resolve
 from ..config.options import study_keys
 from ..config.spec import MODES, OPTIMIZERS, canonical_mode, has_mup, has_mup_lr, multiplier_kind
+from ..models.data import resolve_source
+from ..models.families import resolve
+from ..models.losses import resolve as resolve_loss
+from ..run.validate import (
+    check_beta2,
+    check_family,
+    check_mult_param,
+    check_multipliers,
+    check_optimizer,
+    check_placement,
+    check_positive,
+    check_widths,
+)
 from .studyfile import Reader
-from ..run.validate import (check_beta2, check_family, check_mult_param, check_multipliers, check_optimizer, check_placement,
-                       check_positive, check_widths)
 
 # key: (type, default; None = required, help): the keys every study across widths may take,
 # with the defaults of a sweep where they are not RunSpec's.
 KEYS = {"title": (str, "", "a heading for the report")} | study_keys(
-    "family", "mode", "optimizer", "widths", "seeds", "steps", "batch_size", "seq_len", "weight_decay",
-    "mult_weight_decay", "multipliers", "mult_init", "base_width", "data", "metrics", "eval_batches", "options",
-    "mup_multipliers", "clip", "clip_multipliers", "muon_adjust_lr", "adam_eps_scaling", "weight_decay_kind",
-    "lrm_impl", "loss", "mult_param", "beta2",
-    optimizers=["adam"], seeds=1, steps=200, seq_len=64, data="stdlib", metrics=[], eval_batches=4,
-    base_width=None, muon_adjust_lr=None, lrm_impl=None)
+    "family",
+    "mode",
+    "optimizer",
+    "widths",
+    "seeds",
+    "steps",
+    "batch_size",
+    "seq_len",
+    "weight_decay",
+    "mult_weight_decay",
+    "multipliers",
+    "mult_init",
+    "base_width",
+    "data",
+    "metrics",
+    "eval_batches",
+    "options",
+    "mup_multipliers",
+    "clip",
+    "clip_multipliers",
+    "muon_adjust_lr",
+    "adam_eps_scaling",
+    "weight_decay_kind",
+    "lrm_impl",
+    "loss",
+    "mult_param",
+    "beta2",
+    optimizers=["adam"],
+    seeds=1,
+    steps=200,
+    seq_len=64,
+    data="stdlib",
+    metrics=[],
+    eval_batches=4,
+    base_width=None,
+    muon_adjust_lr=None,
+    lrm_impl=None,
+)
 # Optimizer keys that apply to some runs only: a study sets them on the runs they apply to,
 # and refuses them, as the command line does, when they apply to none.
-SCOPED = {"clip_multipliers": lambda mode, optimizer: multiplier_kind(mode) is not None,
-          "muon_adjust_lr": lambda mode, optimizer: optimizer == "muon",
-          "adam_eps_scaling": lambda mode, optimizer: optimizer != "sgd" and has_mup_lr(mode),
-          "lrm_impl": lambda mode, optimizer: multiplier_kind(mode) is not None}
+SCOPED = {
+    "clip_multipliers": lambda mode, optimizer: multiplier_kind(mode) is not None,
+    "muon_adjust_lr": lambda mode, optimizer: optimizer == "muon",
+    "adam_eps_scaling": lambda mode, optimizer: optimizer != "sgd" and has_mup_lr(mode),
+    "lrm_impl": lambda mode, optimizer: multiplier_kind(mode) is not None,
+}
 TRAINING = ("clip", "clip_multipliers", "muon_adjust_lr", "adam_eps_scaling", "weight_decay_kind", "lrm_impl")
 
 
@@ -64,30 +106,49 @@ def across_widths(r: Reader, top: dict) -> Runs:
             r.check(check_multipliers, top["mup_multipliers"], mode, key="mup_multipliers")
     training = _training(r, top, modes, optimizers)
     if any(multiplier_kind(m) for m in modes) or top["mult_param"] != KEYS["mult_param"][1]:
-        r.check(check_mult_param, next((m for m in modes if multiplier_kind(m)), modes[0]), top["mult_param"],
-                key="mult_param")
+        r.check(
+            check_mult_param,
+            next((m for m in modes if multiplier_kind(m)), modes[0]),
+            top["mult_param"],
+            key="mult_param",
+        )
     if top["beta2"] is not None:
         r.check(check_beta2, top["beta2"], next((o for o in optimizers if o != "sgd"), optimizers[0]), key="beta2")
     placement = tuple(sorted(top["multipliers"].items()))
-    r.check(check_placement, top["multipliers"], next((m for m in modes if multiplier_kind(m)), modes[0]),
-            top["mult_init"])
+    r.check(
+        check_placement, top["multipliers"], next((m for m in modes if multiplier_kind(m)), modes[0]), top["mult_init"]
+    )
     for family in families:
         fam = r.check(resolve, family, None, top["data"])
         for mode in modes:
             r.check(check_family, fam, widths, base_width, options, mode, context=f"{family}: ")
         if family != "mlp":
             r.check(resolve_source(top["data"]).check, top["seq_len"], key="seq_len")
-    fields = [dict(family=family, mode=canonical_mode(mode), optimizer=optimizer, steps=top["steps"],
-                   weight_decay=top["weight_decay"], batch_size=top["batch_size"], seq_len=top["seq_len"],
-                   mult_weight_decay=top["mult_weight_decay"], base_width=base_width,
-                   multipliers=placement if multiplier_kind(mode) else (),
-                   mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0,
-                   family_options=tuple(sorted(options.items())), data=top["data"], loss=top["loss"],
-                   mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
-                   mult_param=top["mult_param"] if multiplier_kind(mode) else KEYS["mult_param"][1],
-                   beta2=top["beta2"] if optimizer != "sgd" else None,
-                   **training[mode, optimizer])
-              for family in families for mode in modes for optimizer in optimizers]
+    fields = [
+        dict(
+            family=family,
+            mode=canonical_mode(mode),
+            optimizer=optimizer,
+            steps=top["steps"],
+            weight_decay=top["weight_decay"],
+            batch_size=top["batch_size"],
+            seq_len=top["seq_len"],
+            mult_weight_decay=top["mult_weight_decay"],
+            base_width=base_width,
+            multipliers=placement if multiplier_kind(mode) else (),
+            mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0,
+            family_options=tuple(sorted(options.items())),
+            data=top["data"],
+            loss=top["loss"],
+            mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
+            mult_param=top["mult_param"] if multiplier_kind(mode) else KEYS["mult_param"][1],
+            beta2=top["beta2"] if optimizer != "sgd" else None,
+            **training[mode, optimizer],
+        )
+        for family in families
+        for mode in modes
+        for optimizer in optimizers
+    ]
     return Runs(families, modes, widths, base_width, options, fields)
 
 
@@ -96,8 +157,10 @@ def _training(r: Reader, top: dict, modes: list[str], optimizers: list[str]) -> 
     runs = {}
     for mode in modes:
         for optimizer in optimizers:
-            fields = {key: top[key] if SCOPED.get(key, lambda m, o: True)(mode, optimizer) else KEYS[key][1]
-                      for key in TRAINING}
+            fields = {
+                key: top[key] if SCOPED.get(key, lambda m, o: True)(mode, optimizer) else KEYS[key][1]
+                for key in TRAINING
+            }
             r.check(lambda: check_optimizer(mode, optimizer, top["weight_decay"], **fields))
             runs[mode, optimizer] = {key: value for key, value in fields.items() if value is not None}
     for key, applies in SCOPED.items():

@@ -2,8 +2,9 @@
 API, the command line and the gate handle any kind the same way (kinds/__init__.py registers
 them)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 

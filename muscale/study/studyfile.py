@@ -6,12 +6,23 @@ import re
 import tomllib
 from pathlib import Path
 
-from ..errors import InputError
 from ..config.options import STUDY_KEYS
+from ..errors import InputError
 
 # Keys whose absence means "derive it" (None), not an error (the last four: a [coord_check] table's).
-OPTIONAL = ("base_width", "tolerance", "coord_check", "clip", "muon_adjust_lr", "lrm_impl", "beta2",
-            "modes", "widths", "steps", "seeds")
+OPTIONAL = (
+    "base_width",
+    "tolerance",
+    "coord_check",
+    "clip",
+    "muon_adjust_lr",
+    "lrm_impl",
+    "beta2",
+    "modes",
+    "widths",
+    "steps",
+    "seeds",
+)
 
 
 MIN_GRID = 3  # a quadratic around the best point needs both neighbours
@@ -55,13 +66,20 @@ class Reader:
                 out[key] = default
                 continue
             value = raw[key]
-            ok = (isinstance(value, float | int) and not isinstance(value, bool) if kind is float
-                  else isinstance(value, int) and not isinstance(value, bool) if kind is int
-                  else isinstance(value, kind))
+            ok = (
+                isinstance(value, float | int) and not isinstance(value, bool)
+                if kind is float
+                else isinstance(value, int) and not isinstance(value, bool)
+                if kind is int
+                else isinstance(value, kind)
+            )
             if not ok:
                 article = "an" if kind is int else "a"
-                raise self.error(prefix + key, f"{value!r} is not {article} {kind.__name__}",
-                                 f"write {key} as {article} {kind.__name__} ({help_.rstrip('.')})")
+                raise self.error(
+                    prefix + key,
+                    f"{value!r} is not {article} {kind.__name__}",
+                    f"write {key} as {article} {kind.__name__} ({help_.rstrip('.')})",
+                )
             out[key] = float(value) if kind is float else value
         return out
 
@@ -72,8 +90,11 @@ class Reader:
             raise self.error(f"{key}.log2_step", f"{g['log2_step']} is not positive", "give a step > 0, e.g. 1")
         values = grid(g["log2_min"], g["log2_max"], g["log2_step"])
         if len(values) < MIN_GRID:
-            raise self.error(f"{key}.log2_max", f"the grid {list(values)} has fewer than {MIN_GRID} {what}",
-                             f"make log2_max ≥ log2_min + {MIN_GRID - 1}·log2_step")
+            raise self.error(
+                f"{key}.log2_max",
+                f"the grid {list(values)} has fewer than {MIN_GRID} {what}",
+                f"make log2_max ≥ log2_min + {MIN_GRID - 1}·log2_step",
+            )
         return values
 
     def listed(self, key: str, values: list | None, kind: type, allowed: tuple | None = None) -> list:
@@ -84,8 +105,11 @@ class Reader:
             raise self.error(key, "is empty", "list at least one value")
         for v in values:
             if not isinstance(v, kind) or isinstance(v, bool):
-                raise self.error(key, f"{v!r} is not a{'n' if kind is int else ''} {kind.__name__}",
-                                 f"list {kind.__name__} values only")
+                raise self.error(
+                    key,
+                    f"{v!r} is not a{'n' if kind is int else ''} {kind.__name__}",
+                    f"list {kind.__name__} values only",
+                )
             if allowed is not None and v not in allowed:
                 raise self.error(key, f"unknown value '{v}'", f"use one of {', '.join(allowed)}")
         return values

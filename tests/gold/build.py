@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 from muscale import api
-from muscale.run import sweep
 from muscale.config.spec import RunSpec
+from muscale.run import sweep
 
 GOLD = Path(__file__).resolve().parent
 ROOT = GOLD.parents[1]
@@ -126,8 +126,24 @@ tolerance = 0.5
 STUDIES = {"lr_transfer": LR_TRANSFER, "equilibrium": EQUILIBRIUM, "claims": CLAIMS}
 COORD_CHECKS = {
     "coord_check_mup": ["--mode", "mup", "--family", "mlp", "--widths", "16,32", "--steps", "2", "--seeds", "2"],
-    "coord_check_lrm": ["--mode", "lrm", "--family", "transformer", "--widths", "16,32", "--steps", "3",
-                        "--seeds", "2", "--batch-size", "2", "--seq-len", "8", "--option", "layers=1"],
+    "coord_check_lrm": [
+        "--mode",
+        "lrm",
+        "--family",
+        "transformer",
+        "--widths",
+        "16,32",
+        "--steps",
+        "3",
+        "--seeds",
+        "2",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "8",
+        "--option",
+        "layers=1",
+    ],
 }
 # Written by `muscale fit`, compared byte for byte after scrubbing.
 OUTPUTS = ("*.csv", "*.html", "parts/*/*.csv", "parts/*/*.html")
@@ -142,7 +158,7 @@ def scrub(text: str, out: Path) -> str:
     for key in VOLATILE:
         text = re.sub(rf"(<tr><th>{re.escape(key)}</th><td>).*?(</td></tr>)", r"\1…\2", text)
     text = text.replace(str(out), "OUT")
-    return re.sub(r"base64,([A-Za-z0-9+/=]+)", lambda m: "png %dx%d" % _size(m.group(1)), text)
+    return re.sub(r"base64,([A-Za-z0-9+/=]+)", lambda m: "png {}x{}".format(*_size(m.group(1))), text)
 
 
 def _size(png: str) -> tuple[int, int]:
@@ -161,8 +177,12 @@ def fit(name: str, work: Path) -> dict[str, str]:
     if done.returncode != 0:
         raise RuntimeError(f"muscale fit {name} exited {done.returncode}: {done.stderr}")
     files = sorted({p for pattern in OUTPUTS for p in out.glob(pattern)})
-    return {str(p.relative_to(out)): scrub(p.read_text(encoding="utf-8"), out) if p.suffix == ".html"
-            else p.read_text(encoding="utf-8") for p in files}
+    return {
+        str(p.relative_to(out)): scrub(p.read_text(encoding="utf-8"), out)
+        if p.suffix == ".html"
+        else p.read_text(encoding="utf-8")
+        for p in files
+    }
 
 
 def plan_ids(study: Path) -> dict:
@@ -172,9 +192,11 @@ def plan_ids(study: Path) -> dict:
         plan = json.loads((Path(tmp) / "plan.json").read_text(encoding="utf-8"))
     runs, parts = plan.pop("runs"), plan.pop("parts")
     plan.pop("study")  # where it was read from
-    return {"runs": [RunSpec.from_dict(r).run_id for r in runs],
-            "parts": {n: [RunSpec.from_dict(r).run_id for r in p] for n, p in parts.items()},
-            "settings": hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()}
+    return {
+        "runs": [RunSpec.from_dict(r).run_id for r in runs],
+        "parts": {n: [RunSpec.from_dict(r).run_id for r in p] for n, p in parts.items()},
+        "settings": hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest(),
+    }
 
 
 def build_records() -> None:
@@ -185,8 +207,9 @@ def build_records() -> None:
             (Path(tmp) / f"{name}.toml").write_text(text, encoding="utf-8")
         runs |= {name: [*MUSCALE, "coord-check", *args] for name, args in COORD_CHECKS.items()}
         for name, command in runs.items():
-            subprocess.run([*command, "--out", str(INPUTS / name), "--device", "cpu", "--jobs", "1"],
-                           check=True, cwd=ROOT)
+            subprocess.run(
+                [*command, "--out", str(INPUTS / name), "--device", "cpu", "--jobs", "1"], check=True, cwd=ROOT
+            )
     for path in INPUTS.rglob("*"):
         if path.is_file() and any(path.match(p) for p in OUTPUTS):
             path.unlink()

@@ -7,11 +7,11 @@ import polars as pl
 
 from ...analysis.derived import derived
 from ...analysis.divergence import diverged_runs
-from ...models.families import width_rules
 from ...analysis.fit import first_and_last, fit_exponents
-from ...study.kind import Analysis, StudyKind
-from ...report.text import TABLE
 from ...config.spec import LONG_MODES
+from ...models.families import width_rules
+from ...report.text import TABLE
+from ...study.kind import Analysis, StudyKind
 from . import report
 
 WORST_SHOWN = 8
@@ -25,8 +25,9 @@ def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
     if records["mode"].is_in(LONG_MODES).any():
         records = pl.concat([records, derived(records, ("mult_qk",))])
     exponents = fit_exponents(records)
-    return Analysis(exponents, {"exponents.csv": exponents}, dict(exponents.group_by("verdict").len().iter_rows()),
-                    records)
+    return Analysis(
+        exponents, {"exponents.csv": exponents}, dict(exponents.group_by("verdict").len().iter_rows()), records
+    )
 
 
 def describe(specs, analysis: Analysis) -> dict[str, str]:
@@ -50,10 +51,16 @@ def summary(analysis: Analysis) -> str:
     with pl.Config(**TABLE, fmt_str_lengths=40):
         if checked.height:
             lines.append("worst exponents (largest |α − expected|):")
-            lines.append(str(checked.with_columns(off=(pl.col("alpha") - pl.col("expected")).abs())
-                             .sort("off", descending=True).head(WORST_SHOWN)
-                             .select("mode", "module", "metric", "step", "alpha", "ci_low", "ci_high", "r2",
-                                     "settled", "verdict")))
+            lines.append(
+                str(
+                    checked.with_columns(off=(pl.col("alpha") - pl.col("expected")).abs())
+                    .sort("off", descending=True)
+                    .head(WORST_SHOWN)
+                    .select(
+                        "mode", "module", "metric", "step", "alpha", "ci_low", "ci_high", "r2", "settled", "verdict"
+                    )
+                )
+            )
         table = first_and_last(exponents)
         if table.height and not checked.height:
             lines.append("width exponents by role, median over modules (α after the first update → at the last step):")
@@ -61,5 +68,14 @@ def summary(analysis: Analysis) -> str:
     return "\n".join(lines)
 
 
-KIND = StudyKind("coord_check", read=None, analyse=analyse, expectations=lambda plan, exponents: plan["expect"],
-                 render=render, summary=summary, describe=describe, exponents_file="exponents.csv", swept=False)
+KIND = StudyKind(
+    "coord_check",
+    read=None,
+    analyse=analyse,
+    expectations=lambda plan, exponents: plan["expect"],
+    render=render,
+    summary=summary,
+    describe=describe,
+    exponents_file="exponents.csv",
+    swept=False,
+)

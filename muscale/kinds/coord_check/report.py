@@ -14,26 +14,52 @@ from pathlib import Path
 import polars as pl
 
 from ...analysis.fit import first_and_last
-from ...models.roles import ROLES
 from ...config.spec import MODES, SETTLE_FROM
-from ...run.store import write_atomic
+from ...models.roles import ROLES
 from ...report import figures
-from ...report.frames import (alpha_trajectories, loss_panel, ordered, over_seeds, require, setting_order,
-                              with_setting)
+from ...report.frames import alpha_trajectories, loss_panel, ordered, over_seeds, require, setting_order, with_setting
 from ...report.templates import environment
 from ...report.text import DASH, finite, interval, signed
+from ...run.store import write_atomic
 
 __all__ = ["write_report"]
 
-RECORD_COLUMNS = ("family", "mode", "optimizer", "lr", "weight_decay", "width", "seed", "horizon",
-                  "step", "role", "metric", "value")
-EXPONENT_COLUMNS = ("mode", "family", "optimizer", "module", "role", "metric", "step", "alpha",
-                    "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "verdict")
+RECORD_COLUMNS = (
+    "family",
+    "mode",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "width",
+    "seed",
+    "horizon",
+    "step",
+    "role",
+    "metric",
+    "value",
+)
+EXPONENT_COLUMNS = (
+    "mode",
+    "family",
+    "optimizer",
+    "module",
+    "role",
+    "metric",
+    "step",
+    "alpha",
+    "ci_low",
+    "ci_high",
+    "r2",
+    "n_widths",
+    "n_seeds",
+    "expected",
+    "tolerance",
+    "verdict",
+)
 # unsettled: a long-horizon exponent still moving over the last part of the run, never judged.
 VERDICTS = ("fail", "warn", "unsettled", "pass", "info")
 # act_l1 is left to the table: it scales like act_rms, and every panel costs ~60 ms to draw.
-COORD_METRICS = ("act_rms", "dact_rms", "update_spec", "spec_ratio",
-                 "mult_scalar", "mult_row_rms", "mult_col_rms")
+COORD_METRICS = ("act_rms", "dact_rms", "update_spec", "spec_ratio", "mult_scalar", "mult_row_rms", "mult_col_rms")
 WORST_ROWS = 10
 # Per-module drill-down: value vs width and fit residuals of these metrics, one figure per module.
 DRILL_METRICS = ("act_rms", "dact_rms")
@@ -46,8 +72,9 @@ MULTIPLIERS_SHOWN = 16
 VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
 
 
-def write_report(records: pl.DataFrame, exponents: pl.DataFrame, path: str | os.PathLike,
-                 meta: Mapping[str, str] | None = None) -> Path:
+def write_report(
+    records: pl.DataFrame, exponents: pl.DataFrame, path: str | os.PathLike, meta: Mapping[str, str] | None = None
+) -> Path:
     """Render fully in memory, then swap the file in, so a reader never sees half a report."""
     path = Path(path)
     write_atomic(path, render(records, exponents, meta or {}))
@@ -66,8 +93,17 @@ def _model_order(exponents: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame
     module_rank = records.select("module").unique(maintain_order=True).with_row_index("module_rank")
     return (
         exponents.join(module_rank, on="module", how="left")
-        .sort(pl.col("mode").replace_strict(mode_rank, default=len(mode_rank)), "mode", "family", "optimizer",
-              "module_rank", "module", "metric", "step", nulls_last=True)
+        .sort(
+            pl.col("mode").replace_strict(mode_rank, default=len(mode_rank)),
+            "mode",
+            "family",
+            "optimizer",
+            "module_rank",
+            "module",
+            "metric",
+            "step",
+            nulls_last=True,
+        )
         .drop("module_rank")
     )
 
@@ -80,10 +116,16 @@ def _exponent_row(r: dict) -> dict:
         if finite(r["tolerance"]):
             expected += f" ± {r['tolerance']:.2f}"
     return {
-        "setting": r["setting"], "module": r["module"], "role": r["role"], "metric": r["metric"],
-        "step": r["step"], "alpha": signed(r["alpha"]), "ci": ci,
+        "setting": r["setting"],
+        "module": r["module"],
+        "role": r["role"],
+        "metric": r["metric"],
+        "step": r["step"],
+        "alpha": signed(r["alpha"]),
+        "ci": ci,
         "r2": f"{r['r2']:.3f}" if finite(r["r2"]) else DASH,
-        "n": f"{r['n_widths']}×{r['n_seeds']}", "expected": expected,
+        "n": f"{r['n_widths']}×{r['n_seeds']}",
+        "expected": expected,
         "deviation": f"{r['deviation']:.3f}" if finite(r.get("deviation")) else DASH,
         "verdict": r["verdict"],
     }
@@ -96,9 +138,15 @@ def _banner(exponents: pl.DataFrame) -> dict:
     if counts["fail"]:
         overall, line = "fail", f"FAIL — {counts['fail']} of {checked} checked exponents outside tolerance{unsettled}"
     elif counts["warn"]:
-        overall, line = "warn", f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed{unsettled}"
+        overall, line = (
+            "warn",
+            f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed{unsettled}",
+        )
     elif counts["unsettled"]:
-        overall, line = "warn", f"WARN — {counts['unsettled']} of {checked} checked exponents unsettled (still moving, not judged), the rest pass"
+        overall, line = (
+            "warn",
+            f"WARN — {counts['unsettled']} of {checked} checked exponents unsettled (still moving, not judged), the rest pass",
+        )
     elif counts["pass"]:
         overall, line = "pass", f"PASS — all {checked} checked exponents within tolerance"
     elif exponents.is_empty():
@@ -119,8 +167,12 @@ def _worst(exponents: pl.DataFrame) -> list[dict]:
 
 def _coord_checks(records: pl.DataFrame) -> list[dict]:
     stats = (
-        records.filter(pl.col("metric").is_in(COORD_METRICS) & (pl.col("role") != "loss")
-                       & pl.col("value").is_finite() & (pl.col("value") > 0))
+        records.filter(
+            pl.col("metric").is_in(COORD_METRICS)
+            & (pl.col("role") != "loss")
+            & pl.col("value").is_finite()
+            & (pl.col("value") > 0)
+        )
         .group_by("setting", "role", "metric", "step", "width", "seed")
         .agg(pl.col("value").mean())
         .pipe(over_seeds, "setting", "role", "metric", "step", "width")
@@ -159,27 +211,41 @@ def _drilldown(records: pl.DataFrame, exponents: pl.DataFrame) -> tuple[list[dic
     the modules with the largest miss at the last step are kept, then those whose act_rms/dact_rms
     depend most on width. The summary shows the worst verdict of any of the module's fits.
     """
-    data = records.filter(pl.col("metric").is_in(DRILL_METRICS) & (pl.col("role") != "loss")
-                          & pl.col("value").is_finite() & (pl.col("value") > 0))
+    data = records.filter(
+        pl.col("metric").is_in(DRILL_METRICS)
+        & (pl.col("role") != "loss")
+        & pl.col("value").is_finite()
+        & (pl.col("value") > 0)
+    )
     if data.is_empty():
         return [], 0
-    curves = (data.group_by("setting", "module", "metric", "step", "width", "seed").agg(pl.col("value").mean())
-              .pipe(over_seeds, "setting", "module", "metric", "step", "width"))
+    curves = (
+        data.group_by("setting", "module", "metric", "step", "width", "seed")
+        .agg(pl.col("value").mean())
+        .pipe(over_seeds, "setting", "module", "metric", "step", "width")
+    )
     residuals = _residuals(curves)
     module_order = data.select("module", "role").unique("module", maintain_order=True)
     modules = module_order["module"].to_list()
     roles = dict(module_order.rows())
 
     last = exponents.filter(pl.col("step") == pl.col("step").max().over("setting"))
-    miss = (last.filter(pl.col("expected").fill_nan(None).is_not_null())
-            .with_columns(d=(pl.col("alpha") - pl.col("expected")).abs().fill_nan(None).fill_null(float("inf")))
-            .group_by("module").agg(pl.col("d").max()))
+    miss = (
+        last.filter(pl.col("expected").fill_nan(None).is_not_null())
+        .with_columns(d=(pl.col("alpha") - pl.col("expected")).abs().fill_nan(None).fill_null(float("inf")))
+        .group_by("module")
+        .agg(pl.col("d").max())
+    )
     omitted = 0
     if len(modules) > DRILL_MAX_MODULES:
         # checked modules first, largest miss first; then the largest width dependence of act_rms/dact_rms
         worst = dict(miss.rows())
-        steepest = dict(last.filter(pl.col("metric").is_in(DRILL_METRICS))
-                        .group_by("module").agg(pl.col("alpha").abs().fill_nan(float("inf")).max()).rows())
+        steepest = dict(
+            last.filter(pl.col("metric").is_in(DRILL_METRICS))
+            .group_by("module")
+            .agg(pl.col("alpha").abs().fill_nan(float("inf")).max())
+            .rows()
+        )
         rank = sorted(modules, key=lambda m: (-worst.get(m, -1.0), -(steepest.get(m) or 0.0)))
         keep = set(rank[:DRILL_MAX_MODULES])
         omitted = len(modules) - len(keep)
@@ -196,12 +262,18 @@ def _drilldown(records: pl.DataFrame, exponents: pl.DataFrame) -> tuple[list[dic
         metrics = [m for m in DRILL_METRICS if m in set(part["metric"].to_list())]
         seen = verdicts.get(module) or ["info"]
         rows = fits.filter(pl.col("module") == module).sort("setting", "metric")
-        out.append({
-            "anchor": f"module-{i}", "module": module, "role": roles[module],
-            "verdict": min(seen, key=lambda v: VERDICT_RANK.get(v, len(VERDICT_RANK))),
-            "fits": [_exponent_row(r) for r in rows.iter_rows(named=True)],
-            "png": figures.module_drilldown(part, resid_by_module.get(module, residuals.clear()), settings, metrics),
-        })
+        out.append(
+            {
+                "anchor": f"module-{i}",
+                "module": module,
+                "role": roles[module],
+                "verdict": min(seen, key=lambda v: VERDICT_RANK.get(v, len(VERDICT_RANK))),
+                "fits": [_exponent_row(r) for r in rows.iter_rows(named=True)],
+                "png": figures.module_drilldown(
+                    part, resid_by_module.get(module, residuals.clear()), settings, metrics
+                ),
+            }
+        )
     return out, omitted
 
 
@@ -210,32 +282,47 @@ def _drift(records: pl.DataFrame) -> dict | None:
     width the trajectory of the pair furthest from 0 at the end, and the pairs that moved most
     by the end at the largest width."""
     keys = ["setting", "mode", "role", "module", "step", "width"]
-    pairs = (records.filter((pl.col("metric") == "mult_drift") & pl.col("value").is_finite())
-             .group_by(*keys, "seed").agg(pl.col("value").mean()))
+    pairs = (
+        records.filter((pl.col("metric") == "mult_drift") & pl.col("value").is_finite())
+        .group_by(*keys, "seed")
+        .agg(pl.col("value").mean())
+    )
     if pairs.is_empty():
         return None
     means = pairs.group_by(keys).agg(pl.col("value").mean())
     last = means.filter(pl.col("step") == pl.col("step").max().over("setting"))
     furthest = last.sort(pl.col("value").abs()).group_by("setting", "role", "width").agg(pl.col("module").last())
     lines = pairs.join(furthest, on=["setting", "role", "width", "module"]).pipe(
-        over_seeds, "setting", "mode", "role", "step", "width")
-    panels = [(s, r) for s in setting_order(lines)
-              for r in ordered(lines.filter(pl.col("setting") == s)["role"], ROLES)]
-    top = last.filter(pl.col("width") == pl.col("width").max().over("setting")).sort(pl.col("value").abs(), descending=True).head(DRIFT_SHOWN)
-    return {"png": figures.drift(lines, panels),
-            "top": [r | {"value": signed(r["value"])} for r in top.iter_rows(named=True)]}
+        over_seeds, "setting", "mode", "role", "step", "width"
+    )
+    panels = [
+        (s, r) for s in setting_order(lines) for r in ordered(lines.filter(pl.col("setting") == s)["role"], ROLES)
+    ]
+    top = (
+        last.filter(pl.col("width") == pl.col("width").max().over("setting"))
+        .sort(pl.col("value").abs(), descending=True)
+        .head(DRIFT_SHOWN)
+    )
+    return {
+        "png": figures.drift(lines, panels),
+        "top": [r | {"value": signed(r["value"])} for r in top.iter_rows(named=True)],
+    }
 
 
 def _multipliers(records: pl.DataFrame) -> str | None:
     """Each learned multiplier's size (|s|, a vector's RMS, a symmetric pair's product) per width
     against step, so a reader sees whether it converged; at most MULTIPLIERS_SHOWN of them."""
-    rows = (records.filter(pl.col("metric").is_in(LEARNED) & pl.col("value").is_finite())
-            .with_columns(panel=pl.col("module") + " · " + pl.col("metric"), value=pl.col("value").abs()))
+    rows = records.filter(pl.col("metric").is_in(LEARNED) & pl.col("value").is_finite()).with_columns(
+        panel=pl.col("module") + " · " + pl.col("metric"), value=pl.col("value").abs()
+    )
     if rows.is_empty():
         return None
     lines = rows.pipe(over_seeds, "setting", "mode", "panel", "step", "width")
-    panels = [(s, p) for s in setting_order(lines)
-              for p in sorted(set(lines.filter(pl.col("setting") == s)["panel"].to_list()))][:MULTIPLIERS_SHOWN]
+    panels = [
+        (s, p)
+        for s in setting_order(lines)
+        for p in sorted(set(lines.filter(pl.col("setting") == s)["panel"].to_list()))
+    ][:MULTIPLIERS_SHOWN]
     return figures.by_width_against_step(lines, panels, "panel", "multiplier size")
 
 
@@ -248,21 +335,31 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
     long_horizon = (records["horizon"] == "long").any()
     evolving = long_horizon or exponents["step"].n_unique() >= 3
     modules, omitted = _drilldown(records, exponents)
-    return environment(Path(__file__).parent).get_template("template.html.j2").render(
-        title=f"muscale coordinate check — {', '.join(families)} · {', '.join(modes)}",
-        banner=_banner(exponents),
-        worst=_worst(exponents),
-        first_last=[{k: signed(v) if k.startswith("alpha") else v for k, v in r.items()}
-                    for r in first_and_last(exponents).iter_rows(named=True)],
-        trajectories=alpha_trajectories(exponents, settle_from=SETTLE_FROM if long_horizon else None)
-        if evolving else [],
-        coord_checks=_coord_checks(records),
-        modules=modules, modules_omitted=omitted, anchors={m["module"]: m["anchor"] for m in modules},
-        drill_metrics=DRILL_METRICS, drill_max=DRILL_MAX_MODULES,
-        loss=loss_panel(records, log_steps=long_horizon),
-        drift=_drift(records),
-        multipliers=_multipliers(records),
-        log_step_label=figures.STEP_LOG_LABEL,
-        exponents=[_exponent_row(r) for r in exponents.iter_rows(named=True)],
-        meta=meta,
+    return (
+        environment(Path(__file__).parent)
+        .get_template("template.html.j2")
+        .render(
+            title=f"muscale coordinate check — {', '.join(families)} · {', '.join(modes)}",
+            banner=_banner(exponents),
+            worst=_worst(exponents),
+            first_last=[
+                {k: signed(v) if k.startswith("alpha") else v for k, v in r.items()}
+                for r in first_and_last(exponents).iter_rows(named=True)
+            ],
+            trajectories=alpha_trajectories(exponents, settle_from=SETTLE_FROM if long_horizon else None)
+            if evolving
+            else [],
+            coord_checks=_coord_checks(records),
+            modules=modules,
+            modules_omitted=omitted,
+            anchors={m["module"]: m["anchor"] for m in modules},
+            drill_metrics=DRILL_METRICS,
+            drill_max=DRILL_MAX_MODULES,
+            loss=loss_panel(records, log_steps=long_horizon),
+            drift=_drift(records),
+            multipliers=_multipliers(records),
+            log_step_label=figures.STEP_LOG_LABEL,
+            exponents=[_exponent_row(r) for r in exponents.iter_rows(named=True)],
+            meta=meta,
+        )
     )

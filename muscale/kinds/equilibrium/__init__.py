@@ -6,10 +6,11 @@ from collections import Counter
 import polars as pl
 
 from ...analysis import gate
+from ...report.text import TABLE
 from ...run import provenance
 from ...study.kind import Analysis, StudyKind
-from ...report.text import TABLE
-from . import analysis as equilibrium, report
+from . import analysis as equilibrium
+from . import report
 from .study import read
 
 
@@ -29,14 +30,34 @@ def _ci(r: dict, name: str) -> str:
 
 
 def summary(analysis: Analysis) -> str:
-    table = pl.DataFrame([{"variant": r["variant"], "mode": r["mode"], "module": r["module"],
-                           "invariant": r["invariant"], "p [95%]": _ci(r, "p"), "q [95%]": _ci(r, "q"), "R²": r["r2"],
-                           "r (η/λ)": r["r"], "R² (η/λ)": r["r2_ratio"]}
-                          for r in equilibrium.wide(analysis.exponents, "weight_fro").iter_rows(named=True)])
+    table = pl.DataFrame(
+        [
+            {
+                "variant": r["variant"],
+                "mode": r["mode"],
+                "module": r["module"],
+                "invariant": r["invariant"],
+                "p [95%]": _ci(r, "p"),
+                "q [95%]": _ci(r, "q"),
+                "R²": r["r2"],
+                "r (η/λ)": r["r"],
+                "R² (η/λ)": r["r2_ratio"],
+            }
+            for r in equilibrium.wide(analysis.exponents, "weight_fro").iter_rows(named=True)
+        ]
+    )
     with pl.Config(**TABLE, fmt_str_lengths=40):
         return f"steady-state ‖W‖_F ∝ η^p · λ^q (r: the exponent of η/λ alone):\n{table}"
 
 
-KIND = StudyKind("equilibrium", read=read, analyse=analyse, expectations=lambda plan, exponents: plan["expect"],
-                 render=render, summary=summary, describe=lambda specs, analysis: provenance.data(specs),
-                 exponents_file="equilibrium.csv", swept=True)
+KIND = StudyKind(
+    "equilibrium",
+    read=read,
+    analyse=analyse,
+    expectations=lambda plan, exponents: plan["expect"],
+    render=render,
+    summary=summary,
+    describe=lambda specs, analysis: provenance.data(specs),
+    exponents_file="equilibrium.csv",
+    swept=True,
+)

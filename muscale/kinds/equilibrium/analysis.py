@@ -35,22 +35,30 @@ def exponent_name(quantity: str, variable: str) -> str:
 def run_table(plan: dict, specs) -> pl.DataFrame:
     """What the records lack, per planned run: its variant and its length."""
     names = {(v["family"], tuple(sorted(v["options"].items()))): v["name"] for v in plan["equilibrium"]["variants"]}
-    return pl.DataFrame([{"run_id": s.run_id, "variant": names[s.family, s.family_options], "steps": s.steps}
-                         for s in specs], schema={"run_id": pl.String, "variant": pl.String, "steps": pl.Int64})
+    return pl.DataFrame(
+        [{"run_id": s.run_id, "variant": names[s.family, s.family_options], "steps": s.steps} for s in specs],
+        schema={"run_id": pl.String, "variant": pl.String, "steps": pl.Int64},
+    )
 
 
 def _window(records: pl.DataFrame, runs: pl.DataFrame, fraction: float) -> pl.DataFrame:
-    return (records.join(runs, on="run_id")
-            .filter(pl.col("step") >= (1 - fraction) * pl.col("steps")))
+    return records.join(runs, on="run_id").filter(pl.col("step") >= (1 - fraction) * pl.col("steps"))
 
 
 def runs_state(records: pl.DataFrame, runs: pl.DataFrame, fraction: float) -> pl.DataFrame:
     """One row per run: its steady-state held-out loss and whether it diverged."""
-    loss = (_window(records, runs, fraction).filter(pl.col("metric") == "eval_loss")
-            .group_by("run_id").agg(loss=pl.col("value").mean()))
+    loss = (
+        _window(records, runs, fraction)
+        .filter(pl.col("metric") == "eval_loss")
+        .group_by("run_id")
+        .agg(loss=pl.col("value").mean())
+    )
     keys = records.join(runs, on="run_id").select(*RUN_KEYS).unique()
-    return (keys.join(loss, on="run_id", how="left").join(fate(records), on="run_id", how="left")
-            .sort("variant", "mode", "lr", "weight_decay", "seed"))
+    return (
+        keys.join(loss, on="run_id", how="left")
+        .join(fate(records), on="run_id", how="left")
+        .sort("variant", "mode", "lr", "weight_decay", "seed")
+    )
 
 
 def steady_norms(records: pl.DataFrame, runs: pl.DataFrame, fraction: float) -> pl.DataFrame:
@@ -58,20 +66,30 @@ def steady_norms(records: pl.DataFrame, runs: pl.DataFrame, fraction: float) -> 
     window = _window(records, runs, fraction)
     w = window.filter(pl.col("metric") == "weight_fro").select(*RUN_KEYS, "module", "role", "step", w="value")
     s = window.filter(pl.col("metric") == "mult_scalar").select("run_id", "module", "step", s=pl.col("value").abs())
-    return (w.join(s, on=["run_id", "module", "step"], how="left")
-            .group_by(*RUN_KEYS, "module", "role")
-            .agg(weight_fro=pl.col("w").mean(), effective_fro=(pl.col("w") * pl.col("s").fill_null(1.0)).mean())
-            .sort(*GROUP, "lr", "weight_decay", "seed"))
+    return (
+        w.join(s, on=["run_id", "module", "step"], how="left")
+        .group_by(*RUN_KEYS, "module", "role")
+        .agg(weight_fro=pl.col("w").mean(), effective_fro=(pl.col("w") * pl.col("s").fill_null(1.0)).mean())
+        .sort(*GROUP, "lr", "weight_decay", "seed")
+    )
 
 
 def trajectories(records: pl.DataFrame, runs: pl.DataFrame, norms: pl.DataFrame) -> pl.DataFrame:
     """‖W‖_F of every recorded step over its run's steady state, against η·λ·step."""
-    return (records.filter(pl.col("metric") == "weight_fro").join(runs, on="run_id")
-            .join(norms.select("run_id", "module", "weight_fro"), on=["run_id", "module"])
-            .select(*RUN_KEYS, "module", "role", "step",
-                    eta_lambda_step=pl.col("lr") * pl.col("weight_decay") * pl.col("step"),
-                    relative=pl.col("value") / pl.col("weight_fro"))
-            .sort(*RUN_KEYS, "module", "step"))
+    return (
+        records.filter(pl.col("metric") == "weight_fro")
+        .join(runs, on="run_id")
+        .join(norms.select("run_id", "module", "weight_fro"), on=["run_id", "module"])
+        .select(
+            *RUN_KEYS,
+            "module",
+            "role",
+            "step",
+            eta_lambda_step=pl.col("lr") * pl.col("weight_decay") * pl.col("step"),
+            relative=pl.col("value") / pl.col("weight_fro"),
+        )
+        .sort(*RUN_KEYS, "module", "step")
+    )
 
 
 def _regressors(frame: pl.DataFrame, joint: bool) -> np.ndarray:
@@ -94,12 +112,16 @@ def _fit(points: pl.DataFrame, quantity: str) -> list[dict]:
             continue
         y = np.log(means[quantity].to_numpy())
         coef, half, r2 = ols(_regressors(means, joint), y)
-        per_seed = [ols(_regressors(s, joint), np.log(s[quantity].to_numpy()))[0]
-                    for s in seeds if s.height >= 2 + len(variables)]
+        per_seed = [
+            ols(_regressors(s, joint), np.log(s[quantity].to_numpy()))[0]
+            for s in seeds
+            if s.height >= 2 + len(variables)
+        ]
         if len(per_seed) >= 2:
             half = over_seeds(np.std(per_seed, axis=0, ddof=1), len(per_seed))
-        rows += [{"variable": v, "exponent": float(c), "half": float(h), "r2": r2}
-                 for v, c, h in zip(variables, coef, half)]
+        rows += [
+            {"variable": v, "exponent": float(c), "half": float(h), "r2": r2} for v, c, h in zip(variables, coef, half)
+        ]
     return [row | {"quantity": quantity, "n_points": means.height, "n_seeds": len(seeds)} for row in rows]
 
 
@@ -111,17 +133,60 @@ def fit(norms: pl.DataFrame, state: pl.DataFrame, invariant: dict[str, list[str]
     rows = []
     for (variant, mode, module, role), points in alive.group_by(*GROUP, maintain_order=True):
         for quantity in QUANTITIES:
-            rows += [{"variant": variant, "mode": mode, "module": module, "role": role,
-                      "invariant": module in invariant.get(variant, ())} | row for row in _fit(points, quantity)]
-    schema = {"variant": pl.String, "mode": pl.String, "module": pl.String, "role": pl.String,
-              "invariant": pl.Boolean, "variable": pl.String, "exponent": pl.Float64, "half": pl.Float64,
-              "r2": pl.Float64, "quantity": pl.String, "n_points": pl.Int64, "n_seeds": pl.Int64}
+            rows += [
+                {
+                    "variant": variant,
+                    "mode": mode,
+                    "module": module,
+                    "role": role,
+                    "invariant": module in invariant.get(variant, ()),
+                }
+                | row
+                for row in _fit(points, quantity)
+            ]
+    schema = {
+        "variant": pl.String,
+        "mode": pl.String,
+        "module": pl.String,
+        "role": pl.String,
+        "invariant": pl.Boolean,
+        "variable": pl.String,
+        "exponent": pl.Float64,
+        "half": pl.Float64,
+        "r2": pl.Float64,
+        "quantity": pl.String,
+        "n_points": pl.Int64,
+        "n_seeds": pl.Int64,
+    }
     table = pl.DataFrame(rows, schema=schema)
-    return (table.with_columns(ci_low=pl.col("exponent") - pl.col("half"), ci_high=pl.col("exponent") + pl.col("half"),
-                               family=pl.col("variant"), optimizer=pl.lit(OPTIMIZER), step=pl.lit(0),
-                               metric=pl.col("quantity") + "~" + pl.col("variable"), alpha=pl.col("exponent"))
-            .select("variant", "mode", "module", "role", "invariant", "quantity", "variable", "exponent", "ci_low",
-                    "ci_high", "r2", "n_points", "n_seeds", "family", "optimizer", "metric", "step", "alpha"))
+    return table.with_columns(
+        ci_low=pl.col("exponent") - pl.col("half"),
+        ci_high=pl.col("exponent") + pl.col("half"),
+        family=pl.col("variant"),
+        optimizer=pl.lit(OPTIMIZER),
+        step=pl.lit(0),
+        metric=pl.col("quantity") + "~" + pl.col("variable"),
+        alpha=pl.col("exponent"),
+    ).select(
+        "variant",
+        "mode",
+        "module",
+        "role",
+        "invariant",
+        "quantity",
+        "variable",
+        "exponent",
+        "ci_low",
+        "ci_high",
+        "r2",
+        "n_points",
+        "n_seeds",
+        "family",
+        "optimizer",
+        "metric",
+        "step",
+        "alpha",
+    )
 
 
 def wide(fits: pl.DataFrame, quantity: str) -> pl.DataFrame:
@@ -131,14 +196,21 @@ def wide(fits: pl.DataFrame, quantity: str) -> pl.DataFrame:
     keys = [*GROUP, "invariant"]
 
     def one(variable: str, name: str, r2: str | None) -> pl.DataFrame:
-        cols = [pl.col("exponent").alias(name), pl.col("ci_low").alias(f"{name}_low"),
-                pl.col("ci_high").alias(f"{name}_high")] + ([pl.col("r2").alias(r2)] if r2 else [])
+        cols = [
+            pl.col("exponent").alias(name),
+            pl.col("ci_low").alias(f"{name}_low"),
+            pl.col("ci_high").alias(f"{name}_high"),
+        ] + ([pl.col("r2").alias(r2)] if r2 else [])
         return part.filter(pl.col("variable") == variable).select(*keys, *cols)
 
     counts = part.group_by(keys).agg(pl.col("n_points").max(), pl.col("n_seeds").max())
-    return (one("eta", "p", None).join(one("lambda", "q", "r2"), on=keys)
-            .join(one("eta/lambda", "r", "r2_ratio"), on=keys).join(counts, on=keys)
-            .sort("variant", "mode", "module"))
+    return (
+        one("eta", "p", None)
+        .join(one("lambda", "q", "r2"), on=keys)
+        .join(one("eta/lambda", "r", "r2_ratio"), on=keys)
+        .join(counts, on=keys)
+        .sort("variant", "mode", "module")
+    )
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,12 @@ class _Study:
 
     def follows(self, row: Mapping) -> bool:
         """Whether a fit's p and q both lie within the band around +½ and −½."""
-        return finite(row["p"]) and finite(row["q"]) and abs(row["p"] - 0.5) <= self.band and \
-            abs(row["q"] + 0.5) <= self.band
+        return (
+            finite(row["p"])
+            and finite(row["q"])
+            and abs(row["p"] - 0.5) <= self.band
+            and abs(row["q"] + 0.5) <= self.band
+        )
 
 
 # ---------------------------------------------------------------- rows for the template
@@ -65,24 +69,41 @@ def _banner(study: _Study) -> dict:
     failed = [c for c in checks if c.status != "pass"]
     chips = []
     for row in study.wide["weight_fro"].filter(pl.col("invariant")).iter_rows(named=True):
-        statuses = {study.check(row["mode"], row["variant"], row["module"], v).status
-                    for v in ("eta", "lambda") if study.check(row["mode"], row["variant"], row["module"], v)}
+        statuses = {
+            study.check(row["mode"], row["variant"], row["module"], v).status
+            for v in ("eta", "lambda")
+            if study.check(row["mode"], row["variant"], row["module"], v)
+        }
         kind = "fail" if statuses - {"pass"} else "pass" if statuses else "info"
-        chips.append({"kind": kind, "text": f"{row['variant']} · {row['mode']} · {row['module']}: "
-                      f"p = {signed(row['p'], 2)}, q = {signed(row['q'], 2)}"})
+        chips.append(
+            {
+                "kind": kind,
+                "text": f"{row['variant']} · {row['mode']} · {row['module']}: "
+                f"p = {signed(row['p'], 2)}, q = {signed(row['q'], 2)}",
+            }
+        )
     if not checks:
-        return {"overall": "info", "chips": chips,
-                "line": "MEASURED — the study has no [expect] table; the exponents below are as measured"}
-    p, q = (next(c for c in checks if c.metric == equilibrium.exponent_name("weight_fro", v)) for v in ("eta", "lambda"))
-    line = (f"{'FAIL' if failed else 'PASS'} — {len(checks) - len(failed)} of {len(checks)} expected exponents of "
-            f"scale-invariant matrices met (‖W‖ ∝ η^p·λ^q, p = {p.expected:+g}, q = {q.expected:+g}, "
-            f"± {p.tolerance:g})")
+        return {
+            "overall": "info",
+            "chips": chips,
+            "line": "MEASURED — the study has no [expect] table; the exponents below are as measured",
+        }
+    p, q = (
+        next(c for c in checks if c.metric == equilibrium.exponent_name("weight_fro", v)) for v in ("eta", "lambda")
+    )
+    line = (
+        f"{'FAIL' if failed else 'PASS'} — {len(checks) - len(failed)} of {len(checks)} expected exponents of "
+        f"scale-invariant matrices met (‖W‖ ∝ η^p·λ^q, p = {p.expected:+g}, q = {q.expected:+g}, "
+        f"± {p.tolerance:g})"
+    )
     return {"overall": "fail" if failed else "pass", "line": line, "chips": chips}
 
 
 def _pq(row: Mapping) -> str:
-    return (f"p = {signed(row['p'], 2)} {interval(row['p_low'], row['p_high'])}, "
-            f"q = {signed(row['q'], 2)} {interval(row['q_low'], row['q_high'])}")
+    return (
+        f"p = {signed(row['p'], 2)} {interval(row['p_low'], row['p_high'])}, "
+        f"q = {signed(row['q'], 2)} {interval(row['q_low'], row['q_high'])}"
+    )
 
 
 def _claims(study: _Study) -> list[dict]:
@@ -94,35 +115,64 @@ def _claims(study: _Study) -> list[dict]:
         if not rows:
             continue
         checked = [c for c in study.checks if c.mode == mode]
-        verdict = ("reproduced" if all(c.status == "pass" for c in checked) else "not reproduced") if checked \
+        verdict = (
+            ("reproduced" if all(c.status == "pass" for c in checked) else "not reproduced")
+            if checked
             else ("follows √(η/λ)" if all(study.follows(r) for r in rows) else "does not follow √(η/λ)")
-        claims.append({"claim": f"(a) {mode}: a scale-invariant matrix settles at ‖W‖ ∝ √(η/λ)",
-                       "measured": [f"{r['variant']} {r['module']}: {_pq(r)}" for r in rows],
-                       "verdict": verdict, "kind": "pass" if verdict in ("reproduced", "follows √(η/λ)") else "fail"})
+        )
+        claims.append(
+            {
+                "claim": f"(a) {mode}: a scale-invariant matrix settles at ‖W‖ ∝ √(η/λ)",
+                "measured": [f"{r['variant']} {r['module']}: {_pq(r)}" for r in rows],
+                "verdict": verdict,
+                "kind": "pass" if verdict in ("reproduced", "follows √(η/λ)") else "fail",
+            }
+        )
     for mode in study.modes:
         rows = norms.filter(~pl.col("invariant") & (pl.col("mode") == mode)).to_dicts()
         if not rows:
             continue
         pinned = [r for r in rows if study.follows(r)]
-        claims.append({"claim": f"(b) {mode}: ‖W‖ of a matrix whose scale the output sees (reported as measured)",
-                       "measured": [f"{r['variant']} {r['module']}: {_pq(r)}; η/λ alone: r = {signed(r['r'], 2)}, "
-                                    f"R² = {r['r2_ratio']:.2f}" for r in rows],
-                       "verdict": f"{len(pinned)} of {len(rows)} within ±{study.band:g} of ±½", "kind": "info"})
+        claims.append(
+            {
+                "claim": f"(b) {mode}: ‖W‖ of a matrix whose scale the output sees (reported as measured)",
+                "measured": [
+                    f"{r['variant']} {r['module']}: {_pq(r)}; η/λ alone: r = {signed(r['r'], 2)}, "
+                    f"R² = {r['r2_ratio']:.2f}"
+                    for r in rows
+                ],
+                "verdict": f"{len(pinned)} of {len(rows)} within ±{study.band:g} of ±½",
+                "kind": "info",
+            }
+        )
     if "lrm-scalar" in study.modes and "sp" in study.modes:
         keys = ["variant", "module"]
         sp = norms.filter(~pl.col("invariant") & (pl.col("mode") == "sp")).select(*keys, "p", "q", "r")
         w = norms.filter(pl.col("mode") == "lrm-scalar").select(*keys, "p", "q", "r")
         eff = effective.filter(pl.col("mode") == "lrm-scalar").select(*keys, "p", "q", "r")
         joined = sp.join(w, on=keys, suffix="_w").join(eff, on=keys, suffix="_eff").sort(keys).to_dicts()
-        claims.append({"claim": "(c) lrm-scalar: the multiplier takes the scale, W is left to the equilibrium",
-                       "measured": [f"{r['variant']} {r['module']}: SP ‖W‖ r = {signed(r['r'], 2)}; with s: ‖W‖ "
-                                    f"r = {signed(r['r_w'], 2)} (p = {signed(r['p_w'], 2)}, q = {signed(r['q_w'], 2)}),"
-                                    f" ‖s·W‖ r = {signed(r['r_eff'], 2)}" for r in joined],
-                       "verdict": f"{sum(study.follows({'p': r['p_w'], 'q': r['q_w']}) for r in joined)} of "
-                                  f"{len(joined)} matrices' W within ±{study.band:g} of ±½ with s",
-                       "kind": "info"})
-        claims.append({"claim": "(c) lrm-scalar: held-out loss at steady state against SP's",
-                       "measured": _loss_lines(study), "verdict": "as measured", "kind": "info"})
+        claims.append(
+            {
+                "claim": "(c) lrm-scalar: the multiplier takes the scale, W is left to the equilibrium",
+                "measured": [
+                    f"{r['variant']} {r['module']}: SP ‖W‖ r = {signed(r['r'], 2)}; with s: ‖W‖ "
+                    f"r = {signed(r['r_w'], 2)} (p = {signed(r['p_w'], 2)}, q = {signed(r['q_w'], 2)}),"
+                    f" ‖s·W‖ r = {signed(r['r_eff'], 2)}"
+                    for r in joined
+                ],
+                "verdict": f"{sum(study.follows({'p': r['p_w'], 'q': r['q_w']}) for r in joined)} of "
+                f"{len(joined)} matrices' W within ±{study.band:g} of ±½ with s",
+                "kind": "info",
+            }
+        )
+        claims.append(
+            {
+                "claim": "(c) lrm-scalar: held-out loss at steady state against SP's",
+                "measured": _loss_lines(study),
+                "verdict": "as measured",
+                "kind": "info",
+            }
+        )
     return claims
 
 
@@ -131,16 +181,20 @@ def _loss_lines(study: _Study) -> list[str]:
     grid = alive.group_by("variant", "mode", "lr", "weight_decay").agg(pl.col("loss").mean())
     lines = []
     for (variant,), part in grid.partition_by("variant", as_dict=True, maintain_order=True).items():
-        paired = (part.filter(pl.col("mode") == "sp")
-                  .join(part.filter(pl.col("mode") == "lrm-scalar"), on=["lr", "weight_decay"], suffix="_s"))
+        paired = part.filter(pl.col("mode") == "sp").join(
+            part.filter(pl.col("mode") == "lrm-scalar"), on=["lr", "weight_decay"], suffix="_s"
+        )
         if paired.is_empty():
             continue
         better = int((paired["loss_s"] < paired["loss"]).sum())
         best = {m: part.filter(pl.col("mode") == m).sort("loss").row(0, named=True) for m in ("sp", "lrm-scalar")}
-        lines.append(f"{variant}: lrm-scalar lower at {better} of {paired.height} grid points; mean difference "
-                     f"{(paired['loss_s'] - paired['loss']).mean():+.3f}; best " + ", ".join(
-                         f"{m} {b['loss']:.3f} at η = {_pow2(b['lr'])}, λ = {_pow2(b['weight_decay'])}"
-                         for m, b in best.items()))
+        lines.append(
+            f"{variant}: lrm-scalar lower at {better} of {paired.height} grid points; mean difference "
+            f"{(paired['loss_s'] - paired['loss']).mean():+.3f}; best "
+            + ", ".join(
+                f"{m} {b['loss']:.3f} at η = {_pow2(b['lr'])}, λ = {_pow2(b['weight_decay'])}" for m, b in best.items()
+            )
+        )
     return lines
 
 
@@ -149,11 +203,19 @@ def _pow2(x: float) -> str:
 
 
 def _invariance_rows(study: _Study) -> list[dict]:
-    return [{"variant": name, "family": v["family"],
-             "options": ", ".join(f"{k}={val}" for k, val in v["options"].items()) or DASH,
-             "module": module, "role": v["roles"][module], "change": f"{change:.1e}",
-             "invariant": "yes" if module in v["invariant"] else "no"}
-            for name, v in study.variants.items() for module, change in v["change"].items()]
+    return [
+        {
+            "variant": name,
+            "family": v["family"],
+            "options": ", ".join(f"{k}={val}" for k, val in v["options"].items()) or DASH,
+            "module": module,
+            "role": v["roles"][module],
+            "change": f"{change:.1e}",
+            "invariant": "yes" if module in v["invariant"] else "no",
+        }
+        for name, v in study.variants.items()
+        for module, change in v["change"].items()
+    ]
 
 
 def _fit_rows(study: _Study) -> list[dict]:
@@ -164,33 +226,56 @@ def _fit_rows(study: _Study) -> list[dict]:
                 continue  # without a multiplier the effective norm is ‖W‖ itself
             checks = [study.check(r["mode"], r["variant"], r["module"], v) for v in ("eta", "lambda")]
             checks = [c for c in checks if c is not None] if quantity == "weight_fro" else []
-            status = (NO_CLAIM if not checks else "pass" if all(c.status == "pass" for c in checks) else "fail")
-            rows.append({
-                "variant": r["variant"], "mode": r["mode"], "module": r["module"], "role": r["role"],
-                "invariant": "yes" if r["invariant"] else "no",
-                "quantity": "‖W‖" if quantity == "weight_fro" else "‖s·W‖",
-                "p": signed(r["p"]), "p_ci": interval(r["p_low"], r["p_high"]) or DASH,
-                "q": signed(r["q"]), "q_ci": interval(r["q_low"], r["q_high"]) or DASH,
-                "r2": f"{r['r2']:.3f}" if finite(r["r2"]) else DASH,
-                "r": signed(r["r"]), "r_ci": interval(r["r_low"], r["r_high"]) or DASH,
-                "r2_ratio": f"{r['r2_ratio']:.3f}" if finite(r["r2_ratio"]) else DASH,
-                "n_points": r["n_points"], "n_seeds": r["n_seeds"],
-                "expected": f"{checks[0].expected:+g}, {checks[1].expected:+g} ± {checks[0].tolerance:g}"
-                if len(checks) == 2 else DASH,
-                "check": status, "kind": {"pass": "pass", "fail": "fail"}.get(status, "info"),
-            })
+            status = NO_CLAIM if not checks else "pass" if all(c.status == "pass" for c in checks) else "fail"
+            rows.append(
+                {
+                    "variant": r["variant"],
+                    "mode": r["mode"],
+                    "module": r["module"],
+                    "role": r["role"],
+                    "invariant": "yes" if r["invariant"] else "no",
+                    "quantity": "‖W‖" if quantity == "weight_fro" else "‖s·W‖",
+                    "p": signed(r["p"]),
+                    "p_ci": interval(r["p_low"], r["p_high"]) or DASH,
+                    "q": signed(r["q"]),
+                    "q_ci": interval(r["q_low"], r["q_high"]) or DASH,
+                    "r2": f"{r['r2']:.3f}" if finite(r["r2"]) else DASH,
+                    "r": signed(r["r"]),
+                    "r_ci": interval(r["r_low"], r["r_high"]) or DASH,
+                    "r2_ratio": f"{r['r2_ratio']:.3f}" if finite(r["r2_ratio"]) else DASH,
+                    "n_points": r["n_points"],
+                    "n_seeds": r["n_seeds"],
+                    "expected": f"{checks[0].expected:+g}, {checks[1].expected:+g} ± {checks[0].tolerance:g}"
+                    if len(checks) == 2
+                    else DASH,
+                    "check": status,
+                    "kind": {"pass": "pass", "fail": "fail"}.get(status, "info"),
+                }
+            )
     return rows
 
 
 def _run_rows(study: _Study) -> list[dict]:
-    table = (study.a.norms.join(study.a.state.select("run_id", "loss", "diverged"), on="run_id", how="left")
-             .sort("variant", "mode", "lr", "weight_decay", "seed", "module"))
-    return [{"variant": r["variant"], "mode": r["mode"], "eta": _pow2(r["lr"]), "lam": _pow2(r["weight_decay"]),
-             "ratio": f"{math.log2(r['lr'] / r['weight_decay']):+g}", "seed": r["seed"], "module": r["module"],
-             "weight": f"{r['weight_fro']:.4g}", "effective": f"{r['effective_fro']:.4g}",
-             "loss": f"{r['loss']:.4f}" if finite(r["loss"]) else DASH,
-             "fate": "diverged" if r["diverged"] else "steady", "kind": "fail" if r["diverged"] else "pass"}
-            for r in table.iter_rows(named=True)]
+    table = study.a.norms.join(study.a.state.select("run_id", "loss", "diverged"), on="run_id", how="left").sort(
+        "variant", "mode", "lr", "weight_decay", "seed", "module"
+    )
+    return [
+        {
+            "variant": r["variant"],
+            "mode": r["mode"],
+            "eta": _pow2(r["lr"]),
+            "lam": _pow2(r["weight_decay"]),
+            "ratio": f"{math.log2(r['lr'] / r['weight_decay']):+g}",
+            "seed": r["seed"],
+            "module": r["module"],
+            "weight": f"{r['weight_fro']:.4g}",
+            "effective": f"{r['effective_fro']:.4g}",
+            "loss": f"{r['loss']:.4f}" if finite(r["loss"]) else DASH,
+            "fate": "diverged" if r["diverged"] else "steady",
+            "kind": "fail" if r["diverged"] else "pass",
+        }
+        for r in table.iter_rows(named=True)
+    ]
 
 
 def render(plan: Mapping, analysis: equilibrium.Analysis, meta: Mapping[str, str]) -> str:
@@ -200,27 +285,46 @@ def render(plan: Mapping, analysis: equilibrium.Analysis, meta: Mapping[str, str
     panels = _panels(study)
     palette = _lambda_palette(sorted(set(analysis.state["weight_decay"].to_list())))
     diverged = analysis.state.filter(pl.col("diverged"))
-    return environment(Path(__file__).parent).get_template("template.html.j2").render(
-        title=plan["title"],
-        banner=_banner(study),
-        claims=_claims(study),
-        settings={"η·λ·steps": f"{study.settings['eta_lambda_steps']:g}",
-                  "steady state": f"mean over the recorded steps in the last {study.settings['steady_fraction']:g} "
-                                  "of each run",
-                  "invariance tolerance": f"{study.settings['invariance_tolerance']:g}"},
-        diverged=[f"{r['variant']} {r['mode']} η = {_pow2(r['lr'])}, λ = {_pow2(r['weight_decay'])}, seed {r['seed']}"
-                  for r in diverged.iter_rows(named=True)],
-        invariance=_invariance_rows(study),
-        norms_png=norm_figure(means, "weight_fro", "steady-state ‖W‖_F", panels, palette, study.modes),
-        effective_png=(norm_figure(means, "effective_fro", "steady-state ‖s·W‖_F", panels, palette, study.modes)
-                       if "lrm-scalar" in study.modes else None),
-        loss_png=loss_figure(analysis.state, list(study.variants), palette, study.modes),
-        trajectory_png=trajectory_figure(analysis.trajectories, panels, palette, study.modes,
-                                         study.settings["eta_lambda_steps"], study.settings["steady_fraction"]),
-        fits=_fit_rows(study), fit_checks=["pass", "fail", NO_CLAIM],
-        runs=_run_rows(study), fates=["steady", "diverged"],
-        band=f"{study.band:g}",
-        meta=meta,
+    return (
+        environment(Path(__file__).parent)
+        .get_template("template.html.j2")
+        .render(
+            title=plan["title"],
+            banner=_banner(study),
+            claims=_claims(study),
+            settings={
+                "η·λ·steps": f"{study.settings['eta_lambda_steps']:g}",
+                "steady state": f"mean over the recorded steps in the last {study.settings['steady_fraction']:g} "
+                "of each run",
+                "invariance tolerance": f"{study.settings['invariance_tolerance']:g}",
+            },
+            diverged=[
+                f"{r['variant']} {r['mode']} η = {_pow2(r['lr'])}, λ = {_pow2(r['weight_decay'])}, seed {r['seed']}"
+                for r in diverged.iter_rows(named=True)
+            ],
+            invariance=_invariance_rows(study),
+            norms_png=norm_figure(means, "weight_fro", "steady-state ‖W‖_F", panels, palette, study.modes),
+            effective_png=(
+                norm_figure(means, "effective_fro", "steady-state ‖s·W‖_F", panels, palette, study.modes)
+                if "lrm-scalar" in study.modes
+                else None
+            ),
+            loss_png=loss_figure(analysis.state, list(study.variants), palette, study.modes),
+            trajectory_png=trajectory_figure(
+                analysis.trajectories,
+                panels,
+                palette,
+                study.modes,
+                study.settings["eta_lambda_steps"],
+                study.settings["steady_fraction"],
+            ),
+            fits=_fit_rows(study),
+            fit_checks=["pass", "fail", NO_CLAIM],
+            runs=_run_rows(study),
+            fates=["steady", "diverged"],
+            band=f"{study.band:g}",
+            meta=meta,
+        )
     )
 
 
@@ -229,9 +333,12 @@ def render(plan: Mapping, analysis: equilibrium.Analysis, meta: Mapping[str, str
 
 def _seed_means(norms: pl.DataFrame, state: pl.DataFrame) -> pl.DataFrame:
     alive = norms.join(state.filter(~pl.col("diverged")).select("run_id"), on="run_id")
-    return (alive.group_by("variant", "mode", "module", "lr", "weight_decay")
-            .agg(pl.col("weight_fro").mean(), pl.col("effective_fro").mean())
-            .with_columns(ratio=pl.col("lr") / pl.col("weight_decay")).sort("lr", "weight_decay"))
+    return (
+        alive.group_by("variant", "mode", "module", "lr", "weight_decay")
+        .agg(pl.col("weight_fro").mean(), pl.col("effective_fro").mean())
+        .with_columns(ratio=pl.col("lr") / pl.col("weight_decay"))
+        .sort("lr", "weight_decay")
+    )
 
 
 def _panels(study: _Study) -> list[tuple[str, str, bool]]:
@@ -253,8 +360,9 @@ def _panel_title(variant: str, module: str, invariant: bool) -> str:
 
 
 @matplotlib.rc_context(figures.RC)
-def norm_figure(means: pl.DataFrame, column: str, ylabel: str, panels: list[tuple[str, str, bool]],
-                palette: dict, modes: list[str]) -> str:
+def norm_figure(
+    means: pl.DataFrame, column: str, ylabel: str, panels: list[tuple[str, str, bool]], palette: dict, modes: list[str]
+) -> str:
     """Steady-state `column` against η/λ, log–log: a panel per (variant, matrix), a line per λ and
     mode (seed mean). Dotted: slope ½ through the SP points' centre, where an invariant matrix's lines fall."""
     fig, axes = figures.panel_grid(len(panels), 3, "η / λ", ylabel)
@@ -262,14 +370,20 @@ def norm_figure(means: pl.DataFrame, column: str, ylabel: str, panels: list[tupl
         figures.set_title(ax, _panel_title(variant, module, invariant))
         part = means.filter((pl.col("variant") == variant) & (pl.col("module") == module))
         for (mode, lam), line in part.partition_by("mode", "weight_decay", as_dict=True).items():
-            ax.plot(line["ratio"].to_numpy(), line[column].to_numpy(), color=palette[lam],
-                    linestyle=MODE_STYLE[mode], marker="o", markersize=3, linewidth=1.1)
+            ax.plot(
+                line["ratio"].to_numpy(),
+                line[column].to_numpy(),
+                color=palette[lam],
+                linestyle=MODE_STYLE[mode],
+                marker="o",
+                markersize=3,
+                linewidth=1.1,
+            )
         anchor = part.filter(pl.col("mode") == modes[0])
         if anchor.height:
             x, y = np.log(anchor["ratio"].to_numpy()), np.log(anchor[column].to_numpy())
             ends = np.array([x.min(), x.max()])
-            ax.plot(np.exp(ends), np.exp(y.mean() + 0.5 * (ends - x.mean())), color="0.5", linestyle=":",
-                    linewidth=1.0)
+            ax.plot(np.exp(ends), np.exp(y.mean() + 0.5 * (ends - x.mean())), color="0.5", linestyle=":", linewidth=1.0)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
     _legend(fig, palette, modes, (Line2D([], [], color="0.5", linestyle=":", label="slope ½"),))
@@ -280,23 +394,40 @@ def norm_figure(means: pl.DataFrame, column: str, ylabel: str, panels: list[tupl
 def loss_figure(state: pl.DataFrame, variants: list[str], palette: dict, modes: list[str]) -> str:
     """Steady-state held-out loss against η/λ, a panel per variant, a line per λ and mode (seed mean)."""
     fig, axes = figures.panel_grid(len(variants), 3, "η / λ", "held-out loss")
-    means = (state.filter(~pl.col("diverged")).group_by("variant", "mode", "lr", "weight_decay")
-             .agg(pl.col("loss").mean()).with_columns(ratio=pl.col("lr") / pl.col("weight_decay"))
-             .sort("lr", "weight_decay"))
+    means = (
+        state.filter(~pl.col("diverged"))
+        .group_by("variant", "mode", "lr", "weight_decay")
+        .agg(pl.col("loss").mean())
+        .with_columns(ratio=pl.col("lr") / pl.col("weight_decay"))
+        .sort("lr", "weight_decay")
+    )
     for ax, variant in zip(axes, variants):
         figures.set_title(ax, variant)
         part = means.filter(pl.col("variant") == variant)
         for (mode, lam), line in part.partition_by("mode", "weight_decay", as_dict=True).items():
-            ax.plot(line["ratio"].to_numpy(), line["loss"].to_numpy(), color=palette[lam],
-                    linestyle=MODE_STYLE[mode], marker="o", markersize=3, linewidth=1.1)
+            ax.plot(
+                line["ratio"].to_numpy(),
+                line["loss"].to_numpy(),
+                color=palette[lam],
+                linestyle=MODE_STYLE[mode],
+                marker="o",
+                markersize=3,
+                linewidth=1.1,
+            )
         ax.set_xscale("log", base=2)
     _legend(fig, palette, modes)
     return figures.to_png(fig)
 
 
 @matplotlib.rc_context(figures.RC)
-def trajectory_figure(trajectories: pl.DataFrame, panels: list[tuple[str, str, bool]], palette: dict,
-                      modes: list[str], horizon: float, fraction: float) -> str:
+def trajectory_figure(
+    trajectories: pl.DataFrame,
+    panels: list[tuple[str, str, bool]],
+    palette: dict,
+    modes: list[str],
+    horizon: float,
+    fraction: float,
+) -> str:
     """‖W‖_F over the run's steady state against η·λ·step, a line per run: a run that settled ends
     flat at 1 in its shaded last part."""
     fig, axes = figures.panel_grid(len(panels), 3, "η · λ · step", "‖W‖_F / steady state")
@@ -304,8 +435,14 @@ def trajectory_figure(trajectories: pl.DataFrame, panels: list[tuple[str, str, b
         figures.set_title(ax, _panel_title(variant, module, invariant))
         part = trajectories.filter((pl.col("variant") == variant) & (pl.col("module") == module))
         for (_, mode, lam), line in part.partition_by("run_id", "mode", "weight_decay", as_dict=True).items():
-            ax.plot(line["eta_lambda_step"].to_numpy(), line["relative"].to_numpy(), color=palette[lam],
-                    linestyle=MODE_STYLE[mode], linewidth=0.9, alpha=0.8)
+            ax.plot(
+                line["eta_lambda_step"].to_numpy(),
+                line["relative"].to_numpy(),
+                color=palette[lam],
+                linestyle=MODE_STYLE[mode],
+                linewidth=0.9,
+                alpha=0.8,
+            )
         ax.axhline(1.0, color="0.5", linewidth=0.7, linestyle=":")
         ax.axvspan((1 - fraction) * horizon, horizon, color="0.93", zorder=0)
         ax.set_yscale("log")

@@ -3,17 +3,22 @@ its drift with width, η* ∝ d^α; coordinate checks beside the sweep are linke
 
 import polars as pl
 
+from ...report.text import TABLE
 from ...run import provenance
 from ...study.kind import Analysis, StudyKind
-from ...report.text import TABLE
-from . import analysis as transfer, report
+from . import analysis as transfer
+from . import report
 from .study import read
 
 
 def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
     fitted = transfer.analyse(records, plan["tolerance"])
-    return Analysis(fitted.drift, {"optima.csv": fitted.widths, "transfer.csv": fitted.drift},
-                    dict(fitted.drift.group_by("verdict").len().iter_rows()), (records, fitted))
+    return Analysis(
+        fitted.drift,
+        {"optima.csv": fitted.widths, "transfer.csv": fitted.drift},
+        dict(fitted.drift.group_by("verdict").len().iter_rows()),
+        (records, fitted),
+    )
 
 
 def render(plan: dict, analysis: Analysis, meta: dict, parts: list) -> str:
@@ -23,11 +28,20 @@ def render(plan: dict, analysis: Analysis, meta: dict, parts: list) -> str:
 
 def summary(analysis: Analysis) -> str:
     with pl.Config(**TABLE):
-        table = analysis.exponents.select(*transfer.SETTING, "alpha", "ci_low", "ci_high", "r2", "unbracketed",
-                                          "diverged_runs", "verdict")
+        table = analysis.exponents.select(
+            *transfer.SETTING, "alpha", "ci_low", "ci_high", "r2", "unbracketed", "diverged_runs", "verdict"
+        )
         return f"optimal learning rate vs width, η* ∝ d^α:\n{table}"
 
 
-KIND = StudyKind("lr_transfer", read=read, analyse=analyse, expectations=lambda plan, exponents: plan["expect"],
-                 render=render, summary=summary, describe=lambda specs, analysis: provenance.data(specs),
-                 exponents_file="transfer.csv", swept=True)
+KIND = StudyKind(
+    "lr_transfer",
+    read=read,
+    analyse=analyse,
+    expectations=lambda plan, exponents: plan["expect"],
+    render=render,
+    summary=summary,
+    describe=lambda specs, analysis: provenance.data(specs),
+    exponents_file="transfer.csv",
+    swept=True,
+)

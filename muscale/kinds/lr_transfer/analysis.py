@@ -21,12 +21,19 @@ SETTING = ["family", "mode", "optimizer"]
 
 def final_losses(records: pl.DataFrame) -> pl.DataFrame:
     """One row per run: its last held-out loss and whether it diverged."""
-    last = (records.filter(pl.col("metric") == "eval_loss").sort("step")
-            .group_by("run_id").agg(pl.col("value").last().alias("eval_loss"), pl.col("step").max().alias("step")))
+    last = (
+        records.filter(pl.col("metric") == "eval_loss")
+        .sort("step")
+        .group_by("run_id")
+        .agg(pl.col("value").last().alias("eval_loss"), pl.col("step").max().alias("step"))
+    )
     keys = records.select("run_id", *SETTING, "width", "seed", "lr").unique()
-    return (keys.join(last, on="run_id").join(fate(records), on="run_id", how="left")
-            .with_columns(log2_lr=pl.col("lr").log(2).round(6))
-            .sort(*SETTING, "width", "seed", "lr"))
+    return (
+        keys.join(last, on="run_id")
+        .join(fate(records), on="run_id", how="left")
+        .with_columns(log2_lr=pl.col("lr").log(2).round(6))
+        .sort(*SETTING, "width", "seed", "lr")
+    )
 
 
 def _vertex(points: list[tuple[float, float, bool]]) -> tuple[float, float, bool]:
@@ -56,8 +63,16 @@ def optima(losses: pl.DataFrame) -> pl.DataFrame:
     for key, group in losses.group_by(*SETTING, "width", "seed", maintain_order=True):
         points = list(zip(group["log2_lr"], group["eval_loss"], group["diverged"]))
         x, y, bracketed = _vertex(points)
-        rows.append(dict(zip(SETTING + ["width", "seed"], key), log2_lr_opt=x, loss_opt=y, bracketed=bracketed,
-                         n_diverged=int(group["diverged"].sum()), step=int(group["step"].max())))
+        rows.append(
+            dict(
+                zip(SETTING + ["width", "seed"], key),
+                log2_lr_opt=x,
+                loss_opt=y,
+                bracketed=bracketed,
+                n_diverged=int(group["diverged"].sum()),
+                step=int(group["step"].max()),
+            )
+        )
     return pl.DataFrame(rows)
 
 
@@ -67,34 +82,67 @@ def drift(best: pl.DataFrame, tolerance: float) -> pl.DataFrame:
     whose every run diverged has no optimum and is left out of the fit (the report names it)."""
     usable = best.filter(pl.col("log2_lr_opt").is_finite())
     as_records = usable.select(*SETTING, "width", "seed", value=2.0 ** pl.col("log2_lr_opt")).with_columns(
-        module=pl.lit("lr_opt"), role=pl.lit("lr"), metric=pl.lit("lr_opt"), step=pl.lit(0))
-    fits = (fit_exponents(as_records).select(*SETTING, "alpha", "ci_low", "ci_high", "r2", "n_widths", "n_seeds")
-            if as_records.height else pl.DataFrame(schema={**{k: pl.String for k in SETTING},
-                                                           **{k: pl.Float64 for k in ("alpha", "ci_low", "ci_high", "r2")},
-                                                           "n_widths": pl.UInt32, "n_seeds": pl.UInt32}))
+        module=pl.lit("lr_opt"), role=pl.lit("lr"), metric=pl.lit("lr_opt"), step=pl.lit(0)
+    )
+    fits = (
+        fit_exponents(as_records).select(*SETTING, "alpha", "ci_low", "ci_high", "r2", "n_widths", "n_seeds")
+        if as_records.height
+        else pl.DataFrame(
+            schema={
+                **{k: pl.String for k in SETTING},
+                **{k: pl.Float64 for k in ("alpha", "ci_low", "ci_high", "r2")},
+                "n_widths": pl.UInt32,
+                "n_seeds": pl.UInt32,
+            }
+        )
+    )
     # Named like a width exponent (module, metric, step), so `muscale baseline` and `gate` take it as one.
-    summary = best.group_by(*SETTING).agg(unbracketed=(~pl.col("bracketed")).sum(),
-                                           diverged_runs=pl.col("n_diverged").sum(), step=pl.col("step").max()
-                                           ).with_columns(module=pl.lit("lr_opt"), metric=pl.lit("lr_opt"))
+    summary = (
+        best.group_by(*SETTING)
+        .agg(
+            unbracketed=(~pl.col("bracketed")).sum(),
+            diverged_runs=pl.col("n_diverged").sum(),
+            step=pl.col("step").max(),
+        )
+        .with_columns(module=pl.lit("lr_opt"), metric=pl.lit("lr_opt"))
+    )
     table = summary.join(fits, on=SETTING, how="left")
-    verdict = (pl.when(pl.col("alpha").is_null()).then(pl.lit("no fit"))
-               .when(pl.col("alpha").abs() <= tolerance).then(pl.lit("transfers"))
-               .otherwise(pl.lit("drifts")))
+    verdict = (
+        pl.when(pl.col("alpha").is_null())
+        .then(pl.lit("no fit"))
+        .when(pl.col("alpha").abs() <= tolerance)
+        .then(pl.lit("transfers"))
+        .otherwise(pl.lit("drifts"))
+    )
     return table.with_columns(tolerance=pl.lit(tolerance), verdict=verdict).sort(*SETTING)
 
 
 def per_width(best: pl.DataFrame) -> pl.DataFrame:
     """Mean log2 η* per setting and width with a 95% t-interval over seeds (null with one)."""
-    table = (best.filter(pl.col("log2_lr_opt").is_finite())
-             .group_by(*SETTING, "width")
-             .agg(log2_lr_opt=pl.col("log2_lr_opt").mean(), sd=pl.col("log2_lr_opt").std(),
-                  n_seeds=pl.len(), bracketed=pl.col("bracketed").all()))
+    table = (
+        best.filter(pl.col("log2_lr_opt").is_finite())
+        .group_by(*SETTING, "width")
+        .agg(
+            log2_lr_opt=pl.col("log2_lr_opt").mean(),
+            sd=pl.col("log2_lr_opt").std(),
+            n_seeds=pl.len(),
+            bracketed=pl.col("bracketed").all(),
+        )
+    )
     half = pl.Series(over_seeds(table["sd"].fill_null(np.nan).to_numpy(), table["n_seeds"].to_numpy()))
-    return (table.with_columns(half=half.fill_nan(None))
-            .select(*SETTING, "width", "log2_lr_opt",
-                    ci_low=pl.col("log2_lr_opt") - pl.col("half"), ci_high=pl.col("log2_lr_opt") + pl.col("half"),
-                    n_seeds="n_seeds", bracketed="bracketed")
-            .sort(*SETTING, "width"))
+    return (
+        table.with_columns(half=half.fill_nan(None))
+        .select(
+            *SETTING,
+            "width",
+            "log2_lr_opt",
+            ci_low=pl.col("log2_lr_opt") - pl.col("half"),
+            ci_high=pl.col("log2_lr_opt") + pl.col("half"),
+            n_seeds="n_seeds",
+            bracketed="bracketed",
+        )
+        .sort(*SETTING, "width")
+    )
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,15 @@ SMOOTH_STEPS = 12  # the training loss is a running mean over steps / SMOOTH_STE
 OPTIMUM_PANEL = (4.2, 3.0)
 
 
-def write_sweep_report(title: str, records: pl.DataFrame, path: str | os.PathLike,
-                       meta: Mapping[str, str] | None = None, tolerance: float = 0.25,
-                       expect: Sequence[Mapping] = (), parts: Sequence[Mapping] = ()) -> Path:
+def write_sweep_report(
+    title: str,
+    records: pl.DataFrame,
+    path: str | os.PathLike,
+    meta: Mapping[str, str] | None = None,
+    tolerance: float = 0.25,
+    expect: Sequence[Mapping] = (),
+    parts: Sequence[Mapping] = (),
+) -> Path:
     """Analyse and render the report of a learning-rate sweep fully in memory, then swap the file in.
 
     `records`: the long records of the sweep's runs (eval_loss, train_loss and diverged rows).
@@ -63,8 +69,14 @@ def write_sweep_report(title: str, records: pl.DataFrame, path: str | os.PathLik
     return path
 
 
-def render(title: str, records: pl.DataFrame, fitted: transfer.Transfer, meta: Mapping[str, str],
-           expect: Sequence[Mapping], parts: Sequence[Mapping]) -> str:
+def render(
+    title: str,
+    records: pl.DataFrame,
+    fitted: transfer.Transfer,
+    meta: Mapping[str, str],
+    expect: Sequence[Mapping],
+    parts: Sequence[Mapping],
+) -> str:
     """The report of records already analysed (`fitted`)."""
     _check(records)
     return _render(title, _Sweep(records, fitted, expect), meta, parts)
@@ -75,8 +87,11 @@ def _check(records: pl.DataFrame) -> None:
     present = sorted(records["metric"].unique().to_list())
     if "eval_loss" not in present:
         seen = f"it has {', '.join(present)}" if present else "it has no rows"
-        raise InputError("records", f"no eval_loss rows ({seen}); η* is read from each run's final held-out loss",
-                         "pass the records of a learning-rate sweep (`muscale sweep`, eval_batches ≥ 1)")
+        raise InputError(
+            "records",
+            f"no eval_loss rows ({seen}); η* is read from each run's final held-out loss",
+            "pass the records of a learning-rate sweep (`muscale sweep`, eval_batches ≥ 1)",
+        )
 
 
 class _Sweep:
@@ -101,13 +116,19 @@ class _Sweep:
         self.grid = sorted(set(self.runs["log2_lr"].to_list()))
         self.all_widths = sorted(set(self.runs["width"].to_list()))
         # η* per width: the seed mean of the vertex and of its loss; hollow unless every seed's was bracketed.
-        self.stars = (tag(best).filter(pl.col("log2_lr_opt").is_finite())
-                      .group_by("setting", "width")
-                      .agg(pl.col("log2_lr_opt").mean(), pl.col("loss_opt").mean(), pl.col("bracketed").all()))
+        self.stars = (
+            tag(best)
+            .filter(pl.col("log2_lr_opt").is_finite())
+            .group_by("setting", "width")
+            .agg(pl.col("log2_lr_opt").mean(), pl.col("loss_opt").mean(), pl.col("bracketed").all())
+        )
         # The grid point with the lowest seed-mean final loss among runs that did not diverge.
-        self.best_grid = (alive.group_by("setting", "width", "log2_lr").agg(pl.col("eval_loss").mean())
-                          .group_by("setting", "width")
-                          .agg(pl.col("log2_lr").sort_by("eval_loss", "log2_lr").first()))
+        self.best_grid = (
+            alive.group_by("setting", "width", "log2_lr")
+            .agg(pl.col("eval_loss").mean())
+            .group_by("setting", "width")
+            .agg(pl.col("log2_lr").sort_by("eval_loss", "log2_lr").first())
+        )
         chosen = alive.join(self.best_grid, on=("setting", "width", "log2_lr")).select("run_id", "setting", "width")
         self.curves, self.window = _curves(records, chosen)
         self.fates = self.runs.group_by("setting", "width").agg(runs=pl.len(), failed=pl.col("failed").sum())
@@ -119,16 +140,23 @@ class _Sweep:
 
 def _curves(records: pl.DataFrame, chosen: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Seed-mean train_loss (running mean) and eval_loss per step of the chosen runs, and the window used."""
-    rows = (records.filter(pl.col("metric").is_in(["train_loss", "eval_loss"]) & pl.col("value").is_finite())
-            .select("run_id", "metric", "step", "value").join(chosen, on="run_id"))
+    rows = (
+        records.filter(pl.col("metric").is_in(["train_loss", "eval_loss"]) & pl.col("value").is_finite())
+        .select("run_id", "metric", "step", "value")
+        .join(chosen, on="run_id")
+    )
     if rows.is_empty():
         return rows.select("setting", "width", "metric", "step", "value"), 1
     window = max(1, round(rows["step"].max() / SMOOTH_STEPS))
-    means = (rows.group_by("setting", "width", "metric", "step").agg(pl.col("value").mean())
-             .sort("setting", "width", "metric", "step"))
+    means = (
+        rows.group_by("setting", "width", "metric", "step")
+        .agg(pl.col("value").mean())
+        .sort("setting", "width", "metric", "step")
+    )
     smooth = pl.col("value").rolling_mean(window, min_samples=1, center=True).over("setting", "width", "metric")
-    return means.with_columns(value=pl.when(pl.col("metric") == "train_loss").then(smooth)
-                              .otherwise(pl.col("value"))), window
+    return means.with_columns(
+        value=pl.when(pl.col("metric") == "train_loss").then(smooth).otherwise(pl.col("value"))
+    ), window
 
 
 # ---------------------------------------------------------------- rows for the template
@@ -145,8 +173,10 @@ def _banner(sweep: _Sweep) -> dict:
     failed = [c for c in sweep.checks.values() if c.status != "pass"]
     if sweep.checks:
         overall = "fail" if failed else "pass"
-        line = (f"{'FAIL' if failed else 'PASS'} — {len(sweep.checks) - len(failed)} of {len(sweep.checks)} "
-                f"expected drift exponents met" + (f"; missed: {', '.join(c.mode for c in failed)}" if failed else ""))
+        line = (
+            f"{'FAIL' if failed else 'PASS'} — {len(sweep.checks) - len(failed)} of {len(sweep.checks)} "
+            f"expected drift exponents met" + (f"; missed: {', '.join(c.mode for c in failed)}" if failed else "")
+        )
     elif "drifts" in verdicts:
         overall = "warn"
         line = f"DRIFTS — η* moves with width in {verdicts.count('drifts')} of {n} setting(s) (|α| > {tol})"
@@ -156,11 +186,19 @@ def _banner(sweep: _Sweep) -> dict:
         fitted = verdicts.count("transfers")
         overall = "info"
         line = f"NO FIT — {n - fitted} of {n} setting(s) have too few widths with an optimum to fit" + (
-            f"; {fitted} transfer(s)" if fitted else "")
-    chips = [{"setting": r["setting"], "kind": VERDICT_KIND[r["verdict"]], "verdict": r["verdict"],
-              "alpha": signed(r["alpha"], 2), "ci": interval(r["ci_low"], r["ci_high"]),
-              "expected": _expected(_check_of(sweep, r))}
-             for r in rows.iter_rows(named=True)]
+            f"; {fitted} transfer(s)" if fitted else ""
+        )
+    chips = [
+        {
+            "setting": r["setting"],
+            "kind": VERDICT_KIND[r["verdict"]],
+            "verdict": r["verdict"],
+            "alpha": signed(r["alpha"], 2),
+            "ci": interval(r["ci_low"], r["ci_high"]),
+            "expected": _expected(_check_of(sweep, r)),
+        }
+        for r in rows.iter_rows(named=True)
+    ]
     return {"overall": overall, "line": line, "settings": chips}
 
 
@@ -171,58 +209,93 @@ def _expected(check: gate.Check | None) -> str:
 
 
 def _drift_rows(sweep: _Sweep) -> list[dict]:
-    return [{
-        "family": r["family"], "mode": r["mode"], "optimizer": r["optimizer"],
-        "alpha": signed(r["alpha"]), "ci_low": signed(r["ci_low"]), "ci_high": signed(r["ci_high"]),
-        "r2": f"{r['r2']:.3f}" if finite(r["r2"]) else DASH,
-        "n_widths": DASH if r.get("n_widths") is None else r["n_widths"],
-        "n_seeds": DASH if r.get("n_seeds") is None else r["n_seeds"],
-        "unbracketed": r["unbracketed"], "diverged": r["diverged_runs"], "tolerance": f"{r['tolerance']:g}",
-        "verdict": r["verdict"], "kind": VERDICT_KIND[r["verdict"]],
-        "expected": DASH if (c := _check_of(sweep, r)) is None else f"{c.expected:+.2f} ± {c.tolerance:g}",
-        "check": DASH if c is None else c.status,
-    } for r in sweep.ordered(sweep.drift).iter_rows(named=True)]
+    return [
+        {
+            "family": r["family"],
+            "mode": r["mode"],
+            "optimizer": r["optimizer"],
+            "alpha": signed(r["alpha"]),
+            "ci_low": signed(r["ci_low"]),
+            "ci_high": signed(r["ci_high"]),
+            "r2": f"{r['r2']:.3f}" if finite(r["r2"]) else DASH,
+            "n_widths": DASH if r.get("n_widths") is None else r["n_widths"],
+            "n_seeds": DASH if r.get("n_seeds") is None else r["n_seeds"],
+            "unbracketed": r["unbracketed"],
+            "diverged": r["diverged_runs"],
+            "tolerance": f"{r['tolerance']:g}",
+            "verdict": r["verdict"],
+            "kind": VERDICT_KIND[r["verdict"]],
+            "expected": DASH if (c := _check_of(sweep, r)) is None else f"{c.expected:+.2f} ± {c.tolerance:g}",
+            "check": DASH if c is None else c.status,
+        }
+        for r in sweep.ordered(sweep.drift).iter_rows(named=True)
+    ]
 
 
 def _width_rows(sweep: _Sweep) -> list[dict]:
     """Every (setting, width) with runs, fully diverged ones included (per_width has no row for them)."""
-    table = (sweep.fates.join(sweep.widths.drop(*SETTING), on=("setting", "width"), how="left")
-             .join(sweep.best_grid, on=("setting", "width"), how="left")
-             .join(sweep.runs.select("setting", *SETTING).unique(), on="setting")
-             .pipe(sweep.ordered, "width"))
+    table = (
+        sweep.fates.join(sweep.widths.drop(*SETTING), on=("setting", "width"), how="left")
+        .join(sweep.best_grid, on=("setting", "width"), how="left")
+        .join(sweep.runs.select("setting", *SETTING).unique(), on="setting")
+        .pipe(sweep.ordered, "width")
+    )
     rows = []
     for r in table.iter_rows(named=True):
         x = r["log2_lr_opt"]  # null exactly when every run of the width diverged
         status = "all diverged" if not finite(x) else "bracketed" if r["bracketed"] else "unbracketed"
-        rows.append({
-            "family": r["family"], "mode": r["mode"], "optimizer": r["optimizer"], "width": r["width"],
-            "log2_opt": f"{x:+.2f}" if finite(x) else DASH, "opt": f"{2.0**x:.3g}" if finite(x) else DASH,
-            "ci_low": f"{r['ci_low']:+.2f}" if finite(r["ci_low"]) else DASH,
-            "ci_high": f"{r['ci_high']:+.2f}" if finite(r["ci_high"]) else DASH,
-            "n_seeds": r["n_seeds"] or 0, "best_grid": f"{r['log2_lr']:+g}" if finite(r["log2_lr"]) else DASH,
-            "diverged": f"{r['failed']} of {r['runs']}", "status": status, "kind": STATUS_KIND[status],
-        })
+        rows.append(
+            {
+                "family": r["family"],
+                "mode": r["mode"],
+                "optimizer": r["optimizer"],
+                "width": r["width"],
+                "log2_opt": f"{x:+.2f}" if finite(x) else DASH,
+                "opt": f"{2.0**x:.3g}" if finite(x) else DASH,
+                "ci_low": f"{r['ci_low']:+.2f}" if finite(r["ci_low"]) else DASH,
+                "ci_high": f"{r['ci_high']:+.2f}" if finite(r["ci_high"]) else DASH,
+                "n_seeds": r["n_seeds"] or 0,
+                "best_grid": f"{r['log2_lr']:+g}" if finite(r["log2_lr"]) else DASH,
+                "diverged": f"{r['failed']} of {r['runs']}",
+                "status": status,
+                "kind": STATUS_KIND[status],
+            }
+        )
     return rows
 
 
 def _render(title: str, sweep: _Sweep, meta: Mapping[str, str], parts: Sequence[Mapping] = ()) -> str:
     palette = figures.width_palette(sweep.all_widths)
-    return environment(Path(__file__).parent).get_template("template.html.j2").render(
-        title=title,
-        banner=_banner(sweep),
-        has_expect=bool(sweep.checks),
-        tolerance=f"{sweep.tolerance:g}",
-        transfer_png=transfer_figure(sweep.runs, sweep.stars, sweep.settings, palette, sweep.grid),
-        optimum_png=(optimum_figure(sweep.widths, sweep.drift, sweep.settings, sweep.grid)
-                     if sweep.widths.height else None),
-        curves_png=curves_figure(sweep.curves, sweep.settings, palette, sweep.window) if sweep.curves.height else None,
-        window=sweep.window,
-        drift=_drift_rows(sweep), drift_verdicts=list(VERDICT_KIND),
-        widths=_width_rows(sweep), width_statuses=list(STATUS_KIND),
-        meta=meta,
-        parts=[{**p, "verdicts": " ".join(f"{v}={p['verdicts'].get(v, 0)}" for v in ("pass", "warn", "fail", "info")),
-                "kind": "fail" if p["verdicts"].get("fail") else "warn" if p["verdicts"].get("warn") else "pass"}
-               for p in parts],
+    return (
+        environment(Path(__file__).parent)
+        .get_template("template.html.j2")
+        .render(
+            title=title,
+            banner=_banner(sweep),
+            has_expect=bool(sweep.checks),
+            tolerance=f"{sweep.tolerance:g}",
+            transfer_png=transfer_figure(sweep.runs, sweep.stars, sweep.settings, palette, sweep.grid),
+            optimum_png=(
+                optimum_figure(sweep.widths, sweep.drift, sweep.settings, sweep.grid) if sweep.widths.height else None
+            ),
+            curves_png=curves_figure(sweep.curves, sweep.settings, palette, sweep.window)
+            if sweep.curves.height
+            else None,
+            window=sweep.window,
+            drift=_drift_rows(sweep),
+            drift_verdicts=list(VERDICT_KIND),
+            widths=_width_rows(sweep),
+            width_statuses=list(STATUS_KIND),
+            meta=meta,
+            parts=[
+                {
+                    **p,
+                    "verdicts": " ".join(f"{v}={p['verdicts'].get(v, 0)}" for v in ("pass", "warn", "fail", "info")),
+                    "kind": "fail" if p["verdicts"].get("fail") else "warn" if p["verdicts"].get("warn") else "pass",
+                }
+                for p in parts
+            ],
+        )
     )
 
 
@@ -231,18 +304,29 @@ def _render(title: str, sweep: _Sweep, meta: Mapping[str, str], parts: Sequence[
 
 _MARKERS = (
     Line2D([], [], color="0.4", marker="o", markersize=3, alpha=0.4, linestyle="", label="a seed"),
-    Line2D([], [], color="0.3", marker="*", markersize=8, markeredgecolor="0.1", markeredgewidth=0.5,
-           linestyle="", label="η*, bracketed"),
-    Line2D([], [], color="0.3", marker="*", markersize=8, markerfacecolor="white", linestyle="",
-           label="η*, unbracketed"),
+    Line2D(
+        [],
+        [],
+        color="0.3",
+        marker="*",
+        markersize=8,
+        markeredgecolor="0.1",
+        markeredgewidth=0.5,
+        linestyle="",
+        label="η*, bracketed",
+    ),
+    Line2D(
+        [], [], color="0.3", marker="*", markersize=8, markerfacecolor="white", linestyle="", label="η*, unbracketed"
+    ),
     Line2D([], [], color="0.3", marker="x", markersize=5, linestyle="", label="diverged"),
 )
 _BAND_ROW = 0.045  # axes fraction per width of diverged markers at the top of a panel
 
 
 @matplotlib.rc_context(figures.RC)
-def transfer_figure(runs: pl.DataFrame, stars: pl.DataFrame, settings: list[str], palette: dict,
-                    grid: list[float]) -> str:
+def transfer_figure(
+    runs: pl.DataFrame, stars: pl.DataFrame, settings: list[str], palette: dict, grid: list[float]
+) -> str:
     """Final held-out loss vs log2 learning rate, a panel per setting, a line per width (seed mean).
 
     `runs`: setting, width, log2_lr, eval_loss, failed. `stars`: setting, width, log2_lr_opt, loss_opt,
@@ -265,18 +349,33 @@ def _transfer_panel(ax, part: pl.DataFrame, stars: pl.DataFrame | None, palette:
     """Draw one setting; returns the widths whose every run diverged."""
     alive = part.filter(~pl.col("failed"))
     means = alive.group_by("width", "log2_lr").agg(pl.col("eval_loss").mean()).sort("width", "log2_lr")
-    lines = [(w, np.column_stack([g["log2_lr"].to_numpy(), g["eval_loss"].to_numpy()]))
-             for (w,), g in means.partition_by("width", as_dict=True, maintain_order=True).items()]
+    lines = [
+        (w, np.column_stack([g["log2_lr"].to_numpy(), g["eval_loss"].to_numpy()]))
+        for (w,), g in means.partition_by("width", as_dict=True, maintain_order=True).items()
+    ]
     ax.add_collection(LineCollection([xy for _, xy in lines], colors=[palette[w] for w, _ in lines], linewidths=1.2))
-    ax.scatter(alive["log2_lr"].to_numpy(), alive["eval_loss"].to_numpy(), s=8, linewidths=0, alpha=0.35,
-               c=[palette[w] for w in alive["width"].to_list()])
+    ax.scatter(
+        alive["log2_lr"].to_numpy(),
+        alive["eval_loss"].to_numpy(),
+        s=8,
+        linewidths=0,
+        alpha=0.35,
+        c=[palette[w] for w in alive["width"].to_list()],
+    )
     ys = alive["eval_loss"].to_list()
     if stars is not None:
         for bracketed, group in stars.partition_by("bracketed", as_dict=True).items():
             colors = [palette[w] for w in group["width"].to_list()]
-            ax.scatter(group["log2_lr_opt"].to_numpy(), group["loss_opt"].to_numpy(), marker="*", s=90, zorder=3,
-                       c=colors if bracketed[0] else "white", edgecolors="0.1" if bracketed[0] else colors,
-                       linewidths=0.5 if bracketed[0] else 1.1)
+            ax.scatter(
+                group["log2_lr_opt"].to_numpy(),
+                group["loss_opt"].to_numpy(),
+                marker="*",
+                s=90,
+                zorder=3,
+                c=colors if bracketed[0] else "white",
+                edgecolors="0.1" if bracketed[0] else colors,
+                linewidths=0.5 if bracketed[0] else 1.1,
+            )
         ys += stars["loss_opt"].to_list()
     dead = part.filter(pl.col("failed"))
     rows = sorted(set(dead["width"].to_list()))
@@ -291,8 +390,17 @@ def _transfer_panel(ax, part: pl.DataFrame, stars: pl.DataFrame | None, palette:
     band = blended_transform_factory(ax.transData, ax.transAxes)
     for i, width in enumerate(rows):
         xs = dead.filter(pl.col("width") == width)["log2_lr"].unique().to_numpy()
-        ax.scatter(xs, np.full(len(xs), 0.97 - _BAND_ROW * i), marker="x", s=14, linewidths=1.0,
-                   color=palette[width], transform=band, clip_on=False, zorder=3)
+        ax.scatter(
+            xs,
+            np.full(len(xs), 0.97 - _BAND_ROW * i),
+            marker="x",
+            s=14,
+            linewidths=1.0,
+            color=palette[width],
+            transform=band,
+            clip_on=False,
+            zorder=3,
+        )
     if rows:  # the panel's clipped edge: above it, the diverged runs
         ax.plot([0, 1], [top + 0.015] * 2, color="0.7", linewidth=0.6, linestyle=":", transform=ax.transAxes)
     return sorted(set(rows) - set(alive["width"].to_list()))
@@ -336,13 +444,17 @@ def optimum_figure(per_width: pl.DataFrame, drift: pl.DataFrame, settings: list[
             ax.plot(ends, y.mean() + alpha * (np.log2(ends) - lx.mean()), color=color, linewidth=1.1)
             half = (fit["ci_high"] - fit["ci_low"]) / 2 if finite(fit["ci_low"]) and finite(fit["ci_high"]) else None
             label = f"{name}\nα = {alpha:+.2f}" + (f" ± {half:.2f}" if half is not None else "")
-        handles.append(Line2D([], [], color=color, marker="o", markersize=4, label=label,
-                              linestyle="-" if finite(alpha) else ""))
+        handles.append(
+            Line2D([], [], color=color, marker="o", markersize=4, label=label, linestyle="-" if finite(alpha) else "")
+        )
     for edge in (grid[0], grid[-1]):
         ax.axhline(edge, color="0.6", linewidth=0.7, linestyle=":")
     handles.append(Line2D([], [], color="0.6", linewidth=0.7, linestyle=":", label="grid edge"))
-    handles.append(Line2D([], [], color="0.3", marker="o", markersize=4, markerfacecolor="white", linestyle="",
-                          label="unbracketed"))
+    handles.append(
+        Line2D(
+            [], [], color="0.3", marker="o", markersize=4, markerfacecolor="white", linestyle="", label="unbracketed"
+        )
+    )
     figures.log2_x_axis(ax, widths[-1], widths)
     ax.set_xlim(widths[0] / 2**0.3, widths[-1] * 2**0.3)
     # η* lies inside the grid (a vertex between its neighbours, or a grid point): zoom on the optima, never past
@@ -387,9 +499,17 @@ def curves_figure(curves: pl.DataFrame, settings: list[str], palette: dict, wind
                 ax.plot(xs, ys, color=palette[width], linewidth=1.0)
             else:
                 ax.scatter(xs, ys, s=12, color=palette[width], edgecolors="white", linewidths=0.5, zorder=3)
-    extra = (Line2D([], [], color="0.3", linewidth=1.0,
-                    label="train loss" + (f"\n(mean of {window} steps)" if window > 1 else "")),
-             Line2D([], [], color="0.3", marker="o", markersize=4, markeredgecolor="white", linestyle="",
-                    label="held-out loss"))
+    extra = (
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            linewidth=1.0,
+            label="train loss" + (f"\n(mean of {window} steps)" if window > 1 else ""),
+        ),
+        Line2D(
+            [], [], color="0.3", marker="o", markersize=4, markeredgecolor="white", linestyle="", label="held-out loss"
+        ),
+    )
     figures.add_legend(fig, palette, "width", extra=extra)
     return figures.to_png(fig)

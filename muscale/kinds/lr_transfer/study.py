@@ -4,30 +4,38 @@ learning rate × seed, each run on the sweep horizon, with coordinate checks bes
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...run import coordcheck
-from ...study.across_widths import KEYS, across_widths
 from ...config.options import study_keys
-from ...measure.probes import METRICS
 from ...config.spec import MODES, RunSpec, canonical_mode, has_mup, multiplier_kind
-from ...study.studyfile import Reader
+from ...measure.probes import METRICS
+from ...run import coordcheck
 from ...run.validate import check_positive
+from ...study.across_widths import KEYS, across_widths
+from ...study.studyfile import Reader
 
 TOP = KEYS | {
     "lr": (dict, None, "the learning-rate grid: [lr] log2_min, log2_max, log2_step"),
     "transfer": (dict, {}, "[transfer] tolerance, diverge_factor"),
     "expect": (dict, {}, "[expect] MODE = {alpha = …, tolerance = …}: the drift exponent `muscale gate` checks"),
-    "coord_check": (dict, None, "[coord_check] modes, widths, steps, seeds: coordinate checks run beside the "
-                    "sweep and linked from its report"),
+    "coord_check": (
+        dict,
+        None,
+        "[coord_check] modes, widths, steps, seeds: coordinate checks run beside the sweep and linked from its report",
+    ),
 }
 # Left out, a [coord_check] key takes the study's modes, or the coordinate check's horizon.
 COORD_CHECK = study_keys("mode", "widths", "steps", "seeds", modes=None, widths=None, steps=None, seeds=None)
-LR = {"log2_min": (float, None, "the smallest log2 learning rate"),
-      "log2_max": (float, None, "the largest log2 learning rate"),
-      "log2_step": (float, 1.0, "the grid spacing in log2 units")}
-TRANSFER = {"tolerance": (float, 0.25, "|α| of the optimum's drift that still counts as transfer")} | \
-    study_keys("diverge_factor")
-EXPECT = {"alpha": (float, None, "the expected drift exponent of η* ∝ d^α"),
-          "tolerance": (float, None, "how far α may stray; default: [transfer] tolerance")}
+LR = {
+    "log2_min": (float, None, "the smallest log2 learning rate"),
+    "log2_max": (float, None, "the largest log2 learning rate"),
+    "log2_step": (float, 1.0, "the grid spacing in log2 units"),
+}
+TRANSFER = {"tolerance": (float, 0.25, "|α| of the optimum's drift that still counts as transfer")} | study_keys(
+    "diverge_factor"
+)
+EXPECT = {
+    "alpha": (float, None, "the expected drift exponent of η* ∝ d^α"),
+    "tolerance": (float, None, "how far α may stray; default: [transfer] tolerance"),
+}
 
 
 @dataclass(frozen=True)
@@ -50,9 +58,20 @@ class TransferStudy:
     def baseline(self) -> list[dict]:
         """The expectations as gate rows, one per family × optimizer × expected mode."""
         settings = sorted({(s.family, s.optimizer, s.steps) for s in self.specs})
-        return [{"mode": mode, "family": family, "optimizer": optimizer, "module": "lr_opt", "metric": "lr_opt",
-                 "step": steps, "expected": alpha, "tolerance": tol}
-                for mode, (alpha, tol) in self.expect.items() for family, optimizer, steps in settings]
+        return [
+            {
+                "mode": mode,
+                "family": family,
+                "optimizer": optimizer,
+                "module": "lr_opt",
+                "metric": "lr_opt",
+                "step": steps,
+                "expected": alpha,
+                "tolerance": tol,
+            }
+            for mode, (alpha, tol) in self.expect.items()
+            for family, optimizer, steps in settings
+        ]
 
 
 def read(r: Reader, raw: dict) -> TransferStudy:
@@ -78,15 +97,35 @@ def read(r: Reader, raw: dict) -> TransferStudy:
         r.check(check_positive, "tolerance", tol, key=f"expect.{mode}.tolerance")
         expect[canonical_mode(mode)] = (e["alpha"], tol)
     specs = tuple(
-        RunSpec(**fields, lr=2.0**e, width=width, seed=seed, horizon="sweep", metrics=tuple(top["metrics"]),
-                eval_batches=top["eval_batches"], diverge_factor=transfer["diverge_factor"])
-        for fields in runs.fields for width in runs.widths for e in lrs for seed in range(top["seeds"]))
-    return TransferStudy(path, top["title"] or path.stem, specs, lrs, transfer["tolerance"], expect,
-                 _parts(r, top, runs.families, runs.modes, runs.options, runs.base_width))
+        RunSpec(
+            **fields,
+            lr=2.0**e,
+            width=width,
+            seed=seed,
+            horizon="sweep",
+            metrics=tuple(top["metrics"]),
+            eval_batches=top["eval_batches"],
+            diverge_factor=transfer["diverge_factor"],
+        )
+        for fields in runs.fields
+        for width in runs.widths
+        for e in lrs
+        for seed in range(top["seeds"])
+    )
+    return TransferStudy(
+        path,
+        top["title"] or path.stem,
+        specs,
+        lrs,
+        transfer["tolerance"],
+        expect,
+        _parts(r, top, runs.families, runs.modes, runs.options, runs.base_width),
+    )
 
 
-def _parts(r: Reader, top: dict, families: list[str], modes: list[str], options: dict,
-           base_width: int) -> dict[str, tuple[RunSpec, ...]]:
+def _parts(
+    r: Reader, top: dict, families: list[str], modes: list[str], options: dict, base_width: int
+) -> dict[str, tuple[RunSpec, ...]]:
     """The [coord_check] table as coordinate-check run specs, validated like the command's."""
     if top["coord_check"] is None:
         return {}
@@ -98,10 +137,21 @@ def _parts(r: Reader, top: dict, families: list[str], modes: list[str], options:
     for family in families:
         for mode in part_modes:
             multipliers = top["mup_multipliers"] if has_mup(mode) else None
-            parts[f"{family.replace(':', '_')}-{mode}"] = tuple(r.check(
-                lambda: coordcheck.plan(mode, family, widths=widths, steps=cc["steps"], seeds=cc["seeds"],
-                                        options=options, base_width=base_width, mup_multipliers=multipliers,
-                                        multipliers=top["multipliers"] if multiplier_kind(mode) else None,
-                                        mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0),
-                key="coord_check"))
+            parts[f"{family.replace(':', '_')}-{mode}"] = tuple(
+                r.check(
+                    lambda: coordcheck.plan(
+                        mode,
+                        family,
+                        widths=widths,
+                        steps=cc["steps"],
+                        seeds=cc["seeds"],
+                        options=options,
+                        base_width=base_width,
+                        mup_multipliers=multipliers,
+                        multipliers=top["multipliers"] if multiplier_kind(mode) else None,
+                        mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0,
+                    ),
+                    key="coord_check",
+                )
+            )
     return parts

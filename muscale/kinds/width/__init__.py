@@ -4,12 +4,13 @@ study's claims judged on them (DESIGN.md, fact 5)."""
 
 import polars as pl
 
-from ...run import provenance
 from ...analysis.derived import derived
 from ...analysis.fit import fit_exponents
-from ...study.kind import Analysis, StudyKind
 from ...report.text import TABLE
-from . import analysis as claims, report
+from ...run import provenance
+from ...study.kind import Analysis, StudyKind
+from . import analysis as claims
+from . import report
 from .study import read
 
 
@@ -18,8 +19,9 @@ def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
     exponents = fit_exponents(records)
     verdicts, modules = claims.judge(exponents, claims.from_plan(plan))
     counts = dict(verdicts.group_by("status").len().iter_rows()) if verdicts.height else {}
-    return Analysis(exponents, {"exponents.csv": exponents, "claims.csv": verdicts}, counts,
-                    (records, verdicts, modules))
+    return Analysis(
+        exponents, {"exponents.csv": exponents, "claims.csv": verdicts}, counts, (records, verdicts, modules)
+    )
 
 
 def expectations(plan: dict, exponents: pl.DataFrame) -> list[dict]:
@@ -42,14 +44,32 @@ def summary(analysis: Analysis) -> str:
         return "the study makes no claims"
     with pl.Config(**TABLE | {"tbl_width_chars": 200}, fmt_str_lengths=40):
         table = verdicts.select(
-            "name", "mode", "family", "metric", "expected", pl.col("tolerance").alias("±"),
-            pl.col("alpha_median").alias("α"), pl.format("[{}, {}]", pl.col("ci_low").round(2),
-                                                         pl.col("ci_high").round(2)).alias("interval"),
+            "name",
+            "mode",
+            "family",
+            "metric",
+            "expected",
+            pl.col("tolerance").alias("±"),
+            pl.col("alpha_median").alias("α"),
+            pl.format("[{}, {}]", pl.col("ci_low").round(2), pl.col("ci_high").round(2)).alias("interval"),
             pl.format("{}/{}/{}", "reproduced", "not reproduced", "inconclusive").alias("modules"),
-            "gate", "status")
-        return ("claims at the last step (α: median over the modules a claim covers; interval: their 95% "
-                f"intervals' envelope; modules: reproduced/not/inconclusive):\n{table}")
+            "gate",
+            "status",
+        )
+        return (
+            "claims at the last step (α: median over the modules a claim covers; interval: their 95% "
+            f"intervals' envelope; modules: reproduced/not/inconclusive):\n{table}"
+        )
 
 
-KIND = StudyKind("width", read=read, analyse=analyse, expectations=expectations, render=render, summary=summary,
-                 describe=describe, exponents_file="exponents.csv", swept=True)
+KIND = StudyKind(
+    "width",
+    read=read,
+    analyse=analyse,
+    expectations=expectations,
+    render=render,
+    summary=summary,
+    describe=describe,
+    exponents_file="exponents.csv",
+    swept=True,
+)

@@ -55,13 +55,17 @@ def training(specs: list[RunSpec]) -> dict[str, str]:
     """How each scheme trained, as report metadata: the settings behind every exponent."""
     out = {}
     for s in {dataclasses.replace(s, width=0, seed=0) for s in specs}:
-        text = (f"{s.optimizer}, lr {s.lr:g}, weight decay {s.weight_decay:g} on matrices (η·λ·steps = "
-                f"{s.lr * s.weight_decay * s.steps:.3g}), {s.steps} steps of {s.batch_size}×{s.seq_len} tokens "
-                f"({s.data}), options {dict(s.family_options) or 'none'}")
+        text = (
+            f"{s.optimizer}, lr {s.lr:g}, weight decay {s.weight_decay:g} on matrices (η·λ·steps = "
+            f"{s.lr * s.weight_decay * s.steps:.3g}), {s.steps} steps of {s.batch_size}×{s.seq_len} tokens "
+            f"({s.data}), options {dict(s.family_options) or 'none'}"
+        )
         if multiplier_kind(s.mode):
             placement = ", ".join(f"{k}={v}" for k, v in s.multipliers) or "the mode's default"
-            text += (f"; multipliers: lr {s.lr if s.mult_lr is None else s.mult_lr:g}, weight decay "
-                     f"{s.mult_weight_decay:g}, start {s.mult_init:g}, placement {placement}")
+            text += (
+                f"; multipliers: lr {s.lr if s.mult_lr is None else s.mult_lr:g}, weight decay "
+                f"{s.mult_weight_decay:g}, start {s.mult_init:g}, placement {placement}"
+            )
         out[f"training ({s.family}, {s.mode})"] = text
     return dict(sorted(out.items()))
 
@@ -82,26 +86,54 @@ def judge(exponents: pl.DataFrame, claims: list[Claim]) -> tuple[pl.DataFrame, p
         lo, hi = claim.alpha - claim.tolerance, claim.alpha + claim.tolerance
         rows = _covered(exponents, claim).with_columns(
             claim=pl.lit(i),
-            status=pl.when(pl.col("settled") == False).then(pl.lit("unsettled"))  # noqa: E712
-            .when((pl.col("ci_low") >= lo) & (pl.col("ci_high") <= hi)).then(pl.lit("reproduced"))
-            .when((pl.col("ci_high") < lo) | (pl.col("ci_low") > hi)).then(pl.lit("not reproduced"))
-            .otherwise(pl.lit("inconclusive")))
+            status=pl.when(~pl.col("settled"))
+            .then(pl.lit("unsettled"))
+            .when((pl.col("ci_low") >= lo) & (pl.col("ci_high") <= hi))
+            .then(pl.lit("reproduced"))
+            .when((pl.col("ci_high") < lo) | (pl.col("ci_low") > hi))
+            .then(pl.lit("not reproduced"))
+            .otherwise(pl.lit("inconclusive")),
+        )
         modules.append(rows)
         for family in sorted(set(rows["family"].to_list())) or ["—"]:
             got = rows.filter(pl.col("family") == family)
             seen = set(got["status"].to_list())
-            status = ("no data" if not seen else "not reproduced" if "not reproduced" in seen
-                      else "unsettled" if "unsettled" in seen
-                      else "reproduced" if seen == {"reproduced"} else "inconclusive")
+            status = (
+                "no data"
+                if not seen
+                else "not reproduced"
+                if "not reproduced" in seen
+                else "unsettled"
+                if "unsettled" in seen
+                else "reproduced"
+                if seen == {"reproduced"}
+                else "inconclusive"
+            )
             alphas = got["alpha"]
-            verdicts.append({"claim": i, "name": claim.name, "mode": claim.mode, "family": family,
-                             "metric": claim.metric, "roles": ", ".join(claim.roles) or "all",
-                             "expected": claim.alpha, "tolerance": claim.tolerance, "gate": claim.gate,
-                             "step": got["step"].max(), "modules": got.height,
-                             "alpha_min": alphas.min(), "alpha_median": alphas.median(), "alpha_max": alphas.max(),
-                             "ci_low": got["ci_low"].min(), "ci_high": got["ci_high"].max(),
-                             **{s: int((got["status"] == s).sum()) for s in STATUSES[:4]},
-                             "status": status, "note": claim.note, "control": claim.control})
+            verdicts.append(
+                {
+                    "claim": i,
+                    "name": claim.name,
+                    "mode": claim.mode,
+                    "family": family,
+                    "metric": claim.metric,
+                    "roles": ", ".join(claim.roles) or "all",
+                    "expected": claim.alpha,
+                    "tolerance": claim.tolerance,
+                    "gate": claim.gate,
+                    "step": got["step"].max(),
+                    "modules": got.height,
+                    "alpha_min": alphas.min(),
+                    "alpha_median": alphas.median(),
+                    "alpha_max": alphas.max(),
+                    "ci_low": got["ci_low"].min(),
+                    "ci_high": got["ci_high"].max(),
+                    **{s: int((got["status"] == s).sum()) for s in STATUSES[:4]},
+                    "status": status,
+                    "note": claim.note,
+                    "control": claim.control,
+                }
+            )
     return pl.DataFrame(verdicts), pl.concat(modules) if modules else exponents.clear()
 
 
@@ -114,6 +146,15 @@ def baseline(claims: list[Claim], exponents: pl.DataFrame) -> list[dict]:
         covered = _covered(exponents, claim).filter(pl.col("settled").fill_null(True))
         rows += [dict(zip(KEY, key)) | expect for key in covered.select(KEY).iter_rows()]
         if covered.is_empty():
-            rows.append({"mode": claim.mode, "family": "any", "optimizer": "any",
-                         "module": ", ".join(claim.roles) or "any", "metric": claim.metric, "step": -1} | expect)
+            rows.append(
+                {
+                    "mode": claim.mode,
+                    "family": "any",
+                    "optimizer": "any",
+                    "module": ", ".join(claim.roles) or "any",
+                    "metric": claim.metric,
+                    "step": -1,
+                }
+                | expect
+            )
     return rows

@@ -16,42 +16,63 @@ from pathlib import Path
 import polars as pl
 import seaborn as sns
 
+from ...config.spec import SETTLE_FROM, SETTLE_TOLERANCE
+from ...models.roles import ROLES
 from ...report.frames import alpha_trajectories, loss_panel, ordered, setting_order, with_setting
 from ...report.templates import environment
 from ...report.text import DASH, finite, interval, signed
-from ...models.roles import ROLES
-from ...config.spec import SETTLE_FROM, SETTLE_TOLERANCE
 from .analysis import STATUSES
 
 __all__ = ["render"]
 
 # The exponent table's columns: matrix, activation, update and multiplier sizes.
-TABLE_METRICS = ("weight_fro", "weight_rms", "act_rms", "raw_act_rms", "update_fro", "update_spec", "update_rel",
-                 "mult_scale", "mult_path", "mult_qk")
+TABLE_METRICS = (
+    "weight_fro",
+    "weight_rms",
+    "act_rms",
+    "raw_act_rms",
+    "update_fro",
+    "update_spec",
+    "update_rel",
+    "mult_scale",
+    "mult_path",
+    "mult_qk",
+)
 MULTIPLIER_METRICS = ("mult_scale", "mult_qk")
-TRAJECTORY_COLORS = dict(zip(("act_rms", "weight_fro", "update_rel", "mult_scale", "mult_qk"),
-                             sns.color_palette("deep")))
+TRAJECTORY_COLORS = dict(
+    zip(("act_rms", "weight_fro", "update_rel", "mult_scale", "mult_qk"), sns.color_palette("deep"))
+)
 STATUS_KIND = dict(zip(STATUSES, ("pass", "fail", "warn", "warn", "info")))
 # A control passes by not being reproduced.
 CONTROL_KIND = {"reproduced": "fail", "not reproduced": "pass"}
 
 
-def render(title: str, records: pl.DataFrame, exponents: pl.DataFrame, verdicts: pl.DataFrame,
-           modules: pl.DataFrame, meta: Mapping[str, str]) -> str:
+def render(
+    title: str,
+    records: pl.DataFrame,
+    exponents: pl.DataFrame,
+    verdicts: pl.DataFrame,
+    modules: pl.DataFrame,
+    meta: Mapping[str, str],
+) -> str:
     """`records`: the runs' records with the derived rows (derived.py); `exponents`: their fits;
     `verdicts`, `modules`: analysis.judge's claim rows and the module rows behind them."""
     records = with_setting(records, ("family",))
     exponents = with_setting(exponents, ("family",))
-    return environment(Path(__file__).parent).get_template("template.html.j2").render(
-        title=title,
-        banner=_banner(verdicts),
-        claims=_claim_rows(verdicts, modules),
-        tables=_alpha_tables(records, exponents),
-        multipliers=_multiplier_values(records),
-        trajectories=alpha_trajectories(exponents, TRAJECTORY_COLORS),
-        loss=loss_panel(records, log_steps=True),
-        meta=meta,
-        settle=(SETTLE_TOLERANCE, round(100 * (1 - SETTLE_FROM))),
+    return (
+        environment(Path(__file__).parent)
+        .get_template("template.html.j2")
+        .render(
+            title=title,
+            banner=_banner(verdicts),
+            claims=_claim_rows(verdicts, modules),
+            tables=_alpha_tables(records, exponents),
+            multipliers=_multiplier_values(records),
+            trajectories=alpha_trajectories(exponents, TRAJECTORY_COLORS),
+            loss=loss_panel(records, log_steps=True),
+            meta=meta,
+            settle=(SETTLE_TOLERANCE, round(100 * (1 - SETTLE_FROM))),
+        )
     )
 
 
@@ -68,8 +89,10 @@ def _banner(verdicts: pl.DataFrame) -> dict:
     line = f"{counts['reproduced']} of {n} claims reproduced"
     toothless = int((controls["status"] == "reproduced").sum())
     if controls.height:
-        line += (f"; {int((controls['status'] == 'not reproduced').sum())} of {controls.height} must-fail "
-                 "controls fail as they must")
+        line += (
+            f"; {int((controls['status'] == 'not reproduced').sum())} of {controls.height} must-fail "
+            "controls fail as they must"
+        )
     if missed:
         line += f"; the gate fails on {missed} gated claim{'s' if missed > 1 else ''}"
     overall = "fail" if missed or toothless else "pass" if counts["reproduced"] == n else "warn"
@@ -80,29 +103,45 @@ def _claim_rows(verdicts: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
     out = []
     for v in verdicts.iter_rows(named=True):
         behind = modules.filter((pl.col("claim") == v["claim"]) & (pl.col("family") == v["family"])).sort("module")
-        out.append({
-            "name": v["name"], "mode": v["mode"], "family": v["family"], "metric": v["metric"], "roles": v["roles"],
-            "expected": f"{v['expected']:+.2f} ± {v['tolerance']:.2f}", "step": v["step"] if v["step"] is not None
-            else DASH, "alpha": signed(v["alpha_median"], 2),
-            "range": f"{v['alpha_min']:+.2f} … {v['alpha_max']:+.2f}" if v["modules"] else DASH,
-            "envelope": interval(v["ci_low"], v["ci_high"]) or DASH,
-            "counts": f"{v['reproduced']} / {v['not reproduced']} / {v['inconclusive']} / {v['unsettled']}",
-            "gate": "control (must fail)" if v["control"] else "gated" if v["gate"] else "reported",
-            "status": v["status"],
-            "kind": (CONTROL_KIND.get(v["status"], "warn") if v["control"] else STATUS_KIND[v["status"]]),
-            "note": v["note"],
-            "modules": [{"module": m["module"], "role": m["role"], "alpha": signed(m["alpha"]),
-                         "ci": interval(m["ci_low"], m["ci_high"]) or DASH, "status": m["status"],
-                         "kind": STATUS_KIND[m["status"]]} for m in behind.iter_rows(named=True)],
-        })
+        out.append(
+            {
+                "name": v["name"],
+                "mode": v["mode"],
+                "family": v["family"],
+                "metric": v["metric"],
+                "roles": v["roles"],
+                "expected": f"{v['expected']:+.2f} ± {v['tolerance']:.2f}",
+                "step": v["step"] if v["step"] is not None else DASH,
+                "alpha": signed(v["alpha_median"], 2),
+                "range": f"{v['alpha_min']:+.2f} … {v['alpha_max']:+.2f}" if v["modules"] else DASH,
+                "envelope": interval(v["ci_low"], v["ci_high"]) or DASH,
+                "counts": f"{v['reproduced']} / {v['not reproduced']} / {v['inconclusive']} / {v['unsettled']}",
+                "gate": "control (must fail)" if v["control"] else "gated" if v["gate"] else "reported",
+                "status": v["status"],
+                "kind": (CONTROL_KIND.get(v["status"], "warn") if v["control"] else STATUS_KIND[v["status"]]),
+                "note": v["note"],
+                "modules": [
+                    {
+                        "module": m["module"],
+                        "role": m["role"],
+                        "alpha": signed(m["alpha"]),
+                        "ci": interval(m["ci_low"], m["ci_high"]) or DASH,
+                        "status": m["status"],
+                        "kind": STATUS_KIND[m["status"]],
+                    }
+                    for m in behind.iter_rows(named=True)
+                ],
+            }
+        )
     return out
 
 
 def _alpha_tables(records: pl.DataFrame, exponents: pl.DataFrame) -> list[dict]:
     """Per setting (scheme, plus family when several): a row per module, α and its interval
     at the last step for each of TABLE_METRICS."""
-    last = exponents.filter(pl.col("metric").is_in(TABLE_METRICS)
-                            & (pl.col("step") == pl.col("step").max().over("setting")))
+    last = exponents.filter(
+        pl.col("metric").is_in(TABLE_METRICS) & (pl.col("step") == pl.col("step").max().over("setting"))
+    )
     order = {m: i for i, m in enumerate(records["module"].unique(maintain_order=True).to_list())}
     tables = []
     for setting in setting_order(last):
@@ -110,8 +149,10 @@ def _alpha_tables(records: pl.DataFrame, exponents: pl.DataFrame) -> list[dict]:
         metrics = [m for m in TABLE_METRICS if m in set(part["metric"].to_list())]
         cells = {(r["module"], r["metric"]): r for r in part.iter_rows(named=True)}
         modules = sorted(set(part.select("module", "role").iter_rows()), key=lambda mr: order.get(mr[0], len(order)))
-        rows = [{"module": module, "role": role,
-                 "cells": [_cell(cells.get((module, metric))) for metric in metrics]} for module, role in modules]
+        rows = [
+            {"module": module, "role": role, "cells": [_cell(cells.get((module, metric))) for metric in metrics]}
+            for module, role in modules
+        ]
         tables.append({"setting": setting, "step": part["step"].max(), "metrics": metrics, "rows": rows})
     return tables
 
@@ -127,17 +168,27 @@ def _cell(fit: dict | None) -> dict:
 def _multiplier_values(records: pl.DataFrame) -> list[dict]:
     """Per setting with learnable multipliers: each multiplier's size at the last step, mean
     over seeds, by width: the numbers the multiplier exponents are fitted to."""
-    rows = records.filter(pl.col("metric").is_in(MULTIPLIER_METRICS)
-                          & (pl.col("step") == pl.col("step").max().over("setting")))
+    rows = records.filter(
+        pl.col("metric").is_in(MULTIPLIER_METRICS) & (pl.col("step") == pl.col("step").max().over("setting"))
+    )
     out = []
     for setting in setting_order(rows):
         part = rows.filter(pl.col("setting") == setting)
         widths = sorted(set(part["width"].to_list()))
-        means = (part.group_by("module", "role", "metric", "width").agg(pl.col("value").mean())
-                 .pivot(on="width", index=["module", "role", "metric"], values="value"))
+        means = (
+            part.group_by("module", "role", "metric", "width")
+            .agg(pl.col("value").mean())
+            .pivot(on="width", index=["module", "role", "metric"], values="value")
+        )
         rank = {r: i for i, r in enumerate(ordered(means["role"], ROLES))}
-        table = [{"module": r["module"], "role": r["role"], "metric": r["metric"],
-                  "sizes": [f"{r[str(w)]:.3g}" if finite(r[str(w)]) else DASH for w in widths]}
-                 for r in sorted(means.iter_rows(named=True), key=lambda r: (rank[r["role"]], r["module"], r["metric"]))]
+        table = [
+            {
+                "module": r["module"],
+                "role": r["role"],
+                "metric": r["metric"],
+                "sizes": [f"{r[str(w)]:.3g}" if finite(r[str(w)]) else DASH for w in widths],
+            }
+            for r in sorted(means.iter_rows(named=True), key=lambda r: (rank[r["role"]], r["module"], r["metric"]))
+        ]
         out.append({"setting": setting, "step": part["step"].max(), "widths": widths, "rows": table})
     return out

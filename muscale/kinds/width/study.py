@@ -10,35 +10,73 @@ explicit choice (`mult_lr`, `mult_weight_decay`)."""
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from ...study.across_widths import KEYS, TRAINING, across_widths
+
+from ...analysis.derived import DERIVED, SOURCES
 from ...config.options import study_keys
+from ...config.spec import RunSpec, canonical_mode, multiplier_kind, multiplier_lr
 from ...measure.probes import METRICS
 from ...models.roles import ROLES
-from ...config.spec import RunSpec, canonical_mode, multiplier_kind, multiplier_lr
-from ...study.studyfile import Reader
 from ...run.validate import check_positive
-from ...analysis.derived import DERIVED, SOURCES
+from ...study.across_widths import KEYS, TRAINING, across_widths
+from ...study.studyfile import Reader
 from .analysis import Claim
 
 # A width study's own defaults: AdamW, two seeds for an interval, and lr, weight decay and the
 # multipliers' lr as explicit choices (the equilibrium and the multipliers depend on them).
-TOP = {key: KEYS[key] for key in (
-    "title", "families", "modes", "widths", "steps", "batch_size", "seq_len", "mult_weight_decay", "multipliers",
-    "mult_init", "base_width", "data", "options", "mup_multipliers", "loss", "mult_param", "beta2", *TRAINING)} | \
-    study_keys("optimizer", "seeds", "lr", "weight_decay", "mult_lr", "metrics", optimizers=["adamw"], seeds=2,
-               lr=None, weight_decay=None, mult_lr=None, metrics=list(METRICS)) | {
-    "eta_lambda_steps": (float, 5.0, "the least lr·weight_decay·steps: the equilibrium needs a few 1/(η·λ)"),
-    "claim": (list, [], "[[claim]] tables: name, mode, metric, roles, alpha, tolerance, gate"),
+TOP = (
+    {
+        key: KEYS[key]
+        for key in (
+            "title",
+            "families",
+            "modes",
+            "widths",
+            "steps",
+            "batch_size",
+            "seq_len",
+            "mult_weight_decay",
+            "multipliers",
+            "mult_init",
+            "base_width",
+            "data",
+            "options",
+            "mup_multipliers",
+            "loss",
+            "mult_param",
+            "beta2",
+            *TRAINING,
+        )
+    }
+    | study_keys(
+        "optimizer",
+        "seeds",
+        "lr",
+        "weight_decay",
+        "mult_lr",
+        "metrics",
+        optimizers=["adamw"],
+        seeds=2,
+        lr=None,
+        weight_decay=None,
+        mult_lr=None,
+        metrics=list(METRICS),
+    )
+    | {
+        "eta_lambda_steps": (float, 5.0, "the least lr·weight_decay·steps: the equilibrium needs a few 1/(η·λ)"),
+        "claim": (list, [], "[[claim]] tables: name, mode, metric, roles, alpha, tolerance, gate"),
+    }
+)
+CLAIM = {
+    "name": (str, None, 'what the claim says, e.g. "multipliers ≈ d^-1 on projectors"'),
+    "mode": (str, None, "the scheme it is about, one of the study's modes"),
+    "metric": (str, None, f"a recorded metric, or one derived from them: {', '.join(DERIVED)}"),
+    "roles": (list, [], f"the roles it covers among {', '.join(ROLES)}; default: every role with the metric"),
+    "alpha": (float, None, "the expected width exponent"),
+    "tolerance": (float, None, "how far α may stray, e.g. 0.2"),
+    "gate": (bool, False, "true: `muscale gate` fails when the claim is not reproduced"),
+    "note": (str, "", "a line for the report"),
+    "control": (bool, False, "true: a must-fail control, the scheme where the claim must not be reproduced"),
 }
-CLAIM = {"name": (str, None, "what the claim says, e.g. \"multipliers ≈ d^-1 on projectors\""),
-         "mode": (str, None, "the scheme it is about, one of the study's modes"),
-         "metric": (str, None, f"a recorded metric, or one derived from them: {', '.join(DERIVED)}"),
-         "roles": (list, [], f"the roles it covers among {', '.join(ROLES)}; default: every role with the metric"),
-         "alpha": (float, None, "the expected width exponent"),
-         "tolerance": (float, None, "how far α may stray, e.g. 0.2"),
-         "gate": (bool, False, "true: `muscale gate` fails when the claim is not reproduced"),
-         "note": (str, "", "a line for the report"),
-         "control": (bool, False, "true: a must-fail control, the scheme where the claim must not be reproduced")}
 
 
 @dataclass(frozen=True)
@@ -71,15 +109,28 @@ def read(r: Reader, raw: dict) -> WidthStudy:
         r.check(check_positive, key, top[key], key=key)
     budget = top["lr"] * top["weight_decay"] * top["steps"]
     if budget < top["eta_lambda_steps"]:
-        raise r.error("steps", f"lr·weight_decay·steps = {budget:.3g} is below eta_lambda_steps = "
-                      f"{top['eta_lambda_steps']:g}: weight decay has not settled the matrix norms",
-                      f"give steps ≥ {top['eta_lambda_steps'] / (top['lr'] * top['weight_decay']):.0f}, "
-                      "or raise lr or weight_decay")
+        raise r.error(
+            "steps",
+            f"lr·weight_decay·steps = {budget:.3g} is below eta_lambda_steps = "
+            f"{top['eta_lambda_steps']:g}: weight decay has not settled the matrix norms",
+            f"give steps ≥ {top['eta_lambda_steps'] / (top['lr'] * top['weight_decay']):.0f}, "
+            "or raise lr or weight_decay",
+        )
     claims = tuple(_claim(r, i, c, runs.modes, metrics) for i, c in enumerate(top["claim"]))
     specs = tuple(
-        RunSpec(**fields, lr=top["lr"], width=width, seed=seed, horizon="long", metrics=tuple(metrics),
-                mult_lr=multiplier_lr(fields["mode"], top["mult_lr"]) if multiplier_kind(fields["mode"]) else None)
-        for fields in runs.fields for width in runs.widths for seed in range(top["seeds"]))
+        RunSpec(
+            **fields,
+            lr=top["lr"],
+            width=width,
+            seed=seed,
+            horizon="long",
+            metrics=tuple(metrics),
+            mult_lr=multiplier_lr(fields["mode"], top["mult_lr"]) if multiplier_kind(fields["mode"]) else None,
+        )
+        for fields in runs.fields
+        for width in runs.widths
+        for seed in range(top["seeds"])
+    )
     return WidthStudy(r.path, top["title"] or r.path.stem, specs, claims, {})
 
 
@@ -92,11 +143,17 @@ def _claim(r: Reader, index: int, raw, modes: list[str], metrics: list[str]) -> 
     if c["mode"] not in modes:
         raise at.error("mode", f"'{c['mode']}' is not one of the study's modes", f"use one of {', '.join(modes)}")
     if c["metric"] not in (*metrics, *DERIVED):
-        raise at.error("metric", f"'{c['metric']}' is neither recorded by the study nor derived",
-                       f"use one of {', '.join((*metrics, *DERIVED))}")
+        raise at.error(
+            "metric",
+            f"'{c['metric']}' is neither recorded by the study nor derived",
+            f"use one of {', '.join((*metrics, *DERIVED))}",
+        )
     if c["metric"] in DERIVED and not set(SOURCES[c["metric"]]) & set(metrics):
-        raise at.error("metric", f"{c['metric']} is derived from {', '.join(SOURCES[c['metric']])}, none recorded",
-                       "add them to metrics")
+        raise at.error(
+            "metric",
+            f"{c['metric']} is derived from {', '.join(SOURCES[c['metric']])}, none recorded",
+            "add them to metrics",
+        )
     if c["roles"]:
         at.listed("roles", c["roles"], str, ROLES)
     if c["tolerance"] is None:
@@ -104,10 +161,20 @@ def _claim(r: Reader, index: int, raw, modes: list[str], metrics: list[str]) -> 
     if not c["tolerance"] > 0:
         raise at.error("tolerance", f"{c['tolerance']} is not positive", "give a tolerance > 0, e.g. 0.2")
     if c["control"] and c["gate"]:
-        raise at.error("gate", "a control claim is judged in the report, not by the gate",
-                       "drop gate = true, or control = true")
-    return Claim(c["name"], canonical_mode(c["mode"]), c["metric"], c["alpha"], c["tolerance"], tuple(c["roles"]),
-                 c["gate"], c["note"], c["control"])
+        raise at.error(
+            "gate", "a control claim is judged in the report, not by the gate", "drop gate = true, or control = true"
+        )
+    return Claim(
+        c["name"],
+        canonical_mode(c["mode"]),
+        c["metric"],
+        c["alpha"],
+        c["tolerance"],
+        tuple(c["roles"]),
+        c["gate"],
+        c["note"],
+        c["control"],
+    )
 
 
 class _ClaimReader(Reader):
@@ -122,8 +189,10 @@ class _ClaimReader(Reader):
         start = headers[self.index] if self.index < len(headers) else None
         line = start
         if start is not None and key:
-            end = next((n for n, text in enumerate(self.lines, 1) if n > start and text.lstrip().startswith("[")),
-                       len(self.lines) + 1)
+            end = next(
+                (n for n, text in enumerate(self.lines, 1) if n > start and text.lstrip().startswith("[")),
+                len(self.lines) + 1,
+            )
             line = next((n for n in range(start, end) if self.lines[n - 1].split("=")[0].strip(' "') == key), start)
         name = f"claim.{self.index + 1}" + (f".{key}" if key else "")
         return f"{self.path}:{line}: {name}" if line else f"{self.path}: {name}"

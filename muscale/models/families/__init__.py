@@ -8,26 +8,33 @@ is a Hugging Face architecture at random init (families/hf.py, the `hf` extra)."
 import dataclasses
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
-from .. import data
 from ...errors import InputError
+from .. import data
 from ..references import load
-
 
 # Where Falcon-H1 puts fixed μP multipliers (the tuned baseline learnable multipliers are
 # compared against); a built-in family applies the ones it has, a key absent means 1.
 MULTIPLIER_POINTS = {
-    "embed": "embedding output", "head": "LM head output (after the final norm)",
-    "key": "key projection output, before rotary", "attn_in": "attention input (the normed hidden state)",
-    "attn_out": "attention output (after o_proj)", "ssm_in": "SSM input (before in_proj)",
-    "ssm_out": "SSM output (after out_proj)", "in_proj_z": "in_proj's z block", "in_proj_x": "in_proj's x block",
-    "in_proj_B": "in_proj's B block", "in_proj_C": "in_proj's C block", "in_proj_dt": "in_proj's dt block",
-    "mlp_gate": "MLP gate input", "mlp_down": "MLP down-projection output",
+    "embed": "embedding output",
+    "head": "LM head output (after the final norm)",
+    "key": "key projection output, before rotary",
+    "attn_in": "attention input (the normed hidden state)",
+    "attn_out": "attention output (after o_proj)",
+    "ssm_in": "SSM input (before in_proj)",
+    "ssm_out": "SSM output (after out_proj)",
+    "in_proj_z": "in_proj's z block",
+    "in_proj_x": "in_proj's x block",
+    "in_proj_B": "in_proj's B block",
+    "in_proj_C": "in_proj's C block",
+    "in_proj_dt": "in_proj's dt block",
+    "mlp_gate": "MLP gate input",
+    "mlp_down": "MLP down-projection output",
 }
 
 
@@ -80,8 +87,11 @@ class Family:
             return self.build(width, hooks, **options, **vocab)
         model = self.build(width, **{k: _literal(v) for k, v in options.items()})
         if not isinstance(model, nn.Module):
-            raise InputError("--family", f"{self.name}({width}) returned {type(model).__name__}, not an nn.Module",
-                             "make the function return a torch.nn.Module")
+            raise InputError(
+                "--family",
+                f"{self.name}({width}) returned {type(model).__name__}, not an nn.Module",
+                "make the function return a torch.nn.Module",
+            )
         return model
 
 
@@ -105,8 +115,11 @@ def _user_batch(ref: str) -> Callable[[int, int, int], Batch]:
     def batch(index: int, batch_size: int, seq_len: int) -> Batch:
         out = fn(index, batch_size) if streams else fn()
         if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
-            raise InputError("--batch", f"{ref}({'step, batch_size' if streams else ''}) must return (inputs, "
-                             "targets) tensors", "return a tuple of two tensors")
+            raise InputError(
+                "--batch",
+                f"{ref}({'step, batch_size' if streams else ''}) must return (inputs, targets) tensors",
+                "return a tuple of two tensors",
+            )
         return out
 
     return batch
@@ -116,6 +129,7 @@ def width_rules(name: str) -> str:
     """What a family keeps fixed and what grows with width, for the report; "" for a user's."""
     if name.startswith("hf:"):
         from .hf import WIDTH_RULES
+
         return WIDTH_RULES
     return BUILTIN[name].width_rules if name in BUILTIN else ""
 
@@ -127,34 +141,49 @@ def resolve(name: str, batch: str | None = None, source: str = "synthetic") -> F
         try:
             from . import hf  # transformers is an optional extra, imported only when asked for
         except ImportError as exc:
-            raise InputError("--family", f"{name} needs the optional extra muscale[hf] ({exc})",
-                             "pip install 'muscale[hf]'") from None
+            raise InputError(
+                "--family", f"{name} needs the optional extra muscale[hf] ({exc})", "pip install 'muscale[hf]'"
+            ) from None
         if batch is not None:
-            raise InputError("--batch", f"family {name} is a token LM fed by the data source",
-                             "drop --batch, or wrap the model in a package.module:function family")
+            raise InputError(
+                "--batch",
+                f"family {name} is a token LM fed by the data source",
+                "drop --batch, or wrap the model in a package.module:function family",
+            )
         model_type = name.partition(":")[2]
         hf.known(model_type)
         tokens = data.resolve_source(source)
-        return Family(name, functools.partial(hf.build, model_type), tokens.batch, builtin=True,
-                      check_width=functools.partial(hf.check_width, model_type), width_rules=hf.WIDTH_RULES,
-                      vocab=tokens.vocab)
+        return Family(
+            name,
+            functools.partial(hf.build, model_type),
+            tokens.batch,
+            builtin=True,
+            check_width=functools.partial(hf.check_width, model_type),
+            width_rules=hf.WIDTH_RULES,
+            vocab=tokens.vocab,
+        )
     if name in BUILTIN:
         if batch is not None:
-            raise InputError("--batch", f"built-in family '{name}' brings its own data",
-                             "drop --batch or use a package.module:function family")
+            raise InputError(
+                "--batch",
+                f"built-in family '{name}' brings its own data",
+                "drop --batch or use a package.module:function family",
+            )
         family = BUILTIN[name]
         if family.vocab is None:
             if source != "synthetic":
-                raise InputError("data", f"family {name} is not a token LM and brings its own data",
-                                 "use data = synthetic for it, or a token LM family")
+                raise InputError(
+                    "data",
+                    f"family {name} is not a token LM and brings its own data",
+                    "use data = synthetic for it, or a token LM family",
+                )
             return family
         tokens = data.resolve_source(source)
         return dataclasses.replace(family, batch=tokens.batch, vocab=tokens.vocab)
     build = load(name, "--family", (*BUILTIN, "hf:MODEL_TYPE"))
     if batch is not None:
         if source != "synthetic":
-            raise InputError("data", "a --batch function and a token source were both given",
-                             "drop one of them")
+            raise InputError("data", "a --batch function and a token source were both given", "drop one of them")
         return Family(name, build, _user_batch(batch), builtin=False)
     return Family(name, build, data.resolve_source(source).batch, builtin=False)
 
@@ -163,10 +192,31 @@ from . import hybrid, mamba2, mlp, transformer  # noqa: E402  (families register
 
 BUILTIN = {
     "mlp": Family("mlp", mlp.build, lambda i, b, t: data.mlp_batch(i, b), True, width_rules=mlp.WIDTH_RULES),
-    "transformer": Family("transformer", transformer.build, data.token_batch, True, vocab=data.VOCAB,
-                          check_width=transformer.check_width, width_rules=transformer.WIDTH_RULES),
-    "mamba2": Family("mamba2", mamba2.build, data.token_batch, True, vocab=data.VOCAB,
-                     check_width=mamba2.check_width, width_rules=mamba2.WIDTH_RULES),
-    "hybrid": Family("hybrid", hybrid.build, data.token_batch, True, vocab=data.VOCAB,
-                     check_width=hybrid.check_width, width_rules=hybrid.WIDTH_RULES),
+    "transformer": Family(
+        "transformer",
+        transformer.build,
+        data.token_batch,
+        True,
+        vocab=data.VOCAB,
+        check_width=transformer.check_width,
+        width_rules=transformer.WIDTH_RULES,
+    ),
+    "mamba2": Family(
+        "mamba2",
+        mamba2.build,
+        data.token_batch,
+        True,
+        vocab=data.VOCAB,
+        check_width=mamba2.check_width,
+        width_rules=mamba2.WIDTH_RULES,
+    ),
+    "hybrid": Family(
+        "hybrid",
+        hybrid.build,
+        data.token_batch,
+        True,
+        vocab=data.VOCAB,
+        check_width=hybrid.check_width,
+        width_rules=hybrid.WIDTH_RULES,
+    ),
 }

@@ -34,9 +34,11 @@ transformers.logging.set_verbosity_error()
 HEADS, LAYERS = 4, 2  # as the built-in transformer: a coordinate check needs width, not depth
 # muscale's own options; every other option names a config field.
 OPTIONS = {"layers": "num_hidden_layers", "heads": "num_attention_heads", "kv_heads": "num_key_value_heads"}
-WIDTH_RULES = ("hidden_size = d; MLP size = mlp_ratio · d (default: the config's own ratio); heads fixed "
-               "(default 4), head_dim = d / heads; 2 layers unless layers=N; vocab = the data's; dropout 0, "
-               "untied head, no KV cache")
+WIDTH_RULES = (
+    "hidden_size = d; MLP size = mlp_ratio · d (default: the config's own ratio); heads fixed "
+    "(default 4), head_dim = d / heads; 2 layers unless layers=N; vocab = the data's; dropout 0, "
+    "untied head, no KV cache"
+)
 ATTENTION = "muscale"
 
 
@@ -55,8 +57,11 @@ def _config(model_type: str):
     try:
         return AutoConfig.for_model(model_type)
     except ValueError:
-        raise InputError("--family", f"transformers knows no model type '{model_type}'",
-                         "use a model type such as hf:llama, hf:qwen2 or hf:gpt2") from None
+        raise InputError(
+            "--family",
+            f"transformers knows no model type '{model_type}'",
+            "use a model type such as hf:llama, hf:qwen2 or hf:gpt2",
+        ) from None
 
 
 def _number(text: str):
@@ -76,8 +81,11 @@ def _value(config, field: str, text):
             return _number(str(text))
         return type(default)(text) if isinstance(default, int | float) else text
     except ValueError:
-        raise InputError("--option", f"{field}={text!r} is not a {type(default).__name__}",
-                         f"give {field} a {type(default).__name__} value") from None
+        raise InputError(
+            "--option",
+            f"{field}={text!r} is not a {type(default).__name__}",
+            f"give {field} a {type(default).__name__} value",
+        ) from None
 
 
 def config(model_type: str, width: int, vocab: int, options: dict):
@@ -86,23 +94,37 @@ def config(model_type: str, width: int, vocab: int, options: dict):
     fields = {OPTIONS.get(k, k): v for k, v in options.items() if k not in ("mlp_ratio", "attn_scale")}
     unknown = sorted(f for f in fields if not hasattr(default, f))
     if unknown:
-        raise InputError("--option", f"hf:{model_type}'s config has no field {', '.join(unknown)}",
-                         "use layers, heads, kv_heads, mlp_ratio, attn_scale=model or a field of its config")
+        raise InputError(
+            "--option",
+            f"hf:{model_type}'s config has no field {', '.join(unknown)}",
+            "use layers, heads, kv_heads, mlp_ratio, attn_scale=model or a field of its config",
+        )
     mlp_field = "intermediate_size" if hasattr(default, "intermediate_size") else "n_inner"
     own_mlp = getattr(default, mlp_field, None) or 4 * default.hidden_size
     ratio = float(options.get("mlp_ratio", own_mlp / default.hidden_size))
     heads = int(fields.get("num_attention_heads", HEADS))
-    values = {"hidden_size": width, mlp_field: int(ratio * width), "num_attention_heads": heads,
-              "num_hidden_layers": LAYERS, "vocab_size": vocab, "tie_word_embeddings": False, "use_cache": False}
+    values = {
+        "hidden_size": width,
+        mlp_field: int(ratio * width),
+        "num_attention_heads": heads,
+        "num_hidden_layers": LAYERS,
+        "vocab_size": vocab,
+        "tie_word_embeddings": False,
+        "use_cache": False,
+    }
     if hasattr(default, "num_key_value_heads"):
         values["num_key_value_heads"] = heads
     if hasattr(default, "head_dim"):
         values["head_dim"] = width // heads
     # Dropout would make a coordinate check measure noise; token ids must lie in the data's vocabulary.
-    values |= {f: 0.0 for f, v in default.to_dict().items() if ("dropout" in f or "pdrop" in f)
-               and isinstance(v, float)}
-    values |= {f: None for f in ("bos_token_id", "eos_token_id", "pad_token_id")
-               if isinstance(getattr(default, f, None), int) and getattr(default, f) >= vocab}
+    values |= {
+        f: 0.0 for f, v in default.to_dict().items() if ("dropout" in f or "pdrop" in f) and isinstance(v, float)
+    }
+    values |= {
+        f: None
+        for f in ("bos_token_id", "eos_token_id", "pad_token_id")
+        if isinstance(getattr(default, f, None), int) and getattr(default, f) >= vocab
+    }
     values |= {f: _value(default, f, v) for f, v in fields.items() if f != "num_attention_heads"}
     return AutoConfig.for_model(model_type, **values)
 
@@ -123,20 +145,29 @@ def check_width(model_type: str, width: int, options: dict) -> str | None:
 
 
 def _attention_modules(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(getattr(m, "scaling", None), float)
-            and isinstance(getattr(m, "head_dim", None), int)]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(getattr(m, "scaling", None), float) and isinstance(getattr(m, "head_dim", None), int)
+    ]
 
 
 def build(model_type: str, width: int, hooks, vocab: int, **options) -> nn.Module:
     if options.get("attn_scale", "model") != "model":
-        raise InputError("--option", f"attn_scale={options['attn_scale']!r} is not a choice",
-                         "give attn_scale=model to keep the model's own 1/sqrt(head_dim) under μP, or drop it")
+        raise InputError(
+            "--option",
+            f"attn_scale={options['attn_scale']!r} is not a choice",
+            "give attn_scale=model to keep the model's own 1/sqrt(head_dim) under μP, or drop it",
+        )
     cfg = config(model_type, width, vocab, options)
     try:
         model = AutoModelForCausalLM.from_config(cfg, attn_implementation=ATTENTION)
     except ValueError as exc:
-        raise InputError("--family", f"hf:{model_type} is not a causal LM transformers can build ({exc})",
-                         "use a decoder model type such as llama, qwen2 or gpt2") from None
+        raise InputError(
+            "--family",
+            f"hf:{model_type} is not a causal LM transformers can build ({exc})",
+            "use a decoder model type such as llama, qwen2 or gpt2",
+        ) from None
     attention = _attention_modules(model)
     if hooks.base_width is not None:
         _make_mup(model, model_type, attention, hooks, width, vocab, options)
@@ -145,29 +176,43 @@ def build(model_type: str, width: int, hooks, vocab: int, **options) -> nn.Modul
     return model
 
 
-def _make_mup(model: nn.Module, model_type: str, attention: list[nn.Module], hooks, width: int, vocab: int,
-              options: dict):
+def _make_mup(
+    model: nn.Module, model_type: str, attention: list[nn.Module], hooks, width: int, vocab: int, options: dict
+):
     why = f"mode mup cannot make hf:{model_type} μP"
     if not attention:
-        raise InputError("--mode", f"{why}: its attention modules have no `scaling` attribute to set 1/head_dim",
-                         "use mode mup-lr, lrm or sp for this model type")
+        raise InputError(
+            "--mode",
+            f"{why}: its attention modules have no `scaling` attribute to set 1/head_dim",
+            "use mode mup-lr, lrm or sp for this model type",
+        )
     if any(not math.isclose(m.scaling, m.head_dim**-0.5) for m in attention):
-        raise InputError("--mode", f"{why}: its attention scale is not 1/sqrt(head_dim) (scaling "
-                         f"{attention[0].scaling:g} at head_dim {attention[0].head_dim})",
-                         "use mode mup-lr, lrm or sp, or the config's default attention scaling")
+        raise InputError(
+            "--mode",
+            f"{why}: its attention scale is not 1/sqrt(head_dim) (scaling "
+            f"{attention[0].scaling:g} at head_dim {attention[0].head_dim})",
+            "use mode mup-lr, lrm or sp, or the config's default attention scaling",
+        )
     if "attn_scale" not in options:
         for module in attention:
             module.scaling = hooks.attn_scale(module.head_dim, width)
     head = model.get_output_embeddings()
     readout = hooks.readout(width, vocab)
     if not isinstance(readout, MuReadout) or head is None:
-        raise InputError("--mode", f"{why}: it has no output layer to swap for a MuReadout",
-                         "use mode mup-lr, lrm or sp for this model type")
+        raise InputError(
+            "--mode",
+            f"{why}: it has no output layer to swap for a MuReadout",
+            "use mode mup-lr, lrm or sp for this model type",
+        )
     with torch.no_grad():
         readout.weight.copy_(head.weight)
-        for name, module in model.named_modules():
+        for module in model.modules():
             weight = getattr(module, "weight", None)
-            if module is not head and isinstance(weight, torch.Tensor) and weight.ndim == 2 \
-                    and not isinstance(module, nn.Embedding):
+            if (
+                module is not head
+                and isinstance(weight, torch.Tensor)
+                and weight.ndim == 2
+                and not isinstance(module, nn.Embedding)
+            ):
                 weight.mul_(math.sqrt(hooks.base_width / width))
     model.set_output_embeddings(readout)

@@ -16,17 +16,59 @@ class HybridLM(transformer.Transformer):
     """The transformer's frame (embedding, final norm, readout and their multipliers) around
     blocks of attention ∥ Mamba2."""
 
-    def __init__(self, width, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0, expand=2, ssm_head_dim=16,
-                 d_state=16, chunk=8, vocab=data.VOCAB, zero_query=False):
+    def __init__(
+        self,
+        width,
+        hooks,
+        layers=2,
+        heads=4,
+        kv_heads=None,
+        mlp_ratio=4.0,
+        expand=2,
+        ssm_head_dim=16,
+        d_state=16,
+        chunk=8,
+        vocab=data.VOCAB,
+        zero_query=False,
+    ):
         super().__init__(width, hooks, layers=0, vocab=vocab)
         self.blocks.extend(
-            mamba2.Block(width, mlp_ratio, hooks,
-                         attn=transformer.Attention(width, heads, kv_heads or heads, hooks, zero_query),
-                         ssm=mamba2.Mixer(width, hooks, expand, ssm_head_dim, d_state, chunk))
-            for _ in range(layers))
+            mamba2.Block(
+                width,
+                mlp_ratio,
+                hooks,
+                attn=transformer.Attention(width, heads, kv_heads or heads, hooks, zero_query),
+                ssm=mamba2.Mixer(width, hooks, expand, ssm_head_dim, d_state, chunk),
+            )
+            for _ in range(layers)
+        )
 
 
-def build(width: int, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0, expand=2, ssm_head_dim=16,
-          d_state=16, chunk=8, vocab=data.VOCAB, zero_query=False) -> HybridLM:
-    return HybridLM(width, hooks, int(layers), int(heads), int(kv_heads) if kv_heads else None, float(mlp_ratio),
-                    int(expand), int(ssm_head_dim), int(d_state), int(chunk), vocab, transformer.flag(zero_query))
+def build(
+    width: int,
+    hooks,
+    layers=2,
+    heads=4,
+    kv_heads=None,
+    mlp_ratio=4.0,
+    expand=2,
+    ssm_head_dim=16,
+    d_state=16,
+    chunk=8,
+    vocab=data.VOCAB,
+    zero_query=False,
+) -> HybridLM:
+    return HybridLM(
+        width,
+        hooks,
+        int(layers),
+        int(heads),
+        int(kv_heads) if kv_heads else None,
+        float(mlp_ratio),
+        int(expand),
+        int(ssm_head_dim),
+        int(d_state),
+        int(chunk),
+        vocab,
+        transformer.flag(zero_query),
+    )

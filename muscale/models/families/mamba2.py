@@ -19,9 +19,11 @@ from .. import data
 from ..points import SSMTimeStep
 from .transformer import SwiGLU, Transformer
 
-SSM_RULES = ("d_inner = expand · d; ssm_head_dim fixed, SSM heads = d_inner / ssm_head_dim; d_state fixed, "
-             "one B/C group; conv kernel fixed; A_log, dt_bias, D and conv weights vector-like "
-             "(width-independent LR under mup), in_proj and out_proj hidden matrices")
+SSM_RULES = (
+    "d_inner = expand · d; ssm_head_dim fixed, SSM heads = d_inner / ssm_head_dim; d_state fixed, "
+    "one B/C group; conv kernel fixed; A_log, dt_bias, D and conv weights vector-like "
+    "(width-independent LR under mup), in_proj and out_proj hidden matrices"
+)
 WIDTH_RULES = f"d = d_model; {SSM_RULES}; SwiGLU hidden = mlp_ratio · d; vocab and sequence length fixed"
 CONV_KERNEL = 4
 
@@ -110,7 +112,8 @@ class Mixer(nn.Module):
     def forward(self, u):
         b, t, _ = u.shape
         parts = self.in_proj(self.in_mult(u)).split(
-            [self.d_inner, self.d_inner, self.d_state, self.d_state, self.n_heads], -1)
+            [self.d_inner, self.d_inner, self.d_state, self.d_state, self.n_heads], -1
+        )
         z, x, B, C, dt = (mult(part) for mult, part in zip(self.proj_mults, parts))
         # Causal: the conv pads both ends by kernel − 1, the first t outputs see no future.
         xbc = F.silu(self.conv(torch.cat([x, B, C], -1).transpose(1, 2))[..., :t].transpose(1, 2))
@@ -145,14 +148,19 @@ class Mamba2LM(Transformer):
     """The transformer's frame (embedding, final norm, readout and their multipliers) around
     Mamba2 blocks."""
 
-    def __init__(self, width, hooks, layers=2, expand=2, ssm_head_dim=16, d_state=16, chunk=8, mlp_ratio=4.0,
-                 vocab=data.VOCAB):
+    def __init__(
+        self, width, hooks, layers=2, expand=2, ssm_head_dim=16, d_state=16, chunk=8, mlp_ratio=4.0, vocab=data.VOCAB
+    ):
         super().__init__(width, hooks, layers=0, vocab=vocab)
-        self.blocks.extend(Block(width, mlp_ratio, hooks, ssm=Mixer(width, hooks, expand, ssm_head_dim, d_state,
-                                                                    chunk)) for _ in range(layers))
+        self.blocks.extend(
+            Block(width, mlp_ratio, hooks, ssm=Mixer(width, hooks, expand, ssm_head_dim, d_state, chunk))
+            for _ in range(layers)
+        )
 
 
-def build(width: int, hooks, layers=2, expand=2, ssm_head_dim=16, d_state=16, chunk=8, mlp_ratio=4.0,
-          vocab=data.VOCAB) -> Mamba2LM:
-    return Mamba2LM(width, hooks, int(layers), int(expand), int(ssm_head_dim), int(d_state), int(chunk),
-                    float(mlp_ratio), vocab)
+def build(
+    width: int, hooks, layers=2, expand=2, ssm_head_dim=16, d_state=16, chunk=8, mlp_ratio=4.0, vocab=data.VOCAB
+) -> Mamba2LM:
+    return Mamba2LM(
+        width, hooks, int(layers), int(expand), int(ssm_head_dim), int(d_state), int(chunk), float(mlp_ratio), vocab
+    )

@@ -9,8 +9,10 @@ from torch import nn
 
 from .. import data
 
-WIDTH_RULES = ("every hidden layer has d units; input and class dims are fixed; "
-               "norm = layernorm: a gainless LayerNorm(d) after each hidden matrix")
+WIDTH_RULES = (
+    "every hidden layer has d units; input and class dims are fixed; "
+    "norm = layernorm: a gainless LayerNorm(d) after each hidden matrix"
+)
 NORMS = ("none", "layernorm")
 
 
@@ -21,8 +23,11 @@ class MLP(nn.Module):
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, not {norm!r}")
         self.input = nn.Linear(data.MLP_IN, width, bias=False)
         self.hidden = nn.ModuleList(nn.Linear(width, width, bias=False) for _ in range(depth - 1))
-        self.norms = nn.ModuleList(nn.LayerNorm(width, elementwise_affine=False) for _ in range(depth)
-                                   ) if norm == "layernorm" else None
+        self.norms = (
+            nn.ModuleList(nn.LayerNorm(width, elementwise_affine=False) for _ in range(depth))
+            if norm == "layernorm"
+            else None
+        )
         self.act = nn.ReLU()
         self.head = hooks.readout(width, data.MLP_CLASSES)
 

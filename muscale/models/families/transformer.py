@@ -10,8 +10,10 @@ from torch import nn
 from .. import data
 from ..points import QKLogits
 
-WIDTH_RULES = ("d = d_model; heads fixed, head_dim = d / heads; kv_heads fixed (GQA); "
-               "SwiGLU hidden = mlp_ratio · d; vocab and sequence length fixed")
+WIDTH_RULES = (
+    "d = d_model; heads fixed, head_dim = d / heads; kv_heads fixed (GQA); "
+    "SwiGLU hidden = mlp_ratio · d; vocab and sequence length fixed"
+)
 
 
 def check_width(width: int, options: dict) -> str | None:
@@ -65,8 +67,9 @@ class Attention(nn.Module):
         k = rotary(self.key_mult(self.k(x)).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2))
         v = self.v(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         self.qk(q, k)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
-                                           enable_gqa=self.kv_heads != self.heads)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, scale=self.scale, enable_gqa=self.kv_heads != self.heads
+        )
         return self.out_mult(self.o(y.transpose(1, 2).reshape(b, t, -1)))
 
 
@@ -96,13 +99,15 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0, vocab=data.VOCAB,
-                 zero_query=False):
+    def __init__(
+        self, width, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0, vocab=data.VOCAB, zero_query=False
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
         self.embed_mult = hooks.fixed("embed")
-        self.blocks = nn.ModuleList(Block(width, heads, kv_heads or heads, mlp_ratio, hooks, zero_query)
-                                    for _ in range(layers))
+        self.blocks = nn.ModuleList(
+            Block(width, heads, kv_heads or heads, mlp_ratio, hooks, zero_query) for _ in range(layers)
+        )
         self.final_norm = nn.RMSNorm(width)
         self.head = hooks.readout(width, vocab)
         self.head_mult = hooks.fixed("head")
@@ -119,7 +124,16 @@ def flag(value) -> bool:
     return str(value).lower() in ("1", "true", "yes", "on")
 
 
-def build(width: int, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0, vocab=data.VOCAB,
-          zero_query=False) -> Transformer:
-    return Transformer(width, hooks, int(layers), int(heads), int(kv_heads) if kv_heads else None,
-                       float(mlp_ratio), vocab, flag(zero_query))
+def build(
+    width: int, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0, vocab=data.VOCAB, zero_query=False
+) -> Transformer:
+    return Transformer(
+        width,
+        hooks,
+        int(layers),
+        int(heads),
+        int(kv_heads) if kv_heads else None,
+        float(mlp_ratio),
+        vocab,
+        flag(zero_query),
+    )
