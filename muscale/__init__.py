@@ -9,7 +9,7 @@ _API = {
     "coord_check": "run.coordcheck",
     "plan": "run.coordcheck",
     "fit_exponents": "analysis.fit",
-    "write_report": "kinds.coord_check.report",
+    "write_report": "kinds.coord_check",
 }
 # The modules the documented API reaches through (`muscale.lrm.merge(model)`,
 # `muscale.checkpoint.load(path)`, `muscale.options.OPTIONS`, `muscale.api`): their names stay

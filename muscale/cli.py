@@ -205,7 +205,7 @@ def coord_check_cmd(save_models, out, device, jobs, **given):
 
         result = api.run(study, out, device, jobs or launch.default_jobs(device), tick, save_models=save_models)
     _write(result, device)
-    if diverged := divergence.diverged_runs(result.analysis.detail):
+    if diverged := divergence.diverged_runs(result.analysis.detail.records):
         click.echo(f"{len(diverged)} runs diverged: {', '.join(diverged)}", err=True)
         sys.exit(DIVERGED)
 

@@ -23,7 +23,7 @@ import polars as pl
 import pytest
 from test_report import make_exponents, make_records
 
-from muscale.kinds.coord_check.report import write_report
+from muscale.kinds.coord_check import write_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = next((path for name in BROWSERS if (path := shutil.which(name))), None)

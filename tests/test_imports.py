@@ -1,8 +1,10 @@
 """The package's shape: no module of muscale imports one that imports it back (directly or
-through others), and no study kind imports another, so that each kind's folder is its
-whole story."""
+through others), no study kind imports another, so that each kind's folder is its whole
+story, and no kind's report decides what it shows."""
 
 import ast
+import importlib
+import inspect
 from pathlib import Path
 
 import muscale
@@ -110,3 +112,66 @@ def test_no_layer_imports_a_later_one():
 def test_the_layer_check_finds_an_upward_import():
     assert _upward({"muscale.models.lrm": {"muscale.run.train"}}) == ["muscale.models.lrm → muscale.run.train"]
     assert _upward({"muscale.run.train": {"muscale.models.lrm"}}) == []
+
+
+# A kind's report words and draws what its analysis decided (the StudyKind contract: a render
+# never fits or judges). So its drawing modules import nothing of muscale.analysis (fits,
+# intervals, the gate) and, from the rest of their kind, no function and no module: only the
+# vocabulary and the data classes they draw.
+DRAWING = ("report", "view", "figures")
+
+
+def _judging(module: str, source: str) -> list[str]:
+    """The imports of drawing module `module` (source `source`) that could fit or judge."""
+    package = module.rpartition(".")[0]
+    kind = ".".join(module.split(".")[:3])
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            targets = [(a.name, None) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            base = ".".join(base[: len(base) - node.level + 1]) if node.level else ""
+            stem = ".".join(p for p in (base, node.module) if p)
+            targets = [(stem, a.name) for a in node.names]
+        else:
+            continue
+        for target, name in targets:
+            full = f"{target}.{name}" if name else target
+            if target.startswith("muscale.analysis"):
+                found.append(f"{module} imports {full}")
+            elif target == kind or target.startswith(kind + "."):
+                try:
+                    value = importlib.import_module(full)
+                except ModuleNotFoundError:
+                    value = getattr(importlib.import_module(target), name)
+                drawing = inspect.ismodule(value) and value.__name__.rpartition(".")[2] in DRAWING
+                if not drawing and (inspect.ismodule(value) or inspect.isfunction(value)):
+                    found.append(f"{module} imports {full}")
+    return found
+
+
+def test_no_kinds_report_imports_what_fits_or_judges():
+    drawing = [p for p in (ROOT / "kinds").glob("*/*.py") if p.stem in DRAWING]
+    assert {p.parent.name for p in drawing if p.stem == "report"} == {
+        "coord_check",
+        "lr_transfer",
+        "equilibrium",
+        "width",
+    }
+    found = [line for p in drawing for line in _judging(_module(p), p.read_text(encoding="utf-8"))]
+    assert not found, "\n".join(found)
+
+
+def test_the_judging_check_finds_the_gate_a_verdict_function_and_an_analysis_module():
+    source = (
+        "from ...analysis import gate\nfrom ...analysis.fit import first_and_last\n"
+        "from .analysis import STATUSES, Claim, judge\nfrom . import analysis, report\n"
+        "from ...report.text import signed\n"
+    )
+    assert _judging("muscale.kinds.width.report", source) == [
+        "muscale.kinds.width.report imports muscale.analysis.gate",
+        "muscale.kinds.width.report imports muscale.analysis.fit.first_and_last",
+        "muscale.kinds.width.report imports muscale.kinds.width.analysis.judge",
+        "muscale.kinds.width.report imports muscale.kinds.width.analysis",
+    ]

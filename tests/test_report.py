@@ -12,8 +12,7 @@ import polars as pl
 import pytest
 
 from muscale.errors import InputError
-from muscale.kinds.coord_check import report
-from muscale.kinds.coord_check.report import write_report
+from muscale.kinds.coord_check import report, write_report
 from muscale.report import figures
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

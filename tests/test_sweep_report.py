@@ -17,8 +17,7 @@ from studies_for_tests import TINY
 from muscale import api
 from muscale.errors import InputError
 from muscale.kinds.lr_transfer import analysis as transfer
-from muscale.kinds.lr_transfer import report as sweep
-from muscale.kinds.lr_transfer.report import write_sweep_report
+from muscale.kinds.lr_transfer import figures, write_sweep_report
 from muscale.report import write_index
 from muscale.run import train
 
@@ -125,7 +124,7 @@ def test_report_is_one_offline_file_with_a_png_per_view(tmp_path, records, monke
     def broken(*args, **kwargs):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr(sweep, "curves_figure", broken)
+    monkeypatch.setattr(figures, "curves_figure", broken)
     with pytest.raises(RuntimeError, match="drawing failed"):
         write_sweep_report("tiny sweep", records, path)
     assert path.read_text(encoding="utf-8") == html  # a failed render leaves the last report whole

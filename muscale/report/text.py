@@ -1,4 +1,4 @@
-"""How numbers read in every report: signed exponents, 95% intervals, a dash for what is missing."""
+"""How numbers read in every report: signed exponents, 95% intervals, powers of two, a dash for what is missing."""
 
 import math
 
@@ -16,6 +16,11 @@ def signed(x: float | None, digits: int = 3) -> str:
 def interval(lo: float | None, hi: float | None, digits: int = 2) -> str:
     """A 95% interval as text, empty when either end is missing."""
     return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]" if finite(lo) and finite(hi) else ""
+
+
+def pow2(x: float) -> str:
+    """A grid value as the power of two it is (grids are spaced in log2)."""
+    return f"2^{math.log2(x):g}"
 
 
 # How the command line prints a table.

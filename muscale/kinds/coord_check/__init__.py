@@ -3,15 +3,18 @@ exponent of every layer's metrics at every recorded step, verdicts against μP's
 Its runs come from the command line (coordcheck.plan), not from a study file; a result
 directory without a plan.json, as older versions wrote them, reads as one."""
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
 import polars as pl
 
-from ...analysis.derived import derived
 from ...analysis.divergence import diverged_runs
-from ...analysis.fit import first_and_last, fit_exponents
-from ...config.spec import LONG_MODES
 from ...models.families import width_rules
 from ...report.text import TABLE
+from ...run.store import write_atomic
 from ...study.kind import Analysis, StudyKind
+from . import analysis as coord
 from . import report
 
 WORST_SHOWN = 8
@@ -20,28 +23,35 @@ VERDICTS = ("pass", "warn", "fail", "unsettled", "info")
 
 
 def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
-    """A long horizon's QK multiplier product is derived from the records, to be judged
-    against the raw logits (fit.py)."""
-    if records["mode"].is_in(LONG_MODES).any():
-        records = pl.concat([records, derived(records, ("mult_qk",))])
-    exponents = fit_exponents(records)
+    check = coord.analyse(records)
+    exponents = check.exponents
     return Analysis(
-        exponents, {"exponents.csv": exponents}, dict(exponents.group_by("verdict").len().iter_rows()), records
+        exponents, {"exponents.csv": exponents}, dict(exponents.group_by("verdict").len().iter_rows()), check
     )
 
 
 def describe(specs, analysis: Analysis) -> dict[str, str]:
     """The width rules of each built-in or Hugging Face family the records hold (a directory of
     old has no specs), and the runs that diverged."""
-    families = analysis.detail["family"].unique().sort()
+    families = analysis.detail.records["family"].unique().sort()
     meta = {f"width rules ({f})": width_rules(f) for f in families if width_rules(f)}
-    if diverged := diverged_runs(analysis.detail):
+    if diverged := diverged_runs(analysis.detail.records):
         meta["diverged runs (stopped at their first non-finite step)"] = ", ".join(diverged)
     return meta
 
 
 def render(plan: dict, analysis: Analysis, meta: dict, parts: list) -> str:
-    return report.render(analysis.detail, analysis.exponents, meta)
+    return report.render(analysis.detail, meta)
+
+
+def write_report(
+    records: pl.DataFrame, exponents: pl.DataFrame, path: str | os.PathLike, meta: Mapping[str, str] | None = None
+) -> Path:
+    """The report of records and their exponents (`muscale.fit_exponents`), rendered fully in
+    memory, then swapped in, so a reader never sees half a report."""
+    path = Path(path)
+    write_atomic(path, report.render(coord.of(records, exponents), meta or {}))
+    return path
 
 
 def summary(analysis: Analysis) -> str:
@@ -61,7 +71,7 @@ def summary(analysis: Analysis) -> str:
                     )
                 )
             )
-        table = first_and_last(exponents)
+        table = analysis.detail.first_last
         if table.height and not checked.height:
             lines.append("width exponents by role, median over modules (α after the first update → at the last step):")
             lines.append(str(table))

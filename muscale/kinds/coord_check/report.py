@@ -2,28 +2,28 @@
 
 Everything a reader needs to tell a bug from a finding (verdicts, worst
 exponents, α over training, the raw coord-check curves, R² and CIs) in one
-file that opens offline: figures are inlined, nothing is fetched.
+file that opens offline: figures are inlined, nothing is fetched. The exponents
+and their verdicts come from analysis.py; this module arranges and draws them.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
 
-from ...analysis.fit import first_and_last
 from ...config.spec import MODES, SETTLE_FROM
 from ...models.roles import ROLES
 from ...report import figures
 from ...report.frames import alpha_trajectories, loss_panel, ordered, over_seeds, require, setting_order, with_setting
 from ...report.templates import environment
 from ...report.text import DASH, finite, interval, signed
-from ...run.store import write_atomic
+from .analysis import CoordCheck
 
-__all__ = ["write_report"]
+__all__ = ["render"]
 
+# What the report draws of the records: the runs' keys and values.
 RECORD_COLUMNS = (
     "family",
     "mode",
@@ -37,24 +37,6 @@ RECORD_COLUMNS = (
     "role",
     "metric",
     "value",
-)
-EXPONENT_COLUMNS = (
-    "mode",
-    "family",
-    "optimizer",
-    "module",
-    "role",
-    "metric",
-    "step",
-    "alpha",
-    "ci_low",
-    "ci_high",
-    "r2",
-    "n_widths",
-    "n_seeds",
-    "expected",
-    "tolerance",
-    "verdict",
 )
 # unsettled: a long-horizon exponent still moving over the last part of the run, never judged.
 VERDICTS = ("fail", "warn", "unsettled", "pass", "info")
@@ -70,21 +52,6 @@ DRIFT_SHOWN = 8
 LEARNED = ("mult_scalar", "mult_row_rms", "mult_col_rms", "mult_path")
 MULTIPLIERS_SHOWN = 16
 VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
-
-
-def write_report(
-    records: pl.DataFrame, exponents: pl.DataFrame, path: str | os.PathLike, meta: Mapping[str, str] | None = None
-) -> Path:
-    """Render fully in memory, then swap the file in, so a reader never sees half a report."""
-    path = Path(path)
-    write_atomic(path, render(records, exponents, meta or {}))
-    return path
-
-
-def render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, str]) -> str:
-    require(records, RECORD_COLUMNS, "records")
-    require(exponents, EXPONENT_COLUMNS, "exponents")
-    return _render(records, exponents, meta)
 
 
 def _model_order(exponents: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
@@ -131,28 +98,25 @@ def _exponent_row(r: dict) -> dict:
     }
 
 
-def _banner(exponents: pl.DataFrame) -> dict:
+def _banner(check: CoordCheck) -> dict:
+    exponents = check.exponents
     counts = dict.fromkeys(VERDICTS, 0) | dict(exponents["verdict"].value_counts().rows())
     checked = counts["fail"] + counts["warn"] + counts["pass"] + counts["unsettled"]
     unsettled = f"; {counts['unsettled']} unsettled, not judged" if counts["unsettled"] else ""
-    if counts["fail"]:
-        overall, line = "fail", f"FAIL — {counts['fail']} of {checked} checked exponents outside tolerance{unsettled}"
-    elif counts["warn"]:
-        overall, line = (
-            "warn",
-            f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed{unsettled}",
+    line = {
+        "fail": f"FAIL — {counts['fail']} of {checked} checked exponents outside tolerance{unsettled}",
+        "warn": f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed{unsettled}",
+        "unsettled": f"WARN — {counts['unsettled']} of {checked} checked exponents unsettled (still moving, "
+        "not judged), the rest pass",
+        "pass": f"PASS — all {checked} checked exponents within tolerance",
+    }.get(check.verdict)
+    if line is None:
+        line = (
+            "INFO ONLY — no exponents were fitted"
+            if exponents.is_empty()
+            else "INFO ONLY — no exponent had an expectation to check against"
         )
-    elif counts["unsettled"]:
-        overall, line = (
-            "warn",
-            f"WARN — {counts['unsettled']} of {checked} checked exponents unsettled (still moving, not judged), the rest pass",
-        )
-    elif counts["pass"]:
-        overall, line = "pass", f"PASS — all {checked} checked exponents within tolerance"
-    elif exponents.is_empty():
-        overall, line = "info", "INFO ONLY — no exponents were fitted"
-    else:
-        overall, line = "info", "INFO ONLY — no exponent had an expectation to check against"
+    overall = "warn" if check.verdict == "unsettled" else check.verdict
     return {"overall": overall, "line": line, "counts": [(v, counts[v]) for v in VERDICTS]}
 
 
@@ -326,10 +290,10 @@ def _multipliers(records: pl.DataFrame) -> str | None:
     return figures.by_width_against_step(lines, panels, "panel", "multiplier size")
 
 
-def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, str]) -> str:
-    records = with_setting(records, ("family", "optimizer", "lr", "weight_decay", "horizon"))
-    exponents = with_setting(exponents, ("family", "optimizer"))
-    exponents = _model_order(exponents, records)
+def render(check: CoordCheck, meta: Mapping[str, str]) -> str:
+    require(check.records, RECORD_COLUMNS, "records")
+    records = with_setting(check.records, ("family", "optimizer", "lr", "weight_decay", "horizon"))
+    exponents = _model_order(with_setting(check.exponents, ("family", "optimizer")), records)
     families = sorted(set(records["family"].to_list()) | set(exponents["family"].to_list()))
     modes = ordered(records["mode"].to_list() + exponents["mode"].to_list(), MODES)
     long_horizon = (records["horizon"] == "long").any()
@@ -340,11 +304,11 @@ def _render(records: pl.DataFrame, exponents: pl.DataFrame, meta: Mapping[str, s
         .get_template("template.html.j2")
         .render(
             title=f"muscale coordinate check — {', '.join(families)} · {', '.join(modes)}",
-            banner=_banner(exponents),
+            banner=_banner(check),
             worst=_worst(exponents),
             first_last=[
                 {k: signed(v) if k.startswith("alpha") else v for k, v in r.items()}
-                for r in first_and_last(exponents).iter_rows(named=True)
+                for r in check.first_last.iter_rows(named=True)
             ],
             trajectories=alpha_trajectories(exponents, settle_from=SETTLE_FROM if long_horizon else None)
             if evolving

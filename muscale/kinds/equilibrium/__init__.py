@@ -5,24 +5,26 @@ from collections import Counter
 
 import polars as pl
 
-from ...analysis import gate
 from ...report.text import TABLE
 from ...run import provenance
 from ...study.kind import Analysis, StudyKind
 from . import analysis as equilibrium
-from . import report
+from . import claims, report
 from .study import read
 
 
 def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
     result = equilibrium.analyse(records, plan, specs)
+    verdicts = claims.judge(result, plan)
     steady = result.norms.join(result.state, on=equilibrium.RUN_KEYS)
-    checks = Counter(c.status for c in gate.check(result.fits, plan["expect"]))
-    return Analysis(result.fits, {"steady.csv": steady, "equilibrium.csv": result.fits}, dict(checks), result)
+    checks = Counter(verdicts.checks["status"].to_list())
+    return Analysis(
+        result.fits, {"steady.csv": steady, "equilibrium.csv": result.fits}, dict(checks), (result, verdicts)
+    )
 
 
 def render(plan: dict, analysis: Analysis, meta: dict, parts: list) -> str:
-    return report.render(plan, analysis.detail, meta)
+    return report.render(plan, *analysis.detail, meta)
 
 
 def _ci(r: dict, name: str) -> str:
@@ -43,7 +45,7 @@ def summary(analysis: Analysis) -> str:
                 "r (η/λ)": r["r"],
                 "R² (η/λ)": r["r2_ratio"],
             }
-            for r in equilibrium.wide(analysis.exponents, "weight_fro").iter_rows(named=True)
+            for r in analysis.detail[0].wide["weight_fro"].iter_rows(named=True)
         ]
     )
     with pl.Config(**TABLE, fmt_str_lengths=40):

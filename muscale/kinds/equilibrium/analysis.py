@@ -218,6 +218,7 @@ class Analysis:
     norms: pl.DataFrame  # steady_norms
     state: pl.DataFrame  # runs_state
     fits: pl.DataFrame  # fit, long
+    wide: dict[str, pl.DataFrame]  # quantity → wide(fits, quantity)
     trajectories: pl.DataFrame
 
 
@@ -228,4 +229,5 @@ def analyse(records: pl.DataFrame, plan: dict, specs) -> Analysis:
     norms = steady_norms(records, runs, settings["steady_fraction"])
     state = runs_state(records, runs, settings["steady_fraction"])
     invariant = {v["name"]: v["invariant"] for v in settings["variants"]}
-    return Analysis(norms, state, fit(norms, state, invariant), trajectories(records, runs, norms))
+    fits = fit(norms, state, invariant)
+    return Analysis(norms, state, fits, {q: wide(fits, q) for q in QUANTITIES}, trajectories(records, runs, norms))

@@ -1,10 +1,15 @@
 """lr_transfer (a study file's default kind): the loss-optimal learning rate per width and
 its drift with width, η* ∝ d^α; coordinate checks beside the sweep are linked from its report."""
 
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
 import polars as pl
 
 from ...report.text import TABLE
 from ...run import provenance
+from ...run.store import write_atomic
 from ...study.kind import Analysis, StudyKind
 from . import analysis as transfer
 from . import report
@@ -12,7 +17,7 @@ from .study import read
 
 
 def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
-    fitted = transfer.analyse(records, plan["tolerance"])
+    fitted = transfer.analyse(records, plan["tolerance"], plan["expect"])
     return Analysis(
         fitted.drift,
         {"optima.csv": fitted.widths, "transfer.csv": fitted.drift},
@@ -23,7 +28,26 @@ def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
 
 def render(plan: dict, analysis: Analysis, meta: dict, parts: list) -> str:
     records, fitted = analysis.detail
-    return report.render(plan["title"], records, fitted, meta, plan["expect"], parts)
+    return report.render(plan["title"], records, fitted, meta, parts)
+
+
+def write_sweep_report(
+    title: str,
+    records: pl.DataFrame,
+    path: str | os.PathLike,
+    meta: Mapping[str, str] | None = None,
+    tolerance: float = 0.25,
+    expect: Sequence[Mapping] = (),
+    parts: Sequence[Mapping] = (),
+) -> Path:
+    """Analyse and render the report of a learning-rate sweep fully in memory, then swap the file in.
+
+    `records`: the long records of the sweep's runs (eval_loss, train_loss and diverged rows).
+    `tolerance`, `expect`: as analysis.analyse takes them; the banner reports the checks of
+    `expect` when there are any. `parts`: as report.render takes them."""
+    path = Path(path)
+    write_atomic(path, report.render(title, records, transfer.analyse(records, tolerance, expect), meta or {}, parts))
+    return path
 
 
 def summary(analysis: Analysis) -> str:

@@ -4,19 +4,37 @@
 and its two neighbours in log2 η; diverged runs are left out. When the best point sits
 on the grid's edge, or a neighbour diverged, there is no bracket and η* is that grid
 point, flagged. The drift exponent α in η* ∝ d^α is fitted like any width exponent
-(fit.py): per seed, with an interval over seeds."""
+(fit.py): per seed, with an interval over seeds. The study's expectations are checked here,
+as `muscale gate` checks them, so that the report only shows what was decided."""
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
+from ...analysis import gate
 from ...analysis.divergence import fate
 from ...analysis.fit import fit_exponents
 from ...analysis.intervals import over_seeds
+from ...errors import InputError
+from ...report.frames import require
 
 SETTING = ["family", "mode", "optimizer"]
+SWEEP_COLUMNS = ("run_id", "family", "mode", "optimizer", "lr", "width", "seed", "step", "metric", "value")
+
+
+def _check_records(records: pl.DataFrame) -> None:
+    require(records, SWEEP_COLUMNS, "records")
+    present = sorted(records["metric"].unique().to_list())
+    if "eval_loss" not in present:
+        seen = f"it has {', '.join(present)}" if present else "it has no rows"
+        raise InputError(
+            "records",
+            f"no eval_loss rows ({seen}); η* is read from each run's final held-out loss",
+            "pass the records of a learning-rate sweep (`muscale sweep`, eval_batches ≥ 1)",
+        )
 
 
 def final_losses(records: pl.DataFrame) -> pl.DataFrame:
@@ -145,6 +163,43 @@ def per_width(best: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def checks(drift: pl.DataFrame, expect: Sequence[Mapping]) -> pl.DataFrame:
+    """The study's expectations (gate rows), one per setting, each checked as `muscale gate` checks it."""
+    by_setting = {(c.family, c.mode, c.optimizer): c for c in gate.check(drift, list(expect))}
+    return pl.DataFrame(
+        [
+            {
+                "family": c.family,
+                "mode": c.mode,
+                "optimizer": c.optimizer,
+                "expected": c.expected,
+                "tolerance": c.tolerance,
+                "status": c.status,
+            }
+            for c in by_setting.values()
+        ],
+        schema={
+            **{k: pl.String for k in SETTING},
+            "expected": pl.Float64,
+            "tolerance": pl.Float64,
+            "status": pl.String,
+        },
+    )
+
+
+def verdict(drift: pl.DataFrame, checked: pl.DataFrame) -> str:
+    """The sweep's one verdict. A study that expects drift exponents is judged on them: fail
+    when any misses. Otherwise a drift is flagged (warn), not failed: under SP it is the
+    expected result, and there is nothing to hold it against; transfer in every setting
+    passes, and too few optima to fit anywhere leaves no verdict (info)."""
+    if checked.height:
+        return "fail" if (checked["status"] != "pass").any() else "pass"
+    verdicts = drift["verdict"].to_list()
+    if "drifts" in verdicts:
+        return "warn"
+    return "pass" if verdicts and set(verdicts) == {"transfers"} else "info"
+
+
 @dataclass(frozen=True)
 class Transfer:
     """Everything the report, the tables and the gate read, from the records of a sweep."""
@@ -154,9 +209,16 @@ class Transfer:
     best: pl.DataFrame  # optima
     drift: pl.DataFrame  # drift: the exponents
     widths: pl.DataFrame  # per_width
+    checks: pl.DataFrame  # checks: the study's expectations, checked
+    verdict: str  # verdict: pass, warn, fail or info
 
 
-def analyse(records: pl.DataFrame, tolerance: float) -> Transfer:
+def analyse(records: pl.DataFrame, tolerance: float, expect: Sequence[Mapping] = ()) -> Transfer:
+    """`tolerance`: the largest |α| of η* ∝ width^α that still counts as transfer; `expect`: the
+    study's expectations as gate rows (`TransferStudy.baseline()`)."""
+    _check_records(records)
     losses = final_losses(records)
     best = optima(losses)
-    return Transfer(tolerance, losses, best, drift(best, tolerance), per_width(best))
+    fitted = drift(best, tolerance)
+    checked = checks(fitted, expect)
+    return Transfer(tolerance, losses, best, fitted, per_width(best), checked, verdict(fitted, checked))

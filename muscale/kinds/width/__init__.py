@@ -20,7 +20,10 @@ def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
     verdicts, modules = claims.judge(exponents, claims.from_plan(plan))
     counts = dict(verdicts.group_by("status").len().iter_rows()) if verdicts.height else {}
     return Analysis(
-        exponents, {"exponents.csv": exponents, "claims.csv": verdicts}, counts, (records, verdicts, modules)
+        exponents,
+        {"exponents.csv": exponents, "claims.csv": verdicts},
+        counts,
+        (records, claims.outcome(verdicts), modules),
     )
 
 
@@ -30,8 +33,8 @@ def expectations(plan: dict, exponents: pl.DataFrame) -> list[dict]:
 
 
 def render(plan: dict, analysis: Analysis, meta: dict, parts: list) -> str:
-    records, verdicts, modules = analysis.detail
-    return report.render(plan["title"], records, analysis.exponents, verdicts, modules, meta)
+    records, outcome, modules = analysis.detail
+    return report.render(plan["title"], records, analysis.exponents, outcome, modules, meta)
 
 
 def describe(specs, analysis: Analysis) -> dict[str, str]:
@@ -39,7 +42,7 @@ def describe(specs, analysis: Analysis) -> dict[str, str]:
 
 
 def summary(analysis: Analysis) -> str:
-    verdicts = analysis.detail[1]
+    verdicts = analysis.tables["claims.csv"]
     if verdicts.is_empty():
         return "the study makes no claims"
     with pl.Config(**TABLE | {"tbl_width_chars": 200}, fmt_str_lengths=40):

@@ -17,7 +17,10 @@ must not hold (`lrm-frozen`): "not reproduced" is its pass.
 `muscale gate` checks the claims marked `gate = true`; its rule (fail only when α and its
 whole interval miss the band) fails exactly the modules judged not reproduced; unsettled
 modules are left out of the gate, as they are of every verdict, so a gated claim with no
-settled module fails the gate: it cannot be decided yet."""
+settled module fails the gate: it cannot be decided yet.
+The study's own verdict (`outcome`) fails when the gate would, or when a control is
+reproduced (the claims it guards then have no teeth); it passes when every claim is
+reproduced, and warns otherwise."""
 
 import dataclasses
 from dataclasses import dataclass
@@ -158,3 +161,35 @@ def baseline(claims: list[Claim], exponents: pl.DataFrame) -> list[dict]:
                 | expect
             )
     return rows
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the claims add up to: the study's verdict, and each claim's."""
+
+    verdict: str  # pass, warn, fail; info when the study makes no claims
+    # judge's claim rows with `outcome`: pass, fail, warn or info (a control passes by not being reproduced)
+    claims: pl.DataFrame
+    missed: int  # gated claims the gate fails on
+
+
+# What a status means for a claim, and for a module behind one; a control's is turned around.
+OUTCOME = dict(zip(STATUSES, ("pass", "fail", "warn", "warn", "info")))
+CONTROL_OUTCOME = {"reproduced": "fail", "not reproduced": "pass"}
+
+
+def outcome(verdicts: pl.DataFrame) -> Outcome:
+    """`verdicts`: judge's claim rows."""
+    if verdicts.is_empty():
+        return Outcome("info", verdicts, 0)
+    claims = verdicts.with_columns(
+        outcome=pl.when(pl.col("control"))
+        .then(pl.col("status").replace_strict(CONTROL_OUTCOME, default="warn"))
+        .otherwise(pl.col("status").replace_strict(OUTCOME))
+    )
+    judged = verdicts.filter(~pl.col("control"))
+    missed = judged.filter(pl.col("gate") & pl.col("status").is_in(["not reproduced", "no data"])).height
+    toothless = verdicts.filter(pl.col("control") & (pl.col("status") == "reproduced")).height
+    reproduced = judged.filter(pl.col("status") == "reproduced").height
+    verdict = "fail" if missed or toothless else "pass" if reproduced == judged.height else "warn"
+    return Outcome(verdict, claims, missed)

@@ -4,8 +4,8 @@ What a reader needs to judge the study's claims: each claim with the fitted expo
 behind it and whether they reproduce it; per scheme and family the width exponent, with its
 interval, of every layer's matrix, activation, update and multiplier sizes at the end;
 the learned multipliers' values per width; α against training step; the loss; metadata.
-The numbers come from analysis.py (derived metrics, fits, claim verdicts); this module
-only arranges them.
+The numbers and verdicts come from analysis.py (derived metrics, fits, claim verdicts and
+what they add up to); this module only words and arranges them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ...models.roles import ROLES
 from ...report.frames import alpha_trajectories, loss_panel, ordered, setting_order, with_setting
 from ...report.templates import environment
 from ...report.text import DASH, finite, interval, signed
-from .analysis import STATUSES
+from .analysis import OUTCOME, STATUSES, Outcome
 
 __all__ = ["render"]
 
@@ -42,21 +42,18 @@ MULTIPLIER_METRICS = ("mult_scale", "mult_qk")
 TRAJECTORY_COLORS = dict(
     zip(("act_rms", "weight_fro", "update_rel", "mult_scale", "mult_qk"), sns.color_palette("deep"))
 )
-STATUS_KIND = dict(zip(STATUSES, ("pass", "fail", "warn", "warn", "info")))
-# A control passes by not being reproduced.
-CONTROL_KIND = {"reproduced": "fail", "not reproduced": "pass"}
 
 
 def render(
     title: str,
     records: pl.DataFrame,
     exponents: pl.DataFrame,
-    verdicts: pl.DataFrame,
+    outcome: Outcome,
     modules: pl.DataFrame,
     meta: Mapping[str, str],
 ) -> str:
     """`records`: the runs' records with the derived rows (derived.py); `exponents`: their fits;
-    `verdicts`, `modules`: analysis.judge's claim rows and the module rows behind them."""
+    `outcome`: analysis.outcome of the claims; `modules`: analysis.judge's module rows behind them."""
     records = with_setting(records, ("family",))
     exponents = with_setting(exponents, ("family",))
     return (
@@ -64,8 +61,8 @@ def render(
         .get_template("template.html.j2")
         .render(
             title=title,
-            banner=_banner(verdicts),
-            claims=_claim_rows(verdicts, modules),
+            banner=_banner(outcome),
+            claims=_claim_rows(outcome.claims, modules),
             tables=_alpha_tables(records, exponents),
             multipliers=_multiplier_values(records),
             trajectories=alpha_trajectories(exponents, TRAJECTORY_COLORS),
@@ -76,32 +73,27 @@ def render(
     )
 
 
-def _banner(verdicts: pl.DataFrame) -> dict:
-    """fail when a gated claim is not reproduced (the gate fails), warn when any claim is not
-    reproduced or undecided, pass when every claim is reproduced."""
+def _banner(outcome: Outcome) -> dict:
+    verdicts = outcome.claims
     if verdicts.is_empty():
-        return {"overall": "info", "line": "the study makes no claims", "counts": [(s, 0) for s in STATUSES]}
+        return {"overall": outcome.verdict, "line": "the study makes no claims", "counts": [(s, 0) for s in STATUSES]}
     controls = verdicts.filter(pl.col("control"))
     verdicts = verdicts.filter(~pl.col("control"))
     counts = {s: int((verdicts["status"] == s).sum()) for s in STATUSES}
-    missed = verdicts.filter(pl.col("gate") & pl.col("status").is_in(["not reproduced", "no data"])).height
-    n = verdicts.height
-    line = f"{counts['reproduced']} of {n} claims reproduced"
-    toothless = int((controls["status"] == "reproduced").sum())
+    line = f"{counts['reproduced']} of {verdicts.height} claims reproduced"
     if controls.height:
         line += (
             f"; {int((controls['status'] == 'not reproduced').sum())} of {controls.height} must-fail "
             "controls fail as they must"
         )
-    if missed:
-        line += f"; the gate fails on {missed} gated claim{'s' if missed > 1 else ''}"
-    overall = "fail" if missed or toothless else "pass" if counts["reproduced"] == n else "warn"
-    return {"overall": overall, "line": line, "counts": list(counts.items())}
+    if outcome.missed:
+        line += f"; the gate fails on {outcome.missed} gated claim{'s' if outcome.missed > 1 else ''}"
+    return {"overall": outcome.verdict, "line": line, "counts": list(counts.items())}
 
 
-def _claim_rows(verdicts: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
+def _claim_rows(claims: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
     out = []
-    for v in verdicts.iter_rows(named=True):
+    for v in claims.iter_rows(named=True):
         behind = modules.filter((pl.col("claim") == v["claim"]) & (pl.col("family") == v["family"])).sort("module")
         out.append(
             {
@@ -118,7 +110,7 @@ def _claim_rows(verdicts: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
                 "counts": f"{v['reproduced']} / {v['not reproduced']} / {v['inconclusive']} / {v['unsettled']}",
                 "gate": "control (must fail)" if v["control"] else "gated" if v["gate"] else "reported",
                 "status": v["status"],
-                "kind": (CONTROL_KIND.get(v["status"], "warn") if v["control"] else STATUS_KIND[v["status"]]),
+                "kind": v["outcome"],
                 "note": v["note"],
                 "modules": [
                     {
@@ -127,7 +119,7 @@ def _claim_rows(verdicts: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
                         "alpha": signed(m["alpha"]),
                         "ci": interval(m["ci_low"], m["ci_high"]) or DASH,
                         "status": m["status"],
-                        "kind": STATUS_KIND[m["status"]],
+                        "kind": OUTCOME[m["status"]],
                     }
                     for m in behind.iter_rows(named=True)
                 ],
