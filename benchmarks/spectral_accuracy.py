@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from docs_section import written
 
-from muscale.measure import probes
+from muscale.measure import matrices
 from muscale.models import spectral
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -34,8 +34,8 @@ def main() -> int:
     torch.set_num_threads(1)
     print(f"{'setting':<26}{'products/step':>14}" + "".join(f"{m + ' ' + str(w):>14}" for m, w in CASES))
     for name, (routine, cold, warm, update) in SETTINGS.items():
-        probes.top_singular = routine
-        probes.SPECTRAL_COLD, probes.SPECTRAL_WARM, probes.SPECTRAL_UPDATE = cold, warm, update
+        matrices.top_singular = routine
+        matrices.SPECTRAL_COLD, matrices.SPECTRAL_WARM, matrices.SPECTRAL_UPDATE = cold, warm, update
         worst = [max(trained_with_probes(mode, width).values()) for mode, width in CASES]
         print(f"{name:<26}{2 * (warm + update):>14}" + "".join(f"{e:>14.2%}" for e in worst))
     return 0

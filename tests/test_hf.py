@@ -112,7 +112,7 @@ def test_gpt2_conv1d_is_a_matrix_layer_to_probes_and_multipliers():
     """Conv1D stores its weight (fan_in, fan_out): the probes' fans and a row multiplier (one
     per output feature) must follow the layout, not the shape."""
     _, model = _model("sp", "gpt2", 32)
-    fans = {name: (fan_out, fan_in) for name, _, _, fan_out, fan_in in Probes(model).matrices}
+    fans = {name: (fan_out, fan_in) for name, _, _, fan_out, fan_in in Probes(model).matrices.layers}
     assert fans["transformer.h.0.attn.c_attn"] == (96, 32) and fans["transformer.h.0.mlp.c_proj"] == (32, 128)
     _, model = _model("lrm", "gpt2", 32, multipliers={"mlp_up": "both"})
     c_fc = model.transformer.h[0].mlp.c_fc

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import muscale
-from muscale.measure.probes import EXACT_SPECTRAL_BELOW, Probes
+from muscale.measure import matrices
+from muscale.measure.matrices import EXACT_SPECTRAL_BELOW
+from muscale.measure.probes import Probes
 from muscale.models import losses, modes, optim, spectral
 from muscale.models.data import PROBE_INDEX
 from muscale.models.families import resolve
@@ -126,13 +128,13 @@ def test_roles_from_names(name, role):
 def test_a_statistic_is_one_row_of_the_metric_table(monkeypatch):
     """A new statistic of layer outputs and of matrices, added as table rows alone, is
     recorded for every layer and every matrix with the value its function gives."""
-    from muscale.measure import probes
+    from muscale.measure import metrics
 
     monkeypatch.setitem(
-        probes.METRIC_TABLE, "act_absmax", probes.Metric("activation", "output", lambda y: y.abs().max())
+        metrics.METRIC_TABLE, "act_absmax", metrics.Metric("activation", "output", lambda y: y.abs().max())
     )
     monkeypatch.setitem(
-        probes.METRIC_TABLE, "weight_absmax", probes.Metric("matrix", "matrix", lambda w: w.abs().max())
+        metrics.METRIC_TABLE, "weight_absmax", metrics.Metric("matrix", "matrix", lambda w: w.abs().max())
     )
     spec = muscale.plan("sp", "mlp", widths=(16, 32), seeds=1, steps=1)[0]
     model, _ = modes.build(spec, resolve("mlp"))
@@ -155,3 +157,35 @@ def test_a_statistic_is_one_row_of_the_metric_table(monkeypatch):
     for name, module in linears.items():
         assert got[name, "act_absmax"] == pytest.approx(outputs[name].abs().max().item())
         assert got[name, "weight_absmax"] == pytest.approx(module.weight.abs().max().item())
+
+
+@pytest.mark.parametrize(
+    "metric,spectral",
+    [
+        ("weight_rms", False),  # a Frobenius norm: no singular value
+        ("update_fro", False),  # the update, but not its σ₁
+        ("weight_spec", True),
+        ("update_spec", True),
+    ],
+)
+def test_the_spectral_routine_runs_only_for_a_metric_that_needs_it(monkeypatch, metric, spectral):
+    """Width 128: every hidden matrix is past EXACT_SPECTRAL_BELOW, so σ₁ would be Lanczos'."""
+    calls = []
+    routine = matrices.top_singular
+    monkeypatch.setattr(matrices, "top_singular", lambda *args: calls.append(args) or routine(*args))
+    spec = muscale.plan("mup", "mlp", widths=(2 * EXACT_SPECTRAL_BELOW, 4 * EXACT_SPECTRAL_BELOW), seeds=1)[0]
+    model, mults = modes.build(spec, resolve("mlp"))
+    opt = optim.build(spec, model, mults)
+    probes = Probes(model, (metric,), opt)
+    x, y = resolve("mlp").batch(PROBE_INDEX, spec.batch_size, spec.seq_len)
+    recorded = []
+    for step in range(3):
+        with probes.watch(step):
+            loss = losses.cross_entropy(model(x), y)
+        recorded += probes.collect(step, loss=loss)["metric"]
+        opt.zero_grad()
+        loss.backward()
+        probes.snapshot()
+        opt.step()
+    assert metric in recorded
+    assert bool(calls) == spectral, len(calls)

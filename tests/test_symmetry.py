@@ -48,7 +48,7 @@ def drift(probes: Probes, step: int) -> dict[str, float]:
 
 def test_pairs_of_the_papers_placement():
     model, x = build()
-    names = {p.name for p in traced(model, x).pairs}
+    names = {p.name for p in traced(model, x).multipliers.pairs}
     own = {
         f"blocks.0.{layer}[{pair}]"
         for layer in ("attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
@@ -66,7 +66,7 @@ def test_pairs_of_the_papers_placement():
 
 def test_a_scalar_on_the_key_adds_the_qk_pair_and_the_attention_gain():
     model, x = build(multipliers={"attn_k": "scalar"})
-    names = {p.name for p in traced(model, x).pairs}
+    names = {p.name for p in traced(model, x).multipliers.pairs}
     assert {"blocks.0.attn[attn_q~attn_k]", "blocks.0.attn_norm[gain~col]"} <= names
 
 
@@ -110,7 +110,7 @@ def test_gain_pairs_are_found_by_tracing_so_a_renamed_norm_is_found_too():
         return h + self.mlp(self.post(h))
 
     block.__class__ = type("UserBlock", (type(block),), {"forward": forward})
-    names = {p.name for p in traced(model, x).pairs}
+    names = {p.name for p in traced(model, x).multipliers.pairs}
     assert "blocks.0.post[gain~col]" in names
 
 
@@ -154,11 +154,24 @@ def test_the_default_placement_leaves_one_pair_the_head_cannot_avoid():
     layer's own [mult~W] direction is held by its matrix's weight decay."""
     spec = muscale.plan("lrm", "transformer", widths=(32, 64), seeds=1, options={"layers": 1})[0]
     model, _ = modes.build(spec, resolve("transformer"))
-    names = {p.name for p in traced(model, resolve("transformer").batch(0, 2, 16)[0]).pairs}
+    names = {p.name for p in traced(model, resolve("transformer").batch(0, 2, 16)[0]).multipliers.pairs}
     assert {n for n in names if not n.endswith("[mult~W]")} == {"final_norm[gain~col]"}
     assert {"blocks.0.attn.q[mult~W]", "blocks.0.attn.o[mult~W]", "blocks.0.mlp.down[mult~W]", "head[mult~W]"} <= names
 
 
 def test_pairs_are_skipped_when_the_probe_is_not_wanted():
     model, _ = build()
-    assert Probes(model, ("act_rms",)).pairs == [] and symmetry.pairs(model)
+    assert Probes(model, ("act_rms",)).multipliers.pairs == [] and symmetry.pairs(model)
+
+
+def test_mult_path_alone_finds_the_pairs_it_is_the_product_of():
+    """The pairs serve both pair metrics: asked for alone, mult_path is the product along
+    every pair but a layer's own [mult~W], gain pairs (found by tracing step 0) included."""
+    model, x = build()
+    probes = Probes(model, ("mult_path",))
+    with probes.watch(0):
+        model(x)
+    rows = probes.collect(0)
+    assert set(rows["metric"]) == {"mult_path"}
+    assert set(rows["module"]) == {p.name for p in probes.multipliers.pairs if not p.name.endswith("[mult~W]")}
+    assert "blocks.0.mlp_norm[gain~col]" in rows["module"]

@@ -15,7 +15,7 @@ LRM_IMPLS = ("autograd", "fused")
 # How a learnable multiplier is stored (lrm.py): s itself, or θ with s = e^θ.
 MULT_PARAMS = ("linear", "log")
 # The multipliers' default decoupled weight decay: small, to hold the directions along which
-# a product of learnable factors can drift without changing the output (lrm.py, probes.py).
+# a product of learnable factors can drift without changing the output (lrm.py, symmetry.py).
 MULT_WEIGHT_DECAY = 0.01
 
 
@@ -289,7 +289,7 @@ class RunSpec:
         "norms of every matrix runs faster.",
         None,
         flag="--metric",
-        keys="muscale.measure.probes:METRICS",
+        keys="muscale.measure.metrics:METRICS",
         unset="every metric",
     )
     eval_batches: int = option("Held-out batches behind each recorded eval_loss; 0 records none.", 0, flag=None)

@@ -11,7 +11,7 @@ on the key as well would add nothing but such a direction), row vectors on the o
 that feed the residual stream (attn_out, mlp_down, ssm_out) and on the layers of an MLP.
 `PAPER_PLACEMENT` — rows and columns on every projector, as the multipliers issue first read
 the paper — makes r_v·c_o, r_up·c_down and each column vector against the norm gain before
-it directions that only weight decay holds (`mult_drift` in probes.py), so the per-layer size of
+it directions that only weight decay holds (`mult_drift`, measure/multipliers.py), so the per-layer size of
 such a multiplier follows no power of width. One pair no placement on the head avoids: its
 multiplier against the final norm's gain, judged as their product (`mult_path`).
 `lrm-scalar` puts a scalar on every matrix.

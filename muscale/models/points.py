@@ -2,8 +2,11 @@
 probes can measure quantities no module outputs (attention logits, the SSM time step).
 
 A point changes no math and costs nothing unless a probe hooks it: `measure` (what is
-recorded as the point's activation) and `extras` (further metrics) only run inside a probe's
-hook. A point's `role` names what it measures."""
+recorded as the point's activation) and the functions `extras` names (further metrics) only
+run inside a probe's hook, each only when its metric is asked for. A point's `role` names
+what it measures."""
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -18,7 +21,8 @@ class ProbePoint(nn.Module):
     def measure(self, *tensors: torch.Tensor) -> torch.Tensor:
         return tensors[0]
 
-    def extras(self, *tensors: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extras(self) -> dict[str, Callable[..., torch.Tensor]]:
+        """Further metrics by name, each a function of the tensors the point is called with."""
         return {}
 
 
@@ -43,12 +47,15 @@ class QKLogits(ProbePoint):
         keep = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
         return self._logits(q, k)[..., keep]
 
-    def extras(self, q: torch.Tensor, k: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extras(self) -> dict[str, Callable[..., torch.Tensor]]:
+        return {"attn_entropy": self._entropy}
+
+    def _entropy(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         t = q.shape[-2]
         mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
         logp = torch.log_softmax(self._logits(q, k).masked_fill(~mask, float("-inf")), dim=-1)
         entropy = -(logp.exp() * logp.masked_fill(~mask, 0.0)).sum(-1)
-        return {"attn_entropy": entropy.mean()}
+        return entropy.mean()
 
 
 class SSMTimeStep(ProbePoint):
@@ -56,5 +63,5 @@ class SSMTimeStep(ProbePoint):
 
     role = "ssm_dt"
 
-    def extras(self, dt: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"act_mean": dt.float().mean()}
+    def extras(self) -> dict[str, Callable[..., torch.Tensor]]:
+        return {"act_mean": lambda dt: dt.float().mean()}

@@ -18,7 +18,7 @@ from ..config.spec import (
     multiplier_kind,
 )
 from ..errors import InputError
-from ..measure.probes import METRICS
+from ..measure.metrics import METRICS
 from ..models import losses, lrm, modes
 from ..models.data import PROBE_INDEX
 from ..models.families import BUILTIN, MULTIPLIER_POINTS

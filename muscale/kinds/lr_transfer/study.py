@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...config.options import study_keys
 from ...config.spec import MODES, RunSpec, canonical_mode, has_mup, multiplier_kind
-from ...measure.probes import METRICS
+from ...measure.metrics import METRICS
 from ...run import coordcheck
 from ...run.validate import check_positive
 from ...study.across_widths import KEYS, across_widths

@@ -14,7 +14,7 @@ from pathlib import Path
 from ...analysis.derived import DERIVED, SOURCES
 from ...config.options import study_keys
 from ...config.spec import RunSpec, canonical_mode, multiplier_kind, multiplier_lr
-from ...measure.probes import METRICS
+from ...measure.metrics import METRICS
 from ...models.roles import ROLES
 from ...run.validate import check_positive
 from ...study.across_widths import KEYS, TRAINING, across_widths
