@@ -5,6 +5,7 @@ import importlib
 import math
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -260,8 +261,9 @@ def gate_cmd(out, baseline_path, tol, junit):
     checks = api.gate(Path(out), baseline_path and Path(baseline_path), tol)
     for c in checks:
         click.echo(c.line())
-    failed = [c for c in checks if c.status != "pass"]
-    click.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    counts = Counter("failed" if c.failed else c.status for c in checks)
+    undecided = "".join(f", {counts[s]} {s}" for s in ("warn", "inconclusive", "unsettled") if counts[s])
+    click.echo(f"{counts['pass']} passed, {counts['failed']} failed{undecided}")
     if junit:
         store.write_atomic(Path(junit), gate.junit_xml(checks))
     if os.environ.get("GITHUB_ACTIONS") == "true":

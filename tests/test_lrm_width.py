@@ -124,14 +124,12 @@ def test_settled_compares_the_last_step_with_seventy_percent_of_the_run(alpha, l
     assert set(ex.filter(pl.col("step") < 1000)["verdict"]) == {"info"}
 
 
-@pytest.mark.parametrize(
-    ("raw", "product", "settled", "verdict"),
-    [(1.4, -1.4, True, "pass"), (1.4, 0.0, True, "fail"), (1.4, -1.4, False, "unsettled")],
-)
-def test_qk_multiplier_product_is_judged_against_minus_the_raw_logits_exponent(raw, product, settled, verdict):
-    """The QK logits are the raw logits times s_q·s_k (derived `mult_qk`), so the product's
-    expected α is −α(raw) of the same attention and step, whatever the attention scale; it is
-    judged only when the raw logits have settled too (the unsettled case moves only them)."""
+@pytest.mark.parametrize(("logits", "verdict"), [(0.0, "pass"), (0.6, "fail")])
+def test_the_qk_claim_is_judged_once_on_the_logits_not_again_on_the_multiplier_product(logits, verdict):
+    """logits = raw × s_q·s_k exactly (the test above), so α(mult_qk) = α(logits) − α(raw):
+    judging the product against −α(raw) as well would count one fact twice. The logits carry
+    the claim; the product is shown, unjudged. The head's act_l1 is its act_rms' fact too."""
+    raw = 1.4
     rows = [
         {
             "family": "f",
@@ -142,16 +140,23 @@ def test_qk_multiplier_product_is_judged_against_minus_the_raw_logits_exponent(r
             "seed": s,
             "horizon": "long",
             "step": t,
-            "module": "b.attn.qk",
-            "role": "attn_qk",
+            "module": module,
+            "role": role,
             "metric": metric,
-            "value": w ** (alpha if t == 1000 or settled or metric == "mult_qk" else alpha / 2) * (1 + 0.01 * s),
+            "value": w**alpha * (1 + 0.001 * s),
         }
         for w in (16, 32, 64)
-        for s in (0, 1)
+        for s in (0, 1, 2)
         for t in (0, 700, 1000)
-        for metric, alpha in (("raw_act_rms", raw), ("mult_qk", product))
+        for module, role, metric, alpha in (
+            ("b.attn.qk", "attn_qk", "raw_act_rms", raw),
+            ("b.attn.qk", "attn_qk", "act_rms", logits),
+            ("b.attn.qk", "attn_qk", "mult_qk", logits - raw),
+            ("head", "head", "act_rms", logits),
+            ("head", "head", "act_l1", logits),
+        )
     ]
-    last = muscale.fit_exponents(pl.DataFrame(rows)).filter((pl.col("step") == 1000) & (pl.col("metric") == "mult_qk"))
-    (row,) = last.iter_rows(named=True)
-    assert row["expected"] == pytest.approx(-raw) and row["verdict"] == verdict
+    last = muscale.fit_exponents(pl.DataFrame(rows)).filter(pl.col("step") == 1000)
+    verdicts = {(r["module"], r["metric"]): r["verdict"] for r in last.iter_rows(named=True)}
+    assert verdicts[("b.attn.qk", "act_rms")] == verdict and verdicts[("head", "act_rms")] == verdict
+    assert verdicts[("b.attn.qk", "mult_qk")] == "info" and verdicts[("head", "act_l1")] == "info"

@@ -158,14 +158,18 @@ def test_nothing_checked_is_info_only(tmp_path, records):
     assert "No exponent had an expectation." in html
 
 
-def test_banner_counts(tmp_path, records):
-    exponents = make_exponents(records).with_columns(verdict=pl.lit("pass"))
+def test_banner_counts_claims_not_rows(tmp_path, records):
+    """Every step and module of one role's metric is one claim; one failing row fails it."""
+    exponents = make_exponents(records)
+    claims = exponents.select("mode", "family", "optimizer", "role", "metric").unique()
     exponents = exponents.with_columns(
-        verdict=pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("fail")).otherwise(pl.col("verdict"))
+        verdict=pl.when(pl.int_range(pl.len()) < 1).then(pl.lit("fail")).otherwise(pl.col("verdict"))
     )
     html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
-    assert f"FAIL — 3 of {exponents.height} checked" in banner(html)[1]
-    assert '<span class="count">fail: 3</span>' in html
+    assert claims.height < exponents.height
+    assert f"FAIL — 1 of {claims.height} claims fail" in banner(html)[1]
+    assert '<span class="count">fail: 1</span>' in html
+    assert f'<span class="count">pass: {claims.height - 1}</span>' in html
 
 
 def test_worst_table_uses_last_step_and_largest_miss(tmp_path):

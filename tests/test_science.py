@@ -46,7 +46,7 @@ def test_mup_activations_and_changes_stay_flat(results, family, mode):
     assert acts.abs().max() < 0.15, ex.filter(pl.col("metric").is_in(["act_rms", "act_l1"])).sort("alpha")
     assert dacts.abs().median() < 0.15
     assert dacts.abs().max() < 0.35
-    assert set(ex.filter(pl.col("metric") == "dact_rms")["verdict"]) <= {"pass", "warn"}
+    assert "fail" not in set(ex.filter(pl.col("metric") == "dact_rms")["verdict"])
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -115,8 +115,13 @@ mup = { alpha = 50.0, tolerance = 0.1 }
 
 
 def test_sweep_fits_reports_records_divergence_and_gates_on_the_study(monkeypatch, capsys, tmp_path):
-    # log2 lr = 6 with Adam blows the model up within a few steps.
-    text = TINY.replace("log2_max = -3", "log2_max = 6").replace("log2_min = -9", "log2_min = -6")
+    # log2 lr = 6 with Adam blows the model up within a few steps; a third width gives the
+    # drift exponent an interval, without which the gate cannot fail it.
+    text = (
+        TINY.replace("log2_max = -3", "log2_max = 6")
+        .replace("log2_min = -9", "log2_min = -6")
+        .replace("widths = [16, 32]", "widths = [16, 32, 64]")
+    )
     path = write(tmp_path, text + EXPECT)
     out = tmp_path / "out"
     code, stdout, stderr = run_cli(monkeypatch, capsys, "sweep", str(path), "--out", str(out), "--jobs", "1")

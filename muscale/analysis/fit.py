@@ -8,7 +8,8 @@ import polars as pl
 
 from ..config.spec import LONG_MODES, SETTLE_FROM, SETTLE_TOLERANCE
 from . import intervals
-from .expectations import QK_PRODUCT_TOLERANCE, expectation
+from .expectations import expectation
+from .verdicts import judge
 
 KEYS = ["mode", "family", "optimizer", "lr", "module", "role", "metric", "step"]
 # Signed log-ratios that start at 0 (probes' mult_drift): no power of width; drawn against step.
@@ -96,7 +97,12 @@ def _intervals(fits: pl.DataFrame) -> pl.DataFrame:
 
 
 def _verdicts(fits: pl.DataFrame) -> pl.DataFrame:
-    """pass inside the band; fail outside it with the interval excluding it too; warn between."""
+    """Each row's expectation, then its verdict by the one rule (verdicts.py). A quantity is
+    judged once: where a module records both act_rms and act_l1 (one fact, its output's
+    size), act_rms carries the claim; a head multiplier paired with a norm's gain is judged
+    on their product along the path; the QK multiplier product is not judged at all, since
+    the logits are the raw logits times it exactly (an identity tests/test_fit.py checks),
+    so "QK logits flat" already says what it would."""
     rows = [
         expectation(m, r, k) if m not in LONG_MODES or last else (None, None)
         for m, r, k, last in fits.select("mode", "role", "metric", "last_step").iter_rows()
@@ -105,56 +111,17 @@ def _verdicts(fits: pl.DataFrame) -> pl.DataFrame:
         expected=pl.Series([e for e, _ in rows], dtype=pl.Float64),
         tolerance=pl.Series([t for _, t in rows], dtype=pl.Float64),
     )
-    # A head multiplier paired with a norm's gain is judged on their product, not alone.
     group = [k for k in ("mode", "family", "optimizer", "lr", "step") if k in fits.columns]
     paired = ((pl.col("role") == "head") & (pl.col("metric") == "mult_path")).any().over(group)
     alone = (pl.col("role") == "head") & pl.col("metric").is_in(["mult_scalar", "mult_row_rms"])
+    same_output = [k for k in KEYS if k in fits.columns and k != "metric"]
+    has_rms = (pl.col("metric") == "act_rms").any().over(same_output)
+    repeated = (paired & alone) | ((pl.col("metric") == "act_l1") & has_rms)
     fits = fits.with_columns(
-        expected=pl.when(paired & alone).then(None).otherwise("expected"),
-        tolerance=pl.when(paired & alone).then(None).otherwise("tolerance"),
+        expected=pl.when(repeated).then(None).otherwise("expected"),
+        tolerance=pl.when(repeated).then(None).otherwise("tolerance"),
     )
-    fits = _qk_product(fits)
-    lo, hi = pl.col("expected") - pl.col("tolerance"), pl.col("expected") + pl.col("tolerance")
-    inside = (pl.col("alpha") - pl.col("expected")).abs() <= pl.col("tolerance")
-    excluded = (pl.col("ci_low") > hi) | (pl.col("ci_high") < lo)
-    moving = (pl.col("settled") == False) | (pl.col("reference_settled") == False)  # noqa: E712
-    return fits.with_columns(
-        verdict=pl.when(pl.col("expected").is_null())
-        .then(pl.lit("info"))
-        .when(moving)
-        .then(pl.lit("unsettled"))
-        .when(inside)
-        .then(pl.lit("pass"))
-        .when(excluded.fill_null(True))
-        .then(pl.lit("fail"))
-        .otherwise(pl.lit("warn"))
-    )
-
-
-def _qk_product(fits: pl.DataFrame) -> pl.DataFrame:
-    """The QK multiplier product (derived `mult_qk`) is expected to undo the raw logits: its
-    α ≈ −α(raw_act_rms) of the same attention at the same step, judged only when both are
-    settled (the row's own `settled` stays its own; `reference_settled` is the raw logits').
-    The raw exponent, not a constant, is the reference. With every weight entry of
-    one size at every width and W fully aligned with its input, query and key entries grow
-    like d, and q·k sums head_dim ∝ d of their products: d³. The paper's 1/head_dim scale
-    leaves d² (its d⁻² for the product); SP's 1/sqrt(head_dim), which the lrm modes keep,
-    leaves d^2.5, so full alignment would ask the product for d^-2.5. Partial alignment
-    gives less, and the measured raw logits say how much."""
-    series = [k for k in KEYS if k in fits.columns and k != "metric"]
-    raw = fits.filter(
-        (pl.col("role") == "attn_qk")
-        & (pl.col("metric") == "raw_act_rms")
-        & pl.col("mode").is_in(LONG_MODES)
-        & pl.col("last_step")
-    ).select(*series, raw_alpha=-pl.col("alpha"), raw_settled=pl.col("settled"))
-    fits = fits.join(raw, on=series, how="left", nulls_equal=True)
-    product = (pl.col("metric") == "mult_qk") & pl.col("raw_alpha").is_not_null()
-    return fits.with_columns(
-        expected=pl.when(product).then("raw_alpha").otherwise("expected"),
-        tolerance=pl.when(product).then(QK_PRODUCT_TOLERANCE).otherwise("tolerance"),
-        reference_settled=pl.when(product).then("raw_settled"),
-    ).drop("raw_alpha", "raw_settled")
+    return fits.with_columns(verdict=judge())
 
 
 SUMMARY_METRICS = ("act_rms", "dact_rms", "mult_scalar", "mult_row_rms", "mult_col_rms")

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from ...analysis.divergence import diverged_runs
+from ...analysis.verdicts import VERDICTS, WORST_FIRST
 from ...models.families import width_rules
 from ...report.text import TABLE
 from ...run.store import write_atomic
@@ -18,16 +19,14 @@ from . import analysis as coord
 from . import report
 
 WORST_SHOWN = 8
-# unsettled: a long-horizon claim whose exponent still moved over the last part of the run.
-VERDICTS = ("pass", "warn", "fail", "unsettled", "info")
 
 
 def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
+    """The verdict counts are the claims', not the fitted rows' (verdicts.claims), worst first."""
     check = coord.analyse(records)
     exponents = check.exponents
-    return Analysis(
-        exponents, {"exponents.csv": exponents}, dict(exponents.group_by("verdict").len().iter_rows()), check
-    )
+    counts = dict(check.claims.group_by("verdict").len().rows())
+    return Analysis(exponents, {"exponents.csv": exponents}, {v: counts[v] for v in WORST_FIRST if v in counts}, check)
 
 
 def describe(specs, analysis: Analysis) -> dict[str, str]:
@@ -56,10 +55,33 @@ def write_report(
 
 def summary(analysis: Analysis) -> str:
     exponents = analysis.exponents
-    lines = [" ".join(f"{v}={analysis.verdicts.get(v, 0)}" for v in VERDICTS)]
+    claims = analysis.detail.claims
+    lines = [f"{claims.height} claims: " + " ".join(f"{v}={analysis.verdicts.get(v, 0)}" for v in VERDICTS[:-1])]
     checked = exponents.filter(pl.col("expected").is_not_null())
     with pl.Config(**TABLE, fmt_str_lengths=40):
-        if checked.height:
+        if claims.height:
+            rank = {v: i for i, v in enumerate(WORST_FIRST)}
+            lines.append("claims, worst first:")
+            lines.append(
+                str(
+                    claims.sort(pl.col("verdict").replace_strict(rank, return_dtype=pl.Int64), maintain_order=True)
+                    .with_columns(modules=pl.col("modules").list.len())
+                    .select(
+                        "mode",
+                        "role",
+                        "metric",
+                        "modules",
+                        "last_step",
+                        "alpha_min",
+                        "alpha_max",
+                        "ci_low",
+                        "ci_high",
+                        "expected",
+                        "tolerance",
+                        "verdict",
+                    )
+                )
+            )
             lines.append("worst exponents (largest |α − expected|):")
             lines.append(
                 str(

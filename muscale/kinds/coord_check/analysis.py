@@ -1,6 +1,7 @@
 """What a coordinate check makes of its records: the width exponents with their verdicts
-(fit.py), the check's one verdict, and each role's median α after the first update and at
-the end, so that the report and the summary only read them."""
+(fit.py), the claims they stand behind (verdicts.py), the check's one verdict, and each
+role's median α after the first update and at the end, so that the report and the summary
+only read them."""
 
 from dataclasses import dataclass
 
@@ -8,6 +9,7 @@ import polars as pl
 
 from ...analysis.derived import derived
 from ...analysis.fit import first_and_last, fit_exponents
+from ...analysis.verdicts import WORST_FIRST, claims, combine
 from ...config.spec import LONG_MODES
 from ...report.frames import require
 
@@ -31,30 +33,29 @@ EXPONENT_COLUMNS = (
     "verdict",
 )
 
-
-# A check is as bad as its worst exponent; an unsettled one is not judged, but leaves the check undone.
-WORST_FIRST = ("fail", "warn", "unsettled", "pass")
+# The verdicts a row or a claim can have, worst first (verdicts.py says what each means).
+VERDICTS = WORST_FIRST
 
 
 @dataclass(frozen=True)
 class CoordCheck:
     records: pl.DataFrame
     exponents: pl.DataFrame  # fit_exponents
-    verdict: str  # the worst of WORST_FIRST any exponent has; info when none has one
+    claims: pl.DataFrame  # verdicts.claims of the exponents
+    verdict: str  # the worst verdict of any claim (verdicts.combine); info when there is none
     first_last: pl.DataFrame  # first_and_last
 
 
 def of(records: pl.DataFrame, exponents: pl.DataFrame) -> CoordCheck:
     """A check from records and the exponents fitted to them (here or by `muscale.fit_exponents`)."""
     require(exponents, EXPONENT_COLUMNS, "exponents")
-    present = set(exponents["verdict"].to_list())
-    verdict = next((v for v in WORST_FIRST if v in present), "info")
-    return CoordCheck(records, exponents, verdict, first_and_last(exponents))
+    judged = claims(exponents)
+    return CoordCheck(records, exponents, judged, combine(judged["verdict"].to_list()), first_and_last(exponents))
 
 
 def analyse(records: pl.DataFrame) -> CoordCheck:
-    """A long horizon's QK multiplier product is derived from the records, to be judged
-    against the raw logits (fit.py)."""
+    """A long horizon's QK multiplier product is derived from the records and shown beside the
+    raw and the multiplied logits it links (fit.py judges only the logits)."""
     if records["mode"].is_in(LONG_MODES).any():
         records = pl.concat([records, derived(records, ("mult_qk",))])
     return of(records, fit_exponents(records))

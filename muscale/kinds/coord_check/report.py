@@ -19,7 +19,7 @@ from ...report import figures
 from ...report.frames import alpha_trajectories, loss_panel, ordered, over_seeds, require, setting_order, with_setting
 from ...report.templates import environment
 from ...report.text import DASH, finite, interval, signed
-from .analysis import CoordCheck
+from .analysis import VERDICTS, CoordCheck
 
 __all__ = ["render"]
 
@@ -38,8 +38,6 @@ RECORD_COLUMNS = (
     "metric",
     "value",
 )
-# unsettled: a long-horizon exponent still moving over the last part of the run, never judged.
-VERDICTS = ("fail", "warn", "unsettled", "pass", "info")
 # act_l1 is left to the table: it scales like act_rms, and every panel costs ~60 ms to draw.
 COORD_METRICS = ("act_rms", "dact_rms", "update_spec", "spec_ratio", "mult_scalar", "mult_row_rms", "mult_col_rms")
 WORST_ROWS = 10
@@ -99,25 +97,56 @@ def _exponent_row(r: dict) -> dict:
 
 
 def _banner(check: CoordCheck) -> dict:
-    exponents = check.exponents
-    counts = dict.fromkeys(VERDICTS, 0) | dict(exponents["verdict"].value_counts().rows())
-    checked = counts["fail"] + counts["warn"] + counts["pass"] + counts["unsettled"]
-    unsettled = f"; {counts['unsettled']} unsettled, not judged" if counts["unsettled"] else ""
+    """Counts claims, not fitted rows (verdicts.claims): how many statements were tested."""
+    claims = check.claims
+    counts = dict.fromkeys(VERDICTS, 0) | dict(claims["verdict"].value_counts().rows())
+    n = claims.height
+    open_ = [f"{counts[v]} {v}" for v in ("unsettled", "inconclusive", "warn") if counts[v]]
+    rest = f" ({', '.join(open_)})" if open_ else ""
     line = {
-        "fail": f"FAIL — {counts['fail']} of {checked} checked exponents outside tolerance{unsettled}",
-        "warn": f"WARN — {counts['warn']} of {checked} checked exponents flagged, none failed{unsettled}",
-        "unsettled": f"WARN — {counts['unsettled']} of {checked} checked exponents unsettled (still moving, "
-        "not judged), the rest pass",
-        "pass": f"PASS — all {checked} checked exponents within tolerance",
+        "fail": f"FAIL — {counts['fail']} of {n} claims fail{rest}",
+        "unsettled": f"WARN — {counts['unsettled']} of {n} claims still moving, not judged; {counts['pass']} pass",
+        "warn": f"WARN — none of {n} claims fails, {counts['pass']} pass{rest}",
+        "inconclusive": f"WARN — none of {n} claims fails, {counts['pass']} pass{rest}: intervals wider than "
+        "their bands",
+        "pass": f"PASS — all {n} claims pass, each exponent's whole interval inside its band",
     }.get(check.verdict)
     if line is None:
         line = (
             "INFO ONLY — no exponents were fitted"
-            if exponents.is_empty()
+            if check.exponents.is_empty()
             else "INFO ONLY — no exponent had an expectation to check against"
         )
-    overall = "warn" if check.verdict == "unsettled" else check.verdict
-    return {"overall": overall, "line": line, "counts": [(v, counts[v]) for v in VERDICTS]}
+    overall = check.verdict if check.verdict in ("pass", "fail", "info") else "warn"
+    return {"overall": overall, "line": line, "counts": [(v, counts[v]) for v in VERDICTS[:-1]]}
+
+
+def _claim_rows(claims: pl.DataFrame) -> list[dict]:
+    rank = {v: i for i, v in enumerate(VERDICTS)}
+    rows = claims.sort(pl.col("verdict").replace_strict(rank, return_dtype=pl.Int64), maintain_order=True)
+    out = []
+    for r in rows.iter_rows(named=True):
+        steps = str(r["last_step"]) if r["first_step"] == r["last_step"] else f"{r['first_step']}–{r['last_step']}"
+        alphas = (
+            signed(r["alpha_min"])
+            if r["alpha_min"] == r["alpha_max"]
+            else f"{signed(r['alpha_min'])} … {signed(r['alpha_max'])}"
+        )
+        out.append(
+            {
+                "setting": " · ".join(str(r[k]) for k in ("mode", "family", "optimizer") if k in r),
+                "role": r["role"],
+                "metric": r["metric"],
+                "modules": ", ".join(r["modules"]),
+                "steps": steps,
+                "alpha": alphas,
+                "ci": interval(r["ci_low"], r["ci_high"]) or DASH,
+                "expected": f"{signed(r['expected'], 2)} ± {r['tolerance']:.2f}",
+                "counts": " / ".join(str(r[v]) for v in VERDICTS[:-1]),
+                "verdict": r["verdict"],
+            }
+        )
+    return out
 
 
 def _worst(exponents: pl.DataFrame) -> list[dict]:
@@ -305,6 +334,9 @@ def render(check: CoordCheck, meta: Mapping[str, str]) -> str:
         .render(
             title=f"muscale coordinate check — {', '.join(families)} · {', '.join(modes)}",
             banner=_banner(check),
+            claims=_claim_rows(check.claims),
+            claim_counts=" / ".join(VERDICTS[:-1]),
+            verdicts=VERDICTS,
             worst=_worst(exponents),
             first_last=[
                 {k: signed(v) if k.startswith("alpha") else v for k, v in r.items()}

@@ -17,6 +17,10 @@ from .study import MODES, TOLERANCE
 
 # What a claim reported as measured says for its verdict.
 MEASURED = "measured"
+# A checked claim's verdict from its checks' (gate.outcome).
+CHECKED = {"pass": "reproduced", "fail": "not reproduced"} | dict.fromkeys(
+    ("warn", "inconclusive", "unsettled"), "inconclusive"
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class Claim:
     name: str
     mode: str
     rows: list[dict]
-    # reproduced, not reproduced (checked); follows √(η/λ), does not follow √(η/λ) (no [expect]); or MEASURED
+    # reproduced, not reproduced, inconclusive (checked); follows √(η/λ), does not follow √(η/λ) (no [expect]); or MEASURED
     verdict: str
     # (b), (c) multiplier: how many of the rows follow √(η/λ) within the band
     within: int | None = None
@@ -44,7 +48,7 @@ class Verdicts:
     # The fits of ‖W‖ (analysis.wide) with their checks: check (pass, fail, or null when none),
     # expected_p and expected_q (null unless both are checked) and tolerance.
     matrices: pl.DataFrame
-    # The study's: pass or fail on its checks, info when it expects nothing.
+    # The study's: pass or fail on its checks, warn when they cannot tell, info when it expects nothing.
     verdict: str
     # The exponents the checks hold ‖W‖ to, (p, q, tolerance); None when there are none.
     expected: tuple[float, float, float] | None
@@ -56,7 +60,8 @@ def judge(result: equilibrium.Analysis, plan: dict) -> Verdicts:
     checks = gate.check(result.fits, expect)
     band = expect[0]["tolerance"] if expect else TOLERANCE
     modes = [m for m in MODES if m in set(result.state["mode"].to_list())]
-    verdict = "info" if not checks else "fail" if any(c.status != "pass" for c in checks) else "pass"
+    outcome = gate.outcome(checks)
+    verdict = outcome if outcome in ("pass", "fail", "info") else "warn"
     expected = None
     if checks:
         p, q = (
@@ -107,7 +112,7 @@ def _matrices(norms: pl.DataFrame, checks: list[gate.Check]) -> pl.DataFrame:
         ]
         found = [c for c in found if c is not None]
         both = len(found) == 2
-        columns["check"].append(None if not found else "pass" if all(c.status == "pass" for c in found) else "fail")
+        columns["check"].append(gate.outcome(found) if found else None)
         columns["expected_p"].append(found[0].expected if both else None)
         columns["expected_q"].append(found[1].expected if both else None)
         columns["tolerance"].append(found[0].tolerance if found else None)
@@ -131,7 +136,7 @@ def _claims(result: equilibrium.Analysis, checks: list[gate.Check], modes: list[
             continue
         checked = [c for c in checks if c.mode == mode]
         verdict = (
-            ("reproduced" if all(c.status == "pass" for c in checked) else "not reproduced")
+            CHECKED[gate.outcome(checked)]
             if checked
             else ("follows √(η/λ)" if all(_follows(r["p"], r["q"], band) for r in rows) else "does not follow √(η/λ)")
         )

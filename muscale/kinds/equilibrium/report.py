@@ -31,6 +31,7 @@ CLAIM_KIND = {
     "reproduced": "pass",
     "follows √(η/λ)": "pass",
     "not reproduced": "fail",
+    "inconclusive": "warn",
     "does not follow √(η/λ)": "fail",
     MEASURED: "info",
 }
@@ -39,7 +40,7 @@ CLAIM_KIND = {
 def _banner(verdicts: Verdicts) -> dict:
     chips = [
         {
-            "kind": {"pass": "pass", "fail": "fail"}.get(row["check"], "info"),
+            "kind": {"pass": "pass", "fail": "fail", None: "info"}.get(row["check"], "warn"),
             "text": f"{row['variant']} · {row['mode']} · {row['module']}: "
             f"p = {signed(row['p'], 2)}, q = {signed(row['q'], 2)}",
         }
@@ -151,7 +152,7 @@ def _fit_rows(a: Analysis, verdicts: Verdicts) -> list[dict]:
                     if r.get("expected_p") is not None
                     else DASH,
                     "check": status,
-                    "kind": {"pass": "pass", "fail": "fail"}.get(status, "info"),
+                    "kind": {"pass": "pass", "fail": "fail", NO_CLAIM: "info"}.get(status, "warn"),
                 }
             )
     return rows

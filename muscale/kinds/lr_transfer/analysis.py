@@ -18,6 +18,7 @@ from ...analysis import gate
 from ...analysis.divergence import fate
 from ...analysis.fit import fit_exponents
 from ...analysis.intervals import over_seeds
+from ...analysis.verdicts import combine
 from ...errors import InputError
 from ...report.frames import require
 
@@ -188,12 +189,14 @@ def checks(drift: pl.DataFrame, expect: Sequence[Mapping]) -> pl.DataFrame:
 
 
 def verdict(drift: pl.DataFrame, checked: pl.DataFrame) -> str:
-    """The sweep's one verdict. A study that expects drift exponents is judged on them: fail
-    when any misses. Otherwise a drift is flagged (warn), not failed: under SP it is the
+    """The sweep's one verdict. A study that expects drift exponents is judged on them by the
+    one rule (verdicts.py): fail when any misses, pass when all pass, warn when some cannot
+    be told. Otherwise a drift is flagged (warn), not failed: under SP it is the
     expected result, and there is nothing to hold it against; transfer in every setting
     passes, and too few optima to fit anywhere leaves no verdict (info)."""
     if checked.height:
-        return "fail" if (checked["status"] != "pass").any() else "pass"
+        judged = combine(["fail" if s == "missing" else s for s in checked["status"].to_list()])
+        return judged if judged in ("pass", "fail") else "warn"
     verdicts = drift["verdict"].to_list()
     if "drifts" in verdicts:
         return "warn"

@@ -110,10 +110,13 @@ def _banner(sweep: _Sweep) -> dict:
     verdicts = rows["verdict"].to_list()
     n, tol = len(verdicts), f"{sweep.tolerance:g}"
     if sweep.checks:
-        missed = [c["mode"] for c in sweep.checks.values() if c["status"] != "pass"]
+        missed = [c["mode"] for c in sweep.checks.values() if c["status"] in ("fail", "missing")]
+        met = sum(c["status"] == "pass" for c in sweep.checks.values())
+        undecided = [c["mode"] for c in sweep.checks.values() if c["status"] not in ("pass", "fail", "missing")]
         line = (
-            f"{sweep.verdict.upper()} — {len(sweep.checks) - len(missed)} of {len(sweep.checks)} "
-            f"expected drift exponents met" + (f"; missed: {', '.join(missed)}" if missed else "")
+            f"{sweep.verdict.upper()} — {met} of {len(sweep.checks)} expected drift exponents met"
+            + (f"; missed: {', '.join(missed)}" if missed else "")
+            + (f"; cannot tell yet: {', '.join(undecided)}" if undecided else "")
         )
     elif sweep.verdict == "warn":
         line = f"DRIFTS — η* moves with width in {verdicts.count('drifts')} of {n} setting(s) (|α| > {tol})"
@@ -235,8 +238,12 @@ def render(
             parts=[
                 {
                     **p,
-                    "verdicts": " ".join(f"{v}={p['verdicts'].get(v, 0)}" for v in ("pass", "warn", "fail", "info")),
-                    "kind": "fail" if p["verdicts"].get("fail") else "warn" if p["verdicts"].get("warn") else "pass",
+                    "verdicts": " ".join(f"{v}={n}" for v, n in p["verdicts"].items()),
+                    "kind": "fail"
+                    if p["verdicts"].get("fail")
+                    else "pass"
+                    if set(p["verdicts"]) <= {"pass", "info"}
+                    else "warn",
                 }
                 for p in parts
             ],

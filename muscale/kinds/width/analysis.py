@@ -6,9 +6,10 @@ Claims may name the metrics derived from the records (derived.py) as well as rec
 
 A claim names a mode, a metric, the roles it covers (none: every role with the metric),
 an expected α and a tolerance; it is judged at the last recorded step, per family, on every
-module it covers. With band = α ± tolerance and I the module's 95% interval of α: the
-module reproduces the claim when I lies inside the band, fails to when I lies wholly
-outside it, and is inconclusive otherwise (the interval is too wide to tell). A claim is
+module it covers, by the one rule every kind uses (verdicts.py): with band = α ± tolerance
+and I the module's 95% interval of α, the module reproduces the claim when I lies inside
+the band, fails to when I lies wholly outside it, and is inconclusive otherwise (the
+interval is too wide to tell). A claim is
 reproduced when all its modules are, not reproduced when any is not, else inconclusive.
 A module whose α is not settled (fit.py: it moved by more than SETTLE_TOLERANCE over the
 last 30% of the run) is `unsettled` and judged neither way; a claim with no module against
@@ -27,10 +28,19 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ...analysis import verdicts as rule
 from ...analysis.gate import KEY
 from ...config.spec import RunSpec, multiplier_kind
 
 STATUSES = ("reproduced", "not reproduced", "inconclusive", "unsettled", "no data")
+# A module's status is the one rule's verdict (verdicts.py) in a study's words.
+STATUS_OF_VERDICT = {
+    "pass": "reproduced",
+    "fail": "not reproduced",
+    "warn": "inconclusive",
+    "inconclusive": "inconclusive",
+    "unsettled": "unsettled",
+}
 
 
 @dataclass(frozen=True)
@@ -86,16 +96,13 @@ def judge(exponents: pl.DataFrame, claims: list[Claim]) -> tuple[pl.DataFrame, p
     A claim that covers no fitted module gets one row, family "—", status "no data"."""
     modules, verdicts = [], []
     for i, claim in enumerate(claims):
-        lo, hi = claim.alpha - claim.tolerance, claim.alpha + claim.tolerance
-        rows = _covered(exponents, claim).with_columns(
-            claim=pl.lit(i),
-            status=pl.when(~pl.col("settled"))
-            .then(pl.lit("unsettled"))
-            .when((pl.col("ci_low") >= lo) & (pl.col("ci_high") <= hi))
-            .then(pl.lit("reproduced"))
-            .when((pl.col("ci_high") < lo) | (pl.col("ci_low") > hi))
-            .then(pl.lit("not reproduced"))
-            .otherwise(pl.lit("inconclusive")),
+        rows = (
+            _covered(exponents, claim)
+            .with_columns(claim=pl.lit(i), claim_alpha=pl.lit(claim.alpha), claim_tolerance=pl.lit(claim.tolerance))
+            .with_columns(
+                status=rule.judge(expected="claim_alpha", tolerance="claim_tolerance").replace_strict(STATUS_OF_VERDICT)
+            )
+            .drop("claim_alpha", "claim_tolerance")
         )
         modules.append(rows)
         for family in sorted(set(rows["family"].to_list())) or ["—"]:
