@@ -326,3 +326,21 @@ def test_index_lists_every_report_with_its_verdict_and_escapes_titles(tmp_path):
     assert index.count("<a href=") == 3 and 'href="index.html"' not in index
     assert 'class="fail"' in index and 'class="pass"' in index
     assert "<script>" not in index and "&lt;script&gt;x" in index
+
+
+@pytest.mark.parametrize(("alpha", "flagged"), [(-3.3, True), (-0.5, False)])
+def test_a_layer_whose_output_collapses_with_width_is_flagged(tmp_path, records, alpha, flagged):
+    exponents = make_exponents(records)
+    last = exponents["step"].max()
+    exponents = exponents.with_columns(
+        alpha=pl.when(
+            (pl.col("module") == "blocks.0.mlp.up") & (pl.col("metric") == "act_rms") & (pl.col("step") == last)
+        )
+        .then(alpha)
+        .otherwise(pl.col("alpha"))
+    )
+    html = write_report(records, exponents, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert ("<h2>Layers collapsing with width</h2>" in html) is flagged
+    if flagged:
+        section = html.split("<h2>Layers collapsing with width</h2>")[1].split("<h2>")[0]
+        assert "blocks.0.mlp.up" in section and "-3.300" in section

@@ -1,7 +1,8 @@
 """Training data, generated in-process or read from local files so nothing is ever downloaded.
 
-Every batch is a pure function of (data seed, batch index): the same across widths and
-run seeds, so widths differ only in the model. Negative indices are held-out batches
+Every batch is a pure function of (data seed, batch index): the same across widths, so
+widths differ only in the model; each run seed starts at its own index (RunSpec.data_offset),
+so seeds differ in their data as well as their init. Negative indices are held-out batches
 (evaluation and the fixed probe batch), which for a real corpus come from its last 10%,
 a region training windows never touch."""
 

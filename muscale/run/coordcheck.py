@@ -26,6 +26,7 @@ from ..models.references import reference
 from . import launch, store
 from .validate import (
     check_beta2,
+    check_data_order,
     check_family,
     check_metrics,
     check_mult_param,
@@ -74,6 +75,8 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
         for name, opt in OPTIONS.items()
     }
     batch, loss = reference(value["batch"], "--batch"), reference(value["loss"], "--loss")
+    if batch is not None and o["data"] is None:
+        value["data"] = RunSpec.data  # a batch function brings its own data: no text default applies
     fam = resolve(family, batch, value["data"])
     losses.resolve(loss)
     widths = tuple(value["widths"])
@@ -143,6 +146,7 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
         mult_init=float(mult_init),
         metrics=metrics,
         data=value["data"],
+        data_order=check_data_order(value["data_order"]),
         loss=loss,
         beta2=beta2 if optimizer != "sgd" else None,
         mult_param=value["mult_param"] if multiplier_kind(mode) else RunSpec.mult_param,

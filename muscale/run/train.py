@@ -95,7 +95,7 @@ def run(spec: RunSpec, device: torch.device | str = "cpu", model_path: Path | No
         if step == spec.steps or diverged:
             break
         if spec.horizon != "short":
-            x, y = (t.to(device) for t in family.batch(step, spec.batch_size, spec.seq_len))
+            x, y = (t.to(device) for t in family.batch(spec.data_offset + step, spec.batch_size, spec.seq_len))
             loss = compute(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import torch
 
 from ..config.spec import (
+    DATA_ORDERS,
     LRM_IMPLS,
     MULT_PARAMS,
     MUON_ADJUST_LR,
@@ -164,6 +165,12 @@ def check_beta2(beta2: float, optimizer: str) -> float:
     if isinstance(beta2, bool) or not isinstance(beta2, int | float) or not 0 <= beta2 < 1:
         raise InputError("--beta2", f"{beta2!r} is not in [0, 1)", "give Adam's β₂ as e.g. 0.95")
     return float(beta2)
+
+
+def check_data_order(order: str) -> str:
+    if order not in DATA_ORDERS:
+        raise InputError("--data-order", f"unknown order {order!r}", f"use one of {', '.join(DATA_ORDERS)}")
+    return order
 
 
 def check_family(family, widths, base_width, options, mode):

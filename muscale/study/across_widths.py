@@ -10,6 +10,7 @@ from ..models.families import resolve
 from ..models.losses import resolve as resolve_loss
 from ..run.validate import (
     check_beta2,
+    check_data_order,
     check_family,
     check_mult_param,
     check_multipliers,
@@ -37,6 +38,7 @@ KEYS = {"title": (str, "", "a heading for the report")} | study_keys(
     "mult_init",
     "base_width",
     "data",
+    "data_order",
     "metrics",
     "eval_batches",
     "options",
@@ -118,6 +120,7 @@ def across_widths(r: Reader, top: dict) -> Runs:
     r.check(
         check_placement, top["multipliers"], next((m for m in modes if multiplier_kind(m)), modes[0]), top["mult_init"]
     )
+    r.check(check_data_order, top["data_order"], key="data_order")
     for family in families:
         fam = r.check(resolve, family, None, top["data"])
         for mode in modes:
@@ -139,6 +142,7 @@ def across_widths(r: Reader, top: dict) -> Runs:
             mult_init=top["mult_init"] if multiplier_kind(mode) else 1.0,
             family_options=tuple(sorted(options.items())),
             data=top["data"],
+            data_order=top["data_order"],
             loss=top["loss"],
             mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
             mult_param=top["mult_param"] if multiplier_kind(mode) else KEYS["mult_param"][1],

@@ -213,6 +213,8 @@ def build_records() -> None:
     for path in INPUTS.rglob("*"):
         if path.is_file() and any(path.match(p) for p in OUTPUTS):
             path.unlink()
+    for name in COORD_CHECKS:  # stored as older versions wrote them, which `muscale fit` still reads
+        (INPUTS / name / "plan.json").unlink()
 
 
 def build_outputs() -> None:

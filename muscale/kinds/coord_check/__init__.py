@@ -93,6 +93,12 @@ def summary(analysis: Analysis) -> str:
                     )
                 )
             )
+        if (flat := analysis.detail.collapsed).height:
+            lines.append(
+                f"collapsing with width (info: act_rms shrinks faster than d^{coord.COLLAPSE_BELOW:g}, "
+                "so the layer is switched off at large width):"
+            )
+            lines.append(str(flat))
         table = analysis.detail.first_last
         if table.height and not checked.height:
             lines.append("width exponents by role, median over modules (α after the first update → at the last step):")

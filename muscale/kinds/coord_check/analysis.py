@@ -35,6 +35,10 @@ EXPONENT_COLUMNS = (
 
 # The verdicts a row or a claim can have, worst first (verdicts.py says what each means).
 VERDICTS = WORST_FIRST
+# A layer whose output shrinks faster than 1/d is being switched off as width grows: nothing
+# downstream can use it at large width, whatever the claims say (on the synthetic tokens the
+# default check's mlp_down shrank like d^−3.3). Flagged, not judged: no theory expects it.
+COLLAPSE_BELOW = -1.0
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,37 @@ class CoordCheck:
     claims: pl.DataFrame  # verdicts.claims of the exponents
     verdict: str  # the worst verdict of any claim (verdicts.combine); info when there is none
     first_last: pl.DataFrame  # first_and_last
+    collapsed: pl.DataFrame  # collapsed: the layers whose output collapses with width
 
 
 def of(records: pl.DataFrame, exponents: pl.DataFrame) -> CoordCheck:
     """A check from records and the exponents fitted to them (here or by `muscale.fit_exponents`)."""
     require(exponents, EXPONENT_COLUMNS, "exponents")
     judged = claims(exponents)
-    return CoordCheck(records, exponents, judged, combine(judged["verdict"].to_list()), first_and_last(exponents))
+    return CoordCheck(
+        records,
+        exponents,
+        judged,
+        combine(judged["verdict"].to_list()),
+        first_and_last(exponents),
+        collapsed(exponents),
+    )
+
+
+def collapsed(exponents: pl.DataFrame) -> pl.DataFrame:
+    """The layers whose output RMS shrinks with width faster than COLLAPSE_BELOW at each
+    setting's last recorded step, steepest first."""
+    setting = [k for k in ("mode", "family", "optimizer", "lr") if k in exponents.columns]
+    rows = exponents.filter(
+        (pl.col("metric") == "act_rms")
+        & (pl.col("role") != "loss")
+        & (pl.col("step") == pl.col("step").max().over(setting))
+    )
+    return (
+        rows.filter(pl.col("alpha") < COLLAPSE_BELOW)
+        .sort("alpha")
+        .select(*setting, "module", "role", "step", "alpha", "ci_low", "ci_high")
+    )
 
 
 def analyse(records: pl.DataFrame) -> CoordCheck:

@@ -19,7 +19,7 @@ from ...report import figures
 from ...report.frames import alpha_trajectories, loss_panel, ordered, over_seeds, require, setting_order, with_setting
 from ...report.templates import environment
 from ...report.text import DASH, finite, interval, signed
-from .analysis import VERDICTS, CoordCheck
+from .analysis import COLLAPSE_BELOW, VERDICTS, CoordCheck
 
 __all__ = ["render"]
 
@@ -335,6 +335,18 @@ def render(check: CoordCheck, meta: Mapping[str, str]) -> str:
             title=f"muscale coordinate check — {', '.join(families)} · {', '.join(modes)}",
             banner=_banner(check),
             claims=_claim_rows(check.claims),
+            collapsed=[
+                {
+                    "setting": " · ".join(str(r[k]) for k in ("mode", "family", "optimizer") if k in r),
+                    "module": r["module"],
+                    "role": r["role"],
+                    "step": r["step"],
+                    "alpha": signed(r["alpha"]),
+                    "ci": interval(r["ci_low"], r["ci_high"]) or DASH,
+                }
+                for r in check.collapsed.iter_rows(named=True)
+            ],
+            collapse_below=signed(COLLAPSE_BELOW, 0),
             claim_counts=" / ".join(VERDICTS[:-1]),
             verdicts=VERDICTS,
             worst=_worst(exponents),

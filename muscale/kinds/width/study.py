@@ -39,6 +39,7 @@ TOP = (
             "mult_init",
             "base_width",
             "data",
+            "data_order",
             "options",
             "mup_multipliers",
             "loss",
