@@ -141,6 +141,23 @@ def test_frozen_scales_freeze_the_norm_gains_too(one_thread, mode):
     assert w.filter(pl.col("step") == 3)["value"].to_list() != w.filter(pl.col("step") == 0)["value"].to_list()
 
 
+def test_frozen_gains_leave_only_the_multipliers_to_learn_a_scale(one_thread):
+    """lrm-frozen-gains: every norm gain stays at 1 while the multipliers and matrices train."""
+    spec = muscale.plan("lrm-frozen-gains", "transformer", widths=(16, 32), steps=3, seeds=1)[0]
+    model, multipliers = modes.build(spec, resolve("transformer"))
+    gains = [p for n, p in model.named_parameters() if n.endswith("norm.weight")]
+    assert gains and not any(p.requires_grad for p in gains)
+    assert multipliers and all(p.requires_grad for p in multipliers)
+    records = muscale.coord_check(
+        "lrm-frozen-gains", "transformer", widths=(16, 32), steps=3, seeds=1, metrics=("mult_scalar", "mult_path")
+    )
+    last = records.filter((pl.col("role") == "head") & (pl.col("step") == 3))
+    scalar = last.filter(pl.col("metric") == "mult_scalar")["value"]
+    path = last.filter(pl.col("metric") == "mult_path")["value"]
+    assert ((scalar - 1.0).abs() > 1e-4).all()
+    assert path.is_empty() or np.allclose(path.to_numpy(), scalar.to_numpy())
+
+
 def long_records(alpha_at: dict[int, float], mode: str = "lrm", metric: str = "mult_scalar") -> pl.DataFrame:
     """Exact power laws d^α(step) of one head metric at steps 0, 700 and 1000, two seeds."""
     return pl.DataFrame(
@@ -184,9 +201,14 @@ def test_a_claim_still_moving_is_unsettled_and_left_out_of_the_gate():
 def test_a_control_claim_keeps_its_status_and_is_marked(alpha, status):
     control = width.Claim("frozen: must fail", "lrm-frozen", "mult_scalar", -1.0, 0.25, ("head",), control=True)
     records = long_records({0: 0.0, 700: alpha, 1000: alpha}, mode="lrm-frozen")
-    (row,) = width.judge(muscale.fit_exponents(records), [control])[0].iter_rows(named=True)
+    verdicts = width.judge(muscale.fit_exponents(records), [control])[0]
+    (row,) = verdicts.iter_rows(named=True)
     assert row["status"] == status and row["control"] is True
     assert width.baseline([control], muscale.fit_exponents(records)) == []
+    # A control that holds is a finding, not a pass and not a failure of the study.
+    outcome = width.outcome(verdicts)
+    assert outcome.verdict == ("pass" if status == "not reproduced" else "warn")
+    assert outcome.findings == (status == "reproduced") and outcome.missed == 0
 
 
 # ---------------------------------------------------------------- derived metrics and claims on synthetic records

@@ -36,9 +36,12 @@ class Mode:
     frozen: the multipliers stay at their start value (learning rate 0), the lrm model's
     must-fail control for the claims that they learn a width exponent; a learnable norm gain
     in front of a multiplied layer still carries its path (README, the width studies).
-    frozen_gains: the norm gains stay at their start value too, so that no learnable scale
-    is left but the matrices' own norms, which weight decay pins: the control for the claims
-    that learnable scales keep what the loss sees flat.
+    frozen_gains: the norm gains stay at their start value. With frozen multipliers too
+    (`lrm-frozen-scales`) no learnable scale is left but the matrices' own norms, which weight
+    decay pins: the control for the claims that learnable scales keep what the loss sees flat.
+    With the multipliers learning (`lrm-frozen-gains`), only they can carry a path's scale:
+    the contrast that says the multipliers, not the gains, do it. (`lrm-frozen` learns the
+    gains alone, which is `sp` with multipliers held at 1: the same model, the same numbers.)
     horizon: `long` where the multipliers need training to show anything (DESIGN.md, fact 5)."""
 
     mup: bool = False
@@ -60,6 +63,7 @@ MODE_TABLE = {
     "lrm-scalar": Mode(multipliers="scalar", horizon="long"),
     "lrm-frozen": Mode(multipliers="vector", frozen=True, horizon="long"),
     "lrm-frozen-scales": Mode(multipliers="vector", frozen=True, frozen_gains=True, horizon="long"),
+    "lrm-frozen-gains": Mode(multipliers="vector", frozen_gains=True, horizon="long"),
     "mup+lrm": Mode(mup=True, mup_lr=True, multipliers="vector"),
 }
 ALIASES = {"lrm-vector": "lrm"}

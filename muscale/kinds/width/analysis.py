@@ -14,14 +14,15 @@ reproduced when all its modules are, not reproduced when any is not, else inconc
 A module whose α is not settled (fit.py: it moved by more than SETTLE_TOLERANCE over the
 last 30% of the run) is `unsettled` and judged neither way; a claim with no module against
 it but an unsettled one is unsettled. A `control` claim names the scheme where the claim
-must not hold (`lrm-frozen`): "not reproduced" is its pass.
+must not hold (`lrm-frozen-scales`): "not reproduced" is its pass; a control that does not
+fail is not a pass either, and one that is reproduced is a finding (the claim holds without
+what it credits), reported as such.
 `muscale gate` checks the claims marked `gate = true`; its rule (fail only when α and its
 whole interval miss the band) fails exactly the modules judged not reproduced; unsettled
 modules are left out of the gate, as they are of every verdict, so a gated claim with no
 settled module fails the gate: it cannot be decided yet.
-The study's own verdict (`outcome`) fails when the gate would, or when a control is
-reproduced (the claims it guards then have no teeth); it passes when every claim is
-reproduced, and warns otherwise."""
+The study's own verdict (`outcome`) fails when the gate would; it passes when every claim is
+reproduced and every control fails as it must, and warns otherwise (a finding included)."""
 
 import dataclasses
 from dataclasses import dataclass
@@ -175,28 +176,31 @@ class Outcome:
     """What the claims add up to: the study's verdict, and each claim's."""
 
     verdict: str  # pass, warn, fail; info when the study makes no claims
-    # judge's claim rows with `outcome`: pass, fail, warn or info (a control passes by not being reproduced)
+    # judge's claim rows with `outcome`: pass, fail, warn or info (a control passes by not being
+    # reproduced), and `finding`: true on a control that was reproduced
     claims: pl.DataFrame
     missed: int  # gated claims the gate fails on
+    findings: int  # controls reproduced: their claims hold without what they credit
 
 
 # What a status means for a claim, and for a module behind one; a control's is turned around.
 OUTCOME = dict(zip(STATUSES, ("pass", "fail", "warn", "warn", "info")))
-CONTROL_OUTCOME = {"reproduced": "fail", "not reproduced": "pass"}
+CONTROL_OUTCOME = {"not reproduced": "pass"}
 
 
 def outcome(verdicts: pl.DataFrame) -> Outcome:
     """`verdicts`: judge's claim rows."""
     if verdicts.is_empty():
-        return Outcome("info", verdicts, 0)
+        return Outcome("info", verdicts, 0, 0)
     claims = verdicts.with_columns(
         outcome=pl.when(pl.col("control"))
         .then(pl.col("status").replace_strict(CONTROL_OUTCOME, default="warn"))
-        .otherwise(pl.col("status").replace_strict(OUTCOME))
+        .otherwise(pl.col("status").replace_strict(OUTCOME)),
+        finding=pl.col("control") & (pl.col("status") == "reproduced"),
     )
-    judged = verdicts.filter(~pl.col("control"))
-    missed = judged.filter(pl.col("gate") & pl.col("status").is_in(["not reproduced", "no data"])).height
-    toothless = verdicts.filter(pl.col("control") & (pl.col("status") == "reproduced")).height
-    reproduced = judged.filter(pl.col("status") == "reproduced").height
-    verdict = "fail" if missed or toothless else "pass" if reproduced == judged.height else "warn"
-    return Outcome(verdict, claims, missed)
+    missed = claims.filter(
+        ~pl.col("control") & pl.col("gate") & pl.col("status").is_in(["not reproduced", "no data"])
+    ).height
+    passed = (claims["outcome"] == "pass").all()
+    verdict = "fail" if missed else "pass" if passed else "warn"
+    return Outcome(verdict, claims, missed, int(claims["finding"].sum()))

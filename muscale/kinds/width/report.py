@@ -86,6 +86,11 @@ def _banner(outcome: Outcome) -> dict:
             f"; {int((controls['status'] == 'not reproduced').sum())} of {controls.height} must-fail "
             "controls fail as they must"
         )
+    if outcome.findings:
+        line += (
+            f"; {outcome.findings} control{'s' if outcome.findings > 1 else ''} reproduced: a finding, "
+            "the claim holds without what it credits"
+        )
     if outcome.missed:
         line += f"; the gate fails on {outcome.missed} gated claim{'s' if outcome.missed > 1 else ''}"
     return {"overall": outcome.verdict, "line": line, "counts": list(counts.items())}
@@ -109,7 +114,7 @@ def _claim_rows(claims: pl.DataFrame, modules: pl.DataFrame) -> list[dict]:
                 "envelope": interval(v["ci_low"], v["ci_high"]) or DASH,
                 "counts": f"{v['reproduced']} / {v['not reproduced']} / {v['inconclusive']} / {v['unsettled']}",
                 "gate": "control (must fail)" if v["control"] else "gated" if v["gate"] else "reported",
-                "status": v["status"],
+                "status": f"{v['status']} (finding)" if v["finding"] else v["status"],
                 "kind": v["outcome"],
                 "note": v["note"],
                 "modules": [
