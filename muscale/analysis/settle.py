@@ -8,10 +8,11 @@ at that slope moves α by ln 2·|s|; α is settled when that move is within SETT
 so is ln 2·h, the least move the window can resolve. A log-slope rather than a slope in steps,
 because the approaches that matter are slow in steps and look alike in ln(step). The larger of
 the two rather than their sum (the interval's far end), because α jitters from step to step
-(residual sd over the last third of the default check on the stdlib bytes: median 0.015, a
-quarter of the rows above 0.03) and the far end would keep a flat row at that jitter unsettled
-however long the run; the larger of the two still flags a trend of twice the tolerance under
-any jitter it settles, and leaves a window too noisy to resolve the tolerance unsettled.
+(residual sd over the last third of the default check on the stdlib bytes: median 0.014, a
+quarter of the rows above 0.03; benchmarks/settle_rows.py) and the far end would keep a flat
+row at 0.03 unsettled in most draws however long the run. The larger of the two still flags
+a trend of twice the tolerance in all but about one draw in forty under any jitter it
+settles, and leaves a window too noisy to resolve the tolerance unsettled.
 Fewer than three steps in the window give no interval and are never settled.
 
 What it can tell apart. An approach α∞ + c·t^−p has |s| = p·(move left), so the doubling
@@ -58,9 +59,8 @@ def window_slopes(fits: pl.DataFrame, series: list[str]) -> pl.DataFrame:
     )
     half = intervals.slope_from_sums(*(sums[c].to_numpy() for c in ("slope", "sxx", "syy", "n_window")))
     sums = sums.with_columns(slope_half=pl.Series(half, dtype=pl.Float64).fill_nan(None))
-    return sums.with_columns(
-        move=pl.col("slope").abs() * HORIZON, resolution=pl.col("slope_half") * HORIZON
-    ).drop("sxx", "syy")
+    sums = sums.drop("sxx", "syy")
+    return sums.with_columns(move=pl.col("slope").abs() * HORIZON, resolution=pl.col("slope_half") * HORIZON)
 
 
 def settled(fits: pl.DataFrame, series: list[str]) -> pl.DataFrame:
