@@ -168,8 +168,9 @@ def default_horizon(mode: str, family: str) -> Horizon:
 
 
 # A long-horizon exponent is settled when one more doubling of the run, at the slope of α against
-# ln(step) over the last third of the run (its upper 95% bound), would move α by at most
-# SETTLE_TOLERANCE (analysis/settle.py). SETTLE_POINTS log-spaced recorded steps span that third.
+# ln(step) over the last third of the run, would move α by at most SETTLE_TOLERANCE and the
+# slope's 95% half-width resolves that much (analysis/settle.py). SETTLE_POINTS log-spaced
+# recorded steps span that third.
 SETTLE_FROM, SETTLE_TOLERANCE, SETTLE_POINTS = 2 / 3, 0.1, 13
 
 
