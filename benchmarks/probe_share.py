@@ -2,8 +2,8 @@
 width, once as muscale trains it (every metric at the recorded steps) and once with probes
 that record nothing but the loss (the bare training loop), each side the median of a few
 alternating repeats, in CPU seconds of the one thread (so neighbours on a shared machine
-change little). Probes run only at the recorded steps (0, 1, 2, 4, …, 70 % and the
-last), so their share should stay ≤ 10 %; printed, not enforced.
+change little). Probes run only at the recorded steps (0, 1, 2, 4, … and 13
+log-spaced steps over the last third), so their share should stay ≤ 10 %; printed, not enforced.
 
     python benchmarks/probe_share.py [--widths 32,128] [--repeats 3]
 """

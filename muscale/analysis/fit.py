@@ -6,8 +6,8 @@ fit over tens of thousands of groups costs one pass over the records."""
 import numpy as np
 import polars as pl
 
-from ..config.spec import LONG_MODES, SETTLE_FROM, SETTLE_TOLERANCE
-from . import intervals
+from ..config.spec import LONG_MODES
+from . import intervals, settle
 from .expectations import expectation
 from .verdicts import judge
 
@@ -67,23 +67,17 @@ def _long_modes(records: pl.DataFrame) -> list[str]:
 
 
 def _settled(fits: pl.DataFrame, keys: list[str], long_modes: list[str]) -> pl.DataFrame:
-    """`settled` on each long-horizon row at its last step: α there is within SETTLE_TOLERANCE
-    of α at the recorded step nearest SETTLE_FROM of the run. Null elsewhere: a short horizon
-    judges every step, and a trajectory's earlier points are not judged."""
+    """`settled` on each long-horizon row at its last step, by settle.py's rule on the series'
+    α over the last third of the run. Null elsewhere: a short horizon judges every step, and a
+    trajectory's earlier points are not judged."""
     series = [k for k in keys if k != "step"]
-    last = pl.col("step").max().over(series)
-    off = (pl.col("step") - SETTLE_FROM * last).abs()
-    ref = (
-        fits.filter(pl.col("mode").is_in(long_modes) & (off == off.min().over(series)))
-        .group_by(series)
-        .agg(alpha_ref=pl.col("alpha").first())
-    )
-    fits = fits.join(ref, on=series, how="left", nulls_equal=True)
-    moved = (pl.col("alpha") - pl.col("alpha_ref")).abs()
-    settled = pl.when(pl.col("mode").is_in(long_modes) & (pl.col("step") == last)).then(moved <= SETTLE_TOLERANCE)
+    last = pl.col("step") == pl.col("step").max().over(series)
+    verdicts = settle.settled(fits.filter(pl.col("mode").is_in(long_modes)), series)
+    fits = fits.join(verdicts.rename({"settled": "window_settled"}), on=series, how="left", nulls_equal=True)
     return fits.with_columns(
-        settled=settled.fill_null(pl.lit(None, pl.Boolean)), last_step=pl.col("step") == last
-    ).drop("alpha_ref")
+        settled=pl.when(pl.col("mode").is_in(long_modes) & last).then("window_settled").otherwise(None),
+        last_step=last,
+    ).drop("window_settled")
 
 
 def _intervals(fits: pl.DataFrame) -> pl.DataFrame:

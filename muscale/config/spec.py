@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
@@ -177,14 +178,18 @@ def default_horizon(mode: str, family: str) -> Horizon:
     )
 
 
-# A long-horizon exponent is settled when α at the last recorded step is within SETTLE_TOLERANCE
-# of α at SETTLE_FROM of the run (fit.py): the last ~30% of training moved it by less than that.
-SETTLE_FROM, SETTLE_TOLERANCE = 0.7, 0.1
+# A long-horizon exponent is settled when one more doubling of the run, at the slope of α against
+# ln(step) over the last third of the run, would move α by at most SETTLE_TOLERANCE and the
+# slope's 95% half-width resolves that much (analysis/settle.py). SETTLE_POINTS log-spaced
+# recorded steps span that third.
+SETTLE_FROM, SETTLE_TOLERANCE, SETTLE_POINTS = 2 / 3, 0.1, 13
 
 
 def record_steps(steps: int, horizon: str) -> tuple[int, ...]:
-    """Short horizons record every step; long ones 0, 1, 2, 4, …, SETTLE_FROM of the run and the
-    last step; sweeps every eighth of the run, since each recorded step costs a held-out evaluation."""
+    """Short horizons record every step; long ones 0, 1, 2, 4, … for the figures and
+    SETTLE_POINTS log-spaced steps from SETTLE_FROM of the run to its end, enough for a slope
+    with an interval there; sweeps every eighth of the run, since each recorded step costs a
+    held-out evaluation."""
     if horizon == "short":
         return tuple(range(steps + 1))
     if horizon == "sweep":
@@ -193,7 +198,9 @@ def record_steps(steps: int, horizon: str) -> tuple[int, ...]:
     while s < steps:
         out.append(s)
         s *= 2
-    return tuple(sorted({*out, round(SETTLE_FROM * steps), steps}))
+    start = SETTLE_FROM * steps
+    window = {min(steps, math.ceil(start / SETTLE_FROM ** (k / (SETTLE_POINTS - 1)))) for k in range(SETTLE_POINTS)}
+    return tuple(sorted({*out, *window, steps}))
 
 
 def option(help: str, default=dataclasses.MISSING, **spelling) -> dataclasses.Field:
@@ -238,8 +245,8 @@ class RunSpec:
     width: int = option("Widths, increasing, at least two.", name="widths", axis="both")
     seed: int = option("Runs seeds 0…N−1.", name="seeds")
     steps: int = option(
-        "Optimizer steps; the long horizon records steps 0,1,2,4,…, 70% of the run (where "
-        "`settled` compares α with the last step's) and the last."
+        "Optimizer steps; the long horizon records steps 0,1,2,4,… and log-spaced steps over the last "
+        "third of the run, where `settled` reads the slope of α."
     )
     horizon: str = field()
     weight_decay: float = option("Weight decay on matrices.", 0.0)

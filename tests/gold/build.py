@@ -93,13 +93,13 @@ families = ["transformer"]
 modes = ["lrm", "sp"]
 widths = [16, 32]
 seeds = 2
-steps = 4
+steps = 12
 batch_size = 2
 seq_len = 8
 lr = 0.01
 weight_decay = 5.0
 mult_lr = 0.01
-eta_lambda_steps = 0.2
+eta_lambda_steps = 0.6
 data = "synthetic"
 metrics = ["weight_fro", "act_rms", "update_fro", "mult_scalar", "mult_row_rms", "mult_col_rms"]
 
@@ -124,6 +124,8 @@ tolerance = 0.5
 """
 
 STUDIES = {"lr_transfer": LR_TRANSFER, "equilibrium": EQUILIBRIUM, "claims": CLAIMS}
+# The long-horizon inputs (coord_check_lrm, claims) run 12 steps: the settle test (settle.py)
+# needs at least three recorded steps in the last third of a run.
 COORD_CHECKS = {
     "coord_check_mup": ["--mode", "mup", "--family", "mlp", "--widths", "16,32", "--steps", "2", "--seeds", "2"],
     "coord_check_lrm": [
@@ -134,7 +136,7 @@ COORD_CHECKS = {
         "--widths",
         "16,32",
         "--steps",
-        "3",
+        "12",
         "--seeds",
         "2",
         "--batch-size",

@@ -11,8 +11,9 @@ and I the module's 95% interval of α, the module reproduces the claim when I li
 the band, fails to when I lies wholly outside it, and is inconclusive otherwise (the
 interval is too wide to tell). A claim is
 reproduced when all its modules are, not reproduced when any is not, else inconclusive.
-A module whose α is not settled (fit.py: it moved by more than SETTLE_TOLERANCE over the
-last 30% of the run) is `unsettled` and judged neither way; a claim with no module against
+A module whose α is not settled (settle.py: one more doubling of the run, at α's slope
+against ln(step) over its last third, would move it by more than SETTLE_TOLERANCE, or that
+slope is too uncertain to tell) is `unsettled` and judged neither way; a claim with no module against
 it but an unsettled one is unsettled. A `control` claim names the scheme where the claim
 must not hold (`lrm-frozen-scales`): "not reproduced" is its pass; a control that does not
 fail is not a pass either, and one that is reproduced is a finding (the claim holds without
