@@ -53,6 +53,8 @@ BAD = [
     (["--data", "wikipedia"], "--data"),
     (["--data", "text:/no/such/file.txt"], "--data"),
     (["--mode", "lrm-frozen", "--mult-param", "exp"], "--mult-param"),
+    (["--option", "attn_scale=half"], "--option"),
+    (["--data-order", "shuffled"], "--data-order"),
 ]
 
 

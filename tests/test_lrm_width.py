@@ -14,6 +14,9 @@ import pytest
 
 import muscale
 from muscale.config.spec import SETTLE_FROM, default_horizon, record_steps
+from muscale.models import modes
+from muscale.models.families import resolve
+from muscale.models.families.transformer import Attention
 
 FAMILY = "families_for_tests:head_lm"
 METRICS = ("act_rms", "raw_act_rms", "weight_rms", "mult_scalar")
@@ -168,3 +171,19 @@ def test_the_qk_claim_is_judged_once_on_the_logits_not_again_on_the_multiplier_p
     verdicts = {(r["module"], r["metric"]): r["verdict"] for r in last.iter_rows(named=True)}
     assert verdicts[("b.attn.qk", "act_rms")] == verdict and verdicts[("head", "act_rms")] == verdict
     assert verdicts[("b.attn.qk", "mult_qk")] == "info" and verdicts[("head", "act_l1")] == "info"
+
+
+@pytest.mark.parametrize("family", ["transformer", "hybrid"])
+def test_attn_scale_mup_gives_the_papers_one_over_head_dim_in_any_mode(family):
+    """The paper's set-up (1/head_dim) on an lrm model, where the QK product's target is d⁻²;
+    without the option lrm keeps SP's 1/sqrt(head_dim), and μP its own 1/head_dim."""
+
+    def scales(mode, **options):
+        spec = muscale.plan(mode, family, widths=(16, 32), options={"layers": 1, **options})[1]
+        model, _ = modes.build(spec, resolve(family))
+        return [(m.scale, m.head_dim) for m in model.modules() if isinstance(m, Attention)]
+
+    ((scale, head_dim),) = scales("lrm", attn_scale="mup")
+    assert head_dim == 8 and scale == pytest.approx(1 / 8)
+    assert scales("lrm") == [(pytest.approx(8**-0.5), 8)]
+    assert scales("sp", attn_scale="sp") == scales("sp")

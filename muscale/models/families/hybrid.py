@@ -57,10 +57,11 @@ def build(
     chunk=8,
     vocab=data.VOCAB,
     zero_query=False,
+    attn_scale=None,
 ) -> HybridLM:
     return HybridLM(
         width,
-        hooks,
+        transformer.with_attn_scale(hooks, attn_scale),
         int(layers),
         int(heads),
         int(kv_heads) if kv_heads else None,

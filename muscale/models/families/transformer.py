@@ -1,12 +1,14 @@
 """Decoder-only LM: token embedding, pre-RMSNorm blocks, causal attention with optional
 grouped KV heads and rotary positions, SwiGLU MLP, untied head."""
 
+import dataclasses
 import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import InputError
 from .. import data
 from ..points import QKLogits
 
@@ -119,17 +121,45 @@ class Transformer(nn.Module):
         return self.head_mult(self.head(self.final_norm(x)))
 
 
+# The attention scales a family's `attn_scale` option may ask for in place of the mode's own
+# (μP's 1/head_dim, else SP's 1/sqrt(head_dim)). `mup` is the learnable-multiplier paper's
+# set-up: with 1/head_dim the QK multiplier product's own target is d⁻², where under
+# 1/sqrt(head_dim) it is minus the raw logits' exponent (DESIGN.md, fact 5).
+ATTN_SCALES = {"sp": lambda head_dim, width: head_dim**-0.5, "mup": lambda head_dim, width: 1.0 / head_dim}
+
+
+def with_attn_scale(hooks, attn_scale: str | None):
+    """`hooks` with the attention scale `attn_scale` names; None keeps the mode's."""
+    if attn_scale is None:
+        return hooks
+    if attn_scale not in ATTN_SCALES:
+        raise InputError(
+            "--option",
+            f"attn_scale={attn_scale!r} is not a choice",
+            f"use attn_scale={' or attn_scale='.join(ATTN_SCALES)}",
+        )
+    return dataclasses.replace(hooks, attn_scale=ATTN_SCALES[attn_scale])
+
+
 def flag(value) -> bool:
     """An on/off family option, from the command line's text or a study's TOML."""
     return str(value).lower() in ("1", "true", "yes", "on")
 
 
 def build(
-    width: int, hooks, layers=2, heads=4, kv_heads=None, mlp_ratio=4.0, vocab=data.VOCAB, zero_query=False
+    width: int,
+    hooks,
+    layers=2,
+    heads=4,
+    kv_heads=None,
+    mlp_ratio=4.0,
+    vocab=data.VOCAB,
+    zero_query=False,
+    attn_scale=None,
 ) -> Transformer:
     return Transformer(
         width,
-        hooks,
+        with_attn_scale(hooks, attn_scale),
         int(layers),
         int(heads),
         int(kv_heads) if kv_heads else None,
