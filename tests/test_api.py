@@ -47,7 +47,8 @@ def test_analyse_finds_the_kind_and_its_tables(name, stored):
 def test_gate_without_a_baseline_checks_what_the_kind_expects(name, stored):
     out = stored(name)
     result = api.analyse(out)
-    api.write(result, "cpu")
+    for file, table in result.analysis.tables.items():  # what api.write writes before its reports
+        table.write_csv(out / file)
     exponents = pl.read_csv(out / result.kind.exponents_file)
     rows = result.kind.expectations(result.plan, exponents)
     assert rows

@@ -250,6 +250,8 @@ def test_hybrid_report_has_qk_logit_and_dt_figures_and_exponents(monkeypatch, ca
         "cpu",
         "--jobs",
         "1",
+        "--metric",
+        "act_rms",
         "--out",
         str(tmp_path),
     )
