@@ -119,16 +119,15 @@ def run(spec: RunSpec, device: torch.device | str = "cpu", model_path: Path | No
             loss = compute(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        train_losses.append(loss.detach())
+        if spec.eval_batches:  # the training losses are recorded only beside held-out ones
+            train_losses.append(loss.detach())
         if step + 1 in recorded:
             probes.snapshot()
         opt.step()
     if model_path is not None:
         checkpoint.save(model_path, spec, model)
     if spec.eval_batches or diverged:
-        _append_losses(
-            columns, torch.stack(train_losses).tolist() if train_losses and spec.eval_batches else [], diverged, step
-        )
+        _append_losses(columns, torch.stack(train_losses).tolist() if train_losses else [], diverged, step)
     n = len(columns["step"])
     keys = {name: [getattr(spec, name)] * n for name in RUN_KEYS}
     return pl.DataFrame([pl.Series(name, values, dtype=SCHEMA[name]) for name, values in (keys | columns).items()])
