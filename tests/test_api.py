@@ -29,6 +29,11 @@ def stored(tmp_path):
     return copy
 
 
+# Rendered here once per kind: coord_check_lrm's kind is coord_check_mup's, and test_gold
+# compares every stored input's report with its golden file.
+RENDERED_BY_ANOTHER = {"coord_check_lrm"}
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in build.INPUTS.iterdir()))
 def test_analyse_finds_the_kind_and_its_tables(name, stored):
     out = stored(name)
@@ -39,15 +44,17 @@ def test_analyse_finds_the_kind_and_its_tables(name, stored):
     assert set(result.analysis.tables) == expected and result.kind.exponents_file in expected
     assert set(gate.KEY) <= set(result.analysis.exponents.columns)
     assert (result.states is None) == (not result.kind.swept)
-    html = result.kind.render(result.plan, result.analysis, {}, [])
-    assert html.rstrip().endswith("</html>") and not (out / "report.html").exists()  # render writes nothing
+    if name not in RENDERED_BY_ANOTHER:
+        html = result.kind.render(result.plan, result.analysis, {}, [])
+        assert html.rstrip().endswith("</html>") and not (out / "report.html").exists()  # render writes nothing
 
 
 @pytest.mark.parametrize("name", ["claims", "equilibrium", "lr_transfer"])
 def test_gate_without_a_baseline_checks_what_the_kind_expects(name, stored):
     out = stored(name)
     result = api.analyse(out)
-    api.write(result, "cpu")
+    for file, table in result.analysis.tables.items():  # what api.write writes before its reports
+        table.write_csv(out / file)
     exponents = pl.read_csv(out / result.kind.exponents_file)
     rows = result.kind.expectations(result.plan, exponents)
     assert rows

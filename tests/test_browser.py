@@ -29,9 +29,13 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 BROWSER = next((path for name in BROWSERS if (path := shutil.which(name))), None)
 TIMEOUT = 60.0
 
-pytestmark = pytest.mark.skipif(
-    BROWSER is None, reason="no chromium binary on PATH (scripts/install-browser installs Debian's chromium)"
-)
+# `make test` installs the browser and runs these; the edit loop (`make test-fast`) does not.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        BROWSER is None, reason="no chromium binary on PATH (scripts/install-browser installs Debian's chromium)"
+    ),
+]
 
 
 class DevTools:

@@ -6,6 +6,8 @@ removes it when it cannot import."""
 import subprocess
 import sys
 
+import pytest
+
 PROBE = """
 import importlib.util
 import transformers, mup, muscale
@@ -15,6 +17,7 @@ if importlib.util.find_spec("torchvision") is not None:
 """
 
 
+@pytest.mark.integration
 def test_transformers_mup_and_muscale_import_in_this_environment():
     """Not skipped without transformers: the quick start's environment has the hf extra."""
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True)

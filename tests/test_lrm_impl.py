@@ -225,6 +225,8 @@ def test_save_models_then_merge_round_trip(monkeypatch, capsys, tmp_path):
         "--jobs",
         "1",
         "--save-models",
+        "--metric",
+        "act_rms",
         "--out",
         str(out),
     )

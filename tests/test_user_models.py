@@ -106,6 +106,7 @@ def test_streamed_batches_differ_by_step():
     assert torch.equal(fam.batch(-1, 4, 0)[0], fam.batch(-1, 4, 0)[0])
 
 
+@pytest.mark.integration
 def test_python_api_takes_functions_and_runs_them_in_workers():
     kwargs = dict(widths=(16, 32), steps=1, seeds=1, device="cpu", metrics=["act_rms"])
     records = muscale.coord_check(
@@ -118,8 +119,13 @@ def test_python_api_takes_functions_and_runs_them_in_workers():
     )
     assert set(records["family"]) == {"families_for_tests:regressor"}
     assert records.filter(pl.col("metric") == "loss")["value"].is_finite().all()
+
+
+def test_python_api_refuses_a_family_no_worker_could_import():
     with pytest.raises(InputError, match="--family: .* not a module-level function"):
-        muscale.coord_check("sp", lambda width: families_for_tests.regressor(width), **kwargs)
+        muscale.coord_check(
+            "sp", lambda width: families_for_tests.regressor(width), widths=(16, 32), steps=1, seeds=1, device="cpu"
+        )
 
 
 def test_input_error_survives_pickling():
@@ -199,6 +205,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tm
     )
 
 
+@pytest.mark.integration
 def test_a_user_error_raised_in_a_worker_comes_back_whole(monkeypatch, capsys, tmp_path):
     code, _, stderr = run_cli(
         monkeypatch,

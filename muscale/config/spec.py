@@ -390,7 +390,9 @@ class RunSpec:
             if (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)
             and not f.metadata.get("hashed")
         }
-        fields = {k: v for k, v in self.to_dict().items() if k not in defaults or v != defaults[k]}
+        # Every field is a scalar or a tuple of them: to_dict's deep copy would change nothing.
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields = {k: v for k, v in given.items() if k not in defaults or v != defaults[k]}
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         family = self.family.replace(":", "_").replace("/", "_")
         return f"{family}-{self.mode}-{self.optimizer}-w{self.width}-s{self.seed}-{digest}"

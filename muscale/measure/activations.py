@@ -42,13 +42,12 @@ class Activations:
         # Statistics of what a layer outputs or a point measures; a point's other metrics are
         # its extras, functions of the tensors it is called with.
         self.of_output = any(d.of == "output" or m == "act_max" for m, d in METRIC_TABLE.items() if m in wanted)
-        modules = dict(model.named_modules())
-        self.raw = (
-            {name: _raw_scale(name, modules) for name, _, role in layers if role == "attn_qk"}
-            | {name: None for name, module, _ in layers if hasattr(module, "parametrizations")}
-            if "raw_act_rms" in wanted
-            else {}
-        )
+        self.raw = {}
+        if "raw_act_rms" in wanted:
+            modules = dict(model.named_modules())
+            self.raw = {name: _raw_scale(name, modules) for name, _, role in layers if role == "attn_qk"} | {
+                name: None for name, module, _ in layers if hasattr(module, "parametrizations")
+            }
         self._first: dict[str, torch.Tensor] = {}
 
     @contextlib.contextmanager

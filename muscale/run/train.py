@@ -14,6 +14,26 @@ from ..models.data import PROBE_INDEX
 from ..models.families import resolve
 from . import checkpoint
 
+# The records' columns: the run's keys, then one row per statistic. Series built straight from
+# lists: polars' expression engine (a literal column per key) costs more than a small run's step.
+RUN_KEYS = ("run_id", "family", "mode", "optimizer", "lr", "weight_decay", "width", "seed", "horizon")
+SCHEMA = {
+    "run_id": pl.String,
+    "family": pl.String,
+    "mode": pl.String,
+    "optimizer": pl.String,
+    "lr": pl.Float64,
+    "weight_decay": pl.Float64,
+    "width": pl.Int32,
+    "seed": pl.Int32,
+    "horizon": pl.String,
+    "step": pl.Int64,
+    "module": pl.String,
+    "role": pl.String,
+    "metric": pl.String,
+    "value": pl.Float64,
+}
+
 
 def pick_device(device: str) -> torch.device:
     if device == "auto":
@@ -99,32 +119,18 @@ def run(spec: RunSpec, device: torch.device | str = "cpu", model_path: Path | No
             loss = compute(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        train_losses.append(loss.detach())
+        if spec.eval_batches:  # the training losses are recorded only beside held-out ones
+            train_losses.append(loss.detach())
         if step + 1 in recorded:
             probes.snapshot()
         opt.step()
     if model_path is not None:
         checkpoint.save(model_path, spec, model)
     if spec.eval_batches or diverged:
-        _append_losses(
-            columns, torch.stack(train_losses).tolist() if train_losses and spec.eval_batches else [], diverged, step
-        )
-    keys = {
-        "run_id": spec.run_id,
-        "family": spec.family,
-        "mode": spec.mode,
-        "optimizer": spec.optimizer,
-        "lr": spec.lr,
-        "weight_decay": spec.weight_decay,
-        "width": spec.width,
-        "seed": spec.seed,
-        "horizon": spec.horizon,
-    }
-    frame = pl.DataFrame(
-        columns,
-        schema={"step": pl.Int64, "module": pl.String, "role": pl.String, "metric": pl.String, "value": pl.Float64},
-    )
-    return frame.with_columns(**{k: pl.lit(v) for k, v in keys.items()}).select(*keys, *columns)
+        _append_losses(columns, torch.stack(train_losses).tolist() if train_losses else [], diverged, step)
+    n = len(columns["step"])
+    keys = {name: [getattr(spec, name)] * n for name in RUN_KEYS}
+    return pl.DataFrame([pl.Series(name, values, dtype=SCHEMA[name]) for name, values in (keys | columns).items()])
 
 
 def _append_losses(columns: dict[str, list], train_losses: list[float], diverged: bool, last_step: int):

@@ -12,7 +12,9 @@ ids it expands to) is stored too, so a sweep directory written before a change r
 with nothing to run after it."""
 
 import base64
+import contextlib
 import hashlib
+import io
 import json
 import re
 import shutil
@@ -21,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from muscale import api
+from muscale import api, cli
 from muscale.config.spec import RunSpec
 from muscale.run import sweep
 
@@ -168,6 +170,23 @@ def _size(png: str) -> tuple[int, int]:
     return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
+def _muscale(*args: str) -> tuple[int, str]:
+    """`muscale ARGS` run by the console script's own entry point in this process, its exit code
+    and what it printed: a second interpreter would spend seconds importing torch before the
+    fit starts, which is most of a small fit's time."""
+    argv, said = sys.argv, io.StringIO()
+    sys.argv = ["muscale", *args]
+    try:
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            cli.main()
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    finally:
+        sys.argv = argv
+    return code, said.getvalue()
+
+
 def fit(name: str, work: Path) -> dict[str, str]:
     """`muscale fit` over a copy of the stored input `name`: each output file's scrubbed text."""
     out = work / name
@@ -175,9 +194,9 @@ def fit(name: str, work: Path) -> dict[str, str]:
     for pattern in OUTPUTS:
         for stale in out.glob(pattern):
             stale.unlink()
-    done = subprocess.run([*MUSCALE, "fit", str(out)], capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"muscale fit {name} exited {done.returncode}: {done.stderr}")
+    code, said = _muscale("fit", str(out))
+    if code != 0:
+        raise RuntimeError(f"muscale fit {name} exited {code}: {said}")
     files = sorted({p for pattern in OUTPUTS for p in out.glob(pattern)})
     return {
         str(p.relative_to(out)): scrub(p.read_text(encoding="utf-8"), out)
