@@ -35,6 +35,12 @@ def head(results, key, **kw) -> dict[str, dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured at the default horizon (4 seeds, 1000 steps): the logits pass, settled (+0.01 "
+    "[−0.02, +0.03]); the multiplier is at −0.96 [−0.96, −0.95] but still approaching −1 at 0.11 per "
+    "doubling of the run (−0.89 at step 667), so the settle test calls it unsettled",
+)
 def test_the_head_multiplier_learns_inverse_width_and_the_logits_stay_flat(results):
     fits = head(results, "default")
     mult, logits = fits["mult_scalar"], fits["act_rms"]
@@ -48,11 +54,14 @@ def test_the_head_multiplier_learns_inverse_width_and_the_logits_stay_flat(resul
 
 @pytest.mark.slow
 def test_teeth_a_frozen_multiplier_fails_the_claims(results):
+    """The multiplier frozen at 1 (lr 1e-12): the logits are the raw logits, which grow with
+    the aligned input, so the claim that they stay flat must not pass, and with its interval
+    wholly above the band it fails. (The multiplier's own d⁻¹ claim is no test here: a constant
+    fails it by construction.)"""
     fits = head(results, "frozen", mult_lr=1e-12)
-    assert fits["mult_scalar"]["verdict"] == "fail" and abs(fits["mult_scalar"]["alpha"]) < 0.01
-    # Without the multiplier the raw logits are the logits: outside the flat band (warn: the
-    # interval over 2 seeds still reaches it).
-    assert fits["act_rms"]["verdict"] != "pass" and abs(fits["act_rms"]["alpha"]) > 0.15, fits["act_rms"]
+    logits = fits["act_rms"]
+    assert logits["settled"] and logits["verdict"] == "fail", logits
+    assert logits["ci_low"] > 0.15 and logits["alpha"] == pytest.approx(fits["raw_act_rms"]["alpha"], abs=0.01)
 
 
 @pytest.mark.science
