@@ -101,22 +101,27 @@ def _banner(check: CoordCheck) -> dict:
     claims = check.claims
     counts = dict.fromkeys(VERDICTS, 0) | dict(claims["verdict"].value_counts().rows())
     n = claims.height
-    open_ = [f"{counts[v]} {v}" for v in ("unsettled", "inconclusive", "warn") if counts[v]]
-    rest = f" ({', '.join(open_)})" if open_ else ""
-    line = {
-        "fail": f"FAIL — {counts['fail']} of {n} claims fail{rest}",
-        "unsettled": f"WARN — {counts['unsettled']} of {n} claims still moving, not judged; {counts['pass']} pass",
-        "warn": f"WARN — none of {n} claims fails, {counts['pass']} pass{rest}",
-        "inconclusive": f"WARN — none of {n} claims fails, {counts['pass']} pass{rest}: intervals wider than "
-        "their bands",
-        "pass": f"PASS — all {n} claims pass, each exponent's whole interval inside its band",
-    }.get(check.verdict)
-    if line is None:
+    told = [f"{counts['pass']} pass"] + [
+        f"{counts[v]} {words}"
+        for v, words in (
+            ("unsettled", "still moving (not judged)"),
+            ("warn", "warned"),
+            ("inconclusive", "inconclusive"),
+        )
+        if counts[v]
+    ]
+    if check.verdict == "info":
         line = (
             "INFO ONLY — no exponents were fitted"
             if check.exponents.is_empty()
             else "INFO ONLY — no exponent had an expectation to check against"
         )
+    elif check.verdict == "pass":
+        line = f"PASS — all {n} claims pass, each exponent's whole interval inside its band"
+    elif check.verdict == "fail":
+        line = f"FAIL — {counts['fail']} of {n} claims fail; {', '.join(told)}"
+    else:
+        line = f"WARN — none of {n} claims fails; {', '.join(told)}"
     overall = check.verdict if check.verdict in ("pass", "fail", "info") else "warn"
     return {"overall": overall, "line": line, "counts": [(v, counts[v]) for v in VERDICTS[:-1]]}
 
