@@ -7,6 +7,7 @@ never a silent pass. A row that is inconclusive (an interval wider than the band
 (its estimate outside, its interval reaching in) or unsettled (still moving) does not fail
 the build, and is printed and annotated as what it is."""
 
+import functools
 import tomllib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -38,9 +39,9 @@ class Check:
     ci_high: float | None = None
     settled: bool | None = None
 
-    @property
+    @functools.cached_property
     def status(self) -> str:
-        """verdicts.judge_one's verdict, or `missing`."""
+        """verdicts.judge_one's verdict, or `missing`; judged once, read by every output."""
         if self.alpha is None or self.alpha != self.alpha:
             return "missing"
         return judge_one(self.alpha, self.ci_low, self.ci_high, self.expected, self.tolerance, self.settled)

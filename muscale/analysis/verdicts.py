@@ -95,8 +95,9 @@ def claims(exponents: pl.DataFrame) -> pl.DataFrame:
     """The claims judged exponents stand behind: one per mode, family, optimizer, learning
     rate, role and metric that has an expectation, with the modules and steps behind it, the
     range of their α, the widest reach of their intervals, how many rows got each verdict and
-    the claim's verdict (`combine` of theirs). A banner counts these, not the rows: a claim
-    about the head's logits is one claim however many steps and seeds stand behind it."""
+    the claim's verdict (`combine` of theirs), worst first. A banner counts these, not the
+    rows: a claim about the head's logits is one claim however many steps and seeds stand
+    behind it."""
     keys = [k for k in CLAIM_KEYS if k in exponents.columns]
     judged = exponents.filter(pl.col("verdict") != "info")
     rank = {v: i for i, v in enumerate(WORST_FIRST)}
@@ -116,6 +117,7 @@ def claims(exponents: pl.DataFrame) -> pl.DataFrame:
             **{v: (pl.col("verdict") == v).sum() for v in VERDICTS[:-1]},
             worst=pl.col("verdict").replace_strict(rank, return_dtype=pl.Int64).min(),
         )
+        .sort("worst", maintain_order=True)
         .with_columns(verdict=pl.col("worst").replace_strict(dict(enumerate(WORST_FIRST)), return_dtype=pl.String))
         .drop("worst")
     )

@@ -126,11 +126,14 @@ def _banner(check: CoordCheck) -> dict:
     return {"overall": overall, "line": line, "counts": [(v, counts[v]) for v in VERDICTS[:-1]]}
 
 
+def _setting(row: Mapping) -> str:
+    return " · ".join(str(row[k]) for k in ("mode", "family", "optimizer") if k in row)
+
+
 def _claim_rows(claims: pl.DataFrame) -> list[dict]:
-    rank = {v: i for i, v in enumerate(VERDICTS)}
-    rows = claims.sort(pl.col("verdict").replace_strict(rank, return_dtype=pl.Int64), maintain_order=True)
+    """verdicts.claims' rows, worst first as they come."""
     out = []
-    for r in rows.iter_rows(named=True):
+    for r in claims.iter_rows(named=True):
         steps = str(r["last_step"]) if r["first_step"] == r["last_step"] else f"{r['first_step']}–{r['last_step']}"
         alphas = (
             signed(r["alpha_min"])
@@ -139,7 +142,7 @@ def _claim_rows(claims: pl.DataFrame) -> list[dict]:
         )
         out.append(
             {
-                "setting": " · ".join(str(r[k]) for k in ("mode", "family", "optimizer") if k in r),
+                "setting": _setting(r),
                 "role": r["role"],
                 "metric": r["metric"],
                 "modules": ", ".join(r["modules"]),
@@ -342,7 +345,7 @@ def render(check: CoordCheck, meta: Mapping[str, str]) -> str:
             claims=_claim_rows(check.claims),
             collapsed=[
                 {
-                    "setting": " · ".join(str(r[k]) for k in ("mode", "family", "optimizer") if k in r),
+                    "setting": _setting(r),
                     "module": r["module"],
                     "role": r["role"],
                     "step": r["step"],

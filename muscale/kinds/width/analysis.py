@@ -101,26 +101,15 @@ def judge(exponents: pl.DataFrame, claims: list[Claim]) -> tuple[pl.DataFrame, p
         rows = (
             _covered(exponents, claim)
             .with_columns(claim=pl.lit(i), claim_alpha=pl.lit(claim.alpha), claim_tolerance=pl.lit(claim.tolerance))
-            .with_columns(
-                status=rule.judge(expected="claim_alpha", tolerance="claim_tolerance").replace_strict(STATUS_OF_VERDICT)
-            )
+            .with_columns(judged=rule.judge(expected="claim_alpha", tolerance="claim_tolerance"))
+            .with_columns(status=pl.col("judged").replace_strict(STATUS_OF_VERDICT))
             .drop("claim_alpha", "claim_tolerance")
         )
-        modules.append(rows)
+        modules.append(rows.drop("judged"))
         for family in sorted(set(rows["family"].to_list())) or ["—"]:
             got = rows.filter(pl.col("family") == family)
-            seen = set(got["status"].to_list())
-            status = (
-                "no data"
-                if not seen
-                else "not reproduced"
-                if "not reproduced" in seen
-                else "unsettled"
-                if "unsettled" in seen
-                else "reproduced"
-                if seen == {"reproduced"}
-                else "inconclusive"
-            )
+            judged = got["judged"].to_list()
+            status = STATUS_OF_VERDICT[rule.combine(judged)] if judged else "no data"
             alphas = got["alpha"]
             verdicts.append(
                 {
