@@ -11,10 +11,13 @@ from ...run import provenance
 from ...study.kind import Analysis, StudyKind
 from . import analysis as claims
 from . import report
+from .clock import on_base_clock
 from .study import read
 
 
 def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
+    if plan.get("clock"):
+        records = on_base_clock(records, specs, plan["clock"])
     records = pl.concat([records, derived(records)])
     exponents = fit_exponents(records)
     verdicts, modules = claims.judge(exponents, claims.from_plan(plan))

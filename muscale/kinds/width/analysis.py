@@ -68,11 +68,22 @@ def from_plan(plan: dict) -> list[Claim]:
 
 def training(specs: list[RunSpec]) -> dict[str, str]:
     """How each scheme trained, as report metadata: the settings behind every exponent."""
-    out = {}
-    for s in {dataclasses.replace(s, width=0, seed=0) for s in specs}:
+    out, steps = {}, {}
+    for spec in specs:
+        steps.setdefault(dataclasses.replace(spec, width=0, seed=0, steps=0), {})[spec.width] = spec.steps
+    for s, own in steps.items():
+        width, count = min(own.items())
+        uniform = len(set(own.values())) == 1
+        clock = count if uniform else count * s.base_width // width
+        length = (
+            f"{clock} steps"
+            if uniform
+            else ", ".join(f"{n} steps at width {w}" for w, n in sorted(own.items()))
+            + f" (matched η·λ·t, read on width {s.base_width}'s clock of {clock})"
+        )
         text = (
             f"{s.optimizer}, lr {s.lr:g}, weight decay {s.weight_decay:g} on matrices (η·λ·steps = "
-            f"{s.lr * s.weight_decay * s.steps:.3g}), {s.steps} steps of {s.batch_size}×{s.seq_len} tokens "
+            f"{s.lr * s.weight_decay * clock:.3g}), {length} of {s.batch_size}×{s.seq_len} tokens "
             f"({s.data}), options {dict(s.family_options) or 'none'}"
         )
         if multiplier_kind(s.mode):

@@ -7,6 +7,8 @@ study refuses fewer than `eta_lambda_steps` of them; an interval over seeds need
 seeds at least. The learnable multipliers' learning rate and weight decay are the study's
 explicit choice (`mult_lr`, `mult_weight_decay`)."""
 
+import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from ...models.roles import ROLES
 from ...run.validate import check_positive
 from ...study.across_widths import KEYS, TRAINING, across_widths
 from ...study.studyfile import Reader
+from . import clock
 from .analysis import Claim
 
 # A width study's own defaults: AdamW, two seeds for an interval, and lr, weight decay and the
@@ -64,6 +67,12 @@ TOP = (
     )
     | {
         "eta_lambda_steps": (float, 5.0, "the least lr·weight_decay·steps: the equilibrium needs a few 1/(η·λ)"),
+        "matched_time": (
+            bool,
+            False,
+            "true: schemes whose η·λ falls with width (mup-lr-only) train steps × width / base_width, "
+            "so every width reaches the base width's η·λ·t, and are read on its clock",
+        ),
         "claim": (list, [], "[[claim]] tables: name, mode, metric, roles, alpha, tolerance, gate"),
     }
 )
@@ -87,11 +96,14 @@ class WidthStudy:
     specs: tuple[RunSpec, ...]
     claims: tuple[Claim, ...]
     parts: dict
+    # The base width's steps, on whose clock matched runs are read (clock.py); None: one clock.
+    clock: int | None = None
     kind = "width"
 
     def settings(self) -> dict:
-        """The claims, for the fit, the report and the gate (plan.json)."""
-        return {"claims": [vars(c) | {"roles": list(c.roles)} for c in self.claims]}
+        """The claims, for the fit, the report and the gate, and the clock (plan.json)."""
+        claims = {"claims": [vars(c) | {"roles": list(c.roles)} for c in self.claims]}
+        return claims | ({"clock": self.clock} if self.clock else {})
 
     def baseline(self) -> list[dict]:
         """No rows before the runs: the gated claims become gate rows once the fits say which
@@ -132,7 +144,36 @@ def read(r: Reader, raw: dict) -> WidthStudy:
         for width in runs.widths
         for seed in range(top["seeds"])
     )
-    return WidthStudy(r.path, top["title"] or r.path.stem, specs, claims, {})
+    if top["matched_time"]:
+        specs = _matched(r, specs, top["steps"])
+    return WidthStudy(
+        r.path, top["title"] or r.path.stem, specs, claims, {}, top["steps"] if top["matched_time"] else None
+    )
+
+
+def _matched(r: Reader, specs: tuple[RunSpec, ...], steps: int) -> tuple[RunSpec, ...]:
+    """The runs with matched η·λ·t: steps × width / base_width wherever η·λ falls with width."""
+    if not any(clock.matched(s) for s in specs):
+        raise r.error(
+            "matched_time",
+            "no mode of the study lets η·λ fall with width",
+            "add mode mup-lr-only, or drop matched_time",
+        )
+    out = []
+    for s in specs:
+        if not clock.matched(s):
+            out.append(s)
+            continue
+        own = clock.steps(steps, s)
+        if own is None:
+            whole = math.lcm(*(t.base_width // math.gcd(t.base_width, t.width) for t in specs if clock.matched(t)))
+            raise r.error(
+                "steps",
+                f"{steps} steps × width {s.width} / base_width {s.base_width} is not a whole number of steps",
+                f"give steps a multiple of {whole}",
+            )
+        out.append(dataclasses.replace(s, steps=own))
+    return tuple(out)
 
 
 def _claim(r: Reader, index: int, raw, modes: list[str], metrics: list[str]) -> Claim:
