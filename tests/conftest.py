@@ -1,7 +1,13 @@
+import base64
+import io
 import os
 
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
+
+from muscale.report import figures
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one pytest worker per core (pytest-xdist): each keeps to one thread,
@@ -37,3 +43,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def undrawn(request, monkeypatch):
+    """Figures are built but not rasterised: Agg's draw and the PNG encoding are most of a report's
+    time, and a test that reads the report's HTML never looks at its pixels. The blank stands in at
+    the figure's own pixel size, so scrubbed golden reports read the same. A test marked `drawn`
+    rasterises as users' reports do."""
+    if not request.node.get_closest_marker("drawn"):
+        monkeypatch.setattr(figures, "to_png", _blank_png)
+
+
+def _blank_png(fig) -> str:
+    buf = io.BytesIO()
+    Image.new("1", FigureCanvasAgg(fig).get_width_height()).save(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -10,6 +10,8 @@ from clirun import run_cli
 
 from muscale.cli import main
 
+pytestmark = pytest.mark.usefixtures("undrawn")  # what they check is in the HTML, not its pixels
+
 BAD = [
     (["--widths", ""], "--widths"),
     (["--widths", "128,64"], "--widths"),

@@ -20,6 +20,8 @@ MODULES = (("embed", "embed"), ("blocks.0.mlp.up", "mlp_up"), ("blocks.1.mlp.up"
 METRICS = ("act_l1", "act_rms", "dact_rms", "update_spec", "mult_row_rms")
 SLOPE = {"sp": 1.0, "mup": 0.0}
 
+pytestmark = pytest.mark.usefixtures("undrawn")
+
 
 def make_records(
     modes=("sp", "mup"),
@@ -83,6 +85,7 @@ def records() -> pl.DataFrame:
     return make_records(modes=("mup",), modules=MODULES[:2], metrics=("act_rms", "dact_rms"))
 
 
+@pytest.mark.drawn
 def test_report_is_self_contained(tmp_path):
     records = make_records(steps=(0, 1, 2, 4, 8), horizon="long")
     path = write_report(records, make_exponents(records), tmp_path / "report.html", {"command": "muscale x"})

@@ -21,6 +21,8 @@ from muscale.kinds.lr_transfer import figures, write_sweep_report
 from muscale.report import write_index
 from muscale.run import train
 
+pytestmark = pytest.mark.usefixtures("undrawn")  # what they check is in the HTML, not its pixels
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The mlp brings its own data and takes no options; two seeds give intervals.
 STUDY = (
@@ -107,6 +109,7 @@ def banner(html: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+@pytest.mark.drawn
 def test_report_is_one_offline_file_with_a_png_per_view(tmp_path, records, monkeypatch):
     path = write_sweep_report("tiny sweep", records, tmp_path / "sweep.html", {"command": "muscale sweep tiny.toml"})
     assert path == tmp_path / "sweep.html"

@@ -16,6 +16,8 @@ from muscale.errors import InputError
 from muscale.models import losses
 from muscale.run import coordcheck
 
+pytestmark = pytest.mark.usefixtures("undrawn")  # what they check is in the HTML, not its pixels
+
 SEQUENTIAL = ("--family", "families_for_tests:sequential", "--batch", "families_for_tests:classifier_batch")
 TINY = ("--mode", "sp", "--widths", "32,64,128", "--steps", "2", "--seeds", "2", "--device", "cpu", "--jobs", "1")
 
