@@ -23,7 +23,6 @@ batch_size = 2
 seq_len = 16
 lr = 0.01
 weight_decay = 5.0
-mult_lr = 0.01
 eta_lambda_steps = 0.5
 data = "synthetic"
 matched_time = true
@@ -102,8 +101,10 @@ def test_teeth_a_family_flat_at_matched_time_fails_the_claim(study):
 
 
 def test_matched_time_needs_a_mode_whose_eta_lambda_falls_with_width(monkeypatch, capsys, tmp_path):
-    text = STUDY.replace('modes = ["mup-lr-only", "sp"]', 'modes = ["lrm", "sp"]').replace(
-        'mode = "mup-lr-only"', 'mode = "lrm"'
+    text = (
+        STUDY.replace('modes = ["mup-lr-only", "sp"]', 'modes = ["lrm", "sp"]')
+        .replace('mode = "mup-lr-only"', 'mode = "lrm"')
+        .replace("weight_decay = 5.0\n", "weight_decay = 5.0\nmult_lr = 0.01\n")
     )
     assert_study_error(monkeypatch, capsys, tmp_path, text, "matched_time", 14)
 

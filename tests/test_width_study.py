@@ -88,6 +88,13 @@ def test_malformed_width_study_exits_2_naming_key_and_line(monkeypatch, capsys, 
     assert_study_error(monkeypatch, capsys, tmp_path, TINY.replace(old, new, 1), key, line)
 
 
+def test_mult_lr_belongs_to_a_study_with_learnable_multipliers(monkeypatch, capsys, tmp_path):
+    without = TINY.replace('modes = ["lrm", "mup-lr", "sp"]', 'modes = ["mup-lr", "sp"]').split("[[claim]]")[0]
+    assert_study_error(monkeypatch, capsys, tmp_path, without, "mult_lr", 12)
+    plan = api.load(write_study(tmp_path, without.replace("mult_lr = 0.01\n", "")))
+    assert len(plan.specs) == 2 * 3 * 2 and {s.mult_lr for s in plan.specs} == {None}
+
+
 def test_width_study_expands_to_every_scheme_width_and_seed(tmp_path):
     plan = api.load(write_study(tmp_path, TINY))
     assert len(plan.specs) == 3 * 3 * 2

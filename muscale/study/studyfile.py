@@ -9,9 +9,11 @@ from pathlib import Path
 from ..config.options import STUDY_KEYS
 from ..errors import InputError
 
-# Keys whose absence means "derive it" (None), not an error (the last four: a [coord_check] table's).
+# Keys whose absence means "derive it" (None), not an error, or that a kind requires only in some
+# studies (mult_lr: a width study with learnable multipliers); the last four: a [coord_check] table's.
 OPTIONAL = (
     "base_width",
+    "mult_lr",
     "tolerance",
     "coord_check",
     "clip",

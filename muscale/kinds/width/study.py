@@ -4,8 +4,8 @@ exponents (analysis.py) judged from the fits.
 
 The weight-decay equilibrium ‖W‖ ∝ sqrt(η/λ) settles in about 1/(η·λ) steps, so the
 study refuses fewer than `eta_lambda_steps` of them; an interval over seeds needs two
-seeds at least. The learnable multipliers' learning rate and weight decay are the study's
-explicit choice (`mult_lr`, `mult_weight_decay`)."""
+seeds at least. The learnable multipliers' learning rate (`mult_lr`) is the study's explicit
+choice where a scheme has them, and refused where none has: it would reach no run."""
 
 import dataclasses
 import math
@@ -118,7 +118,12 @@ def read(r: Reader, raw: dict) -> WidthStudy:
     if top["seeds"] < 2:
         raise r.error("seeds", f"{top['seeds']} seed gives no interval over seeds", "give seeds = 2 or more")
     metrics = r.listed("metrics", top["metrics"], str, METRICS)
-    for key in ("lr", "weight_decay", "mult_lr", "eta_lambda_steps"):
+    learnable = any(multiplier_kind(m) for m in runs.modes)
+    if learnable and top["mult_lr"] is None:
+        raise r.error("mult_lr", "missing", "add mult_lr = … (the learnable multipliers' learning rate)")
+    if not learnable and top["mult_lr"] is not None:
+        raise r.error("mult_lr", "no scheme of this study has learnable multipliers", "drop mult_lr")
+    for key in ("lr", "weight_decay", *(("mult_lr",) if learnable else ()), "eta_lambda_steps"):
         r.check(check_positive, key, top[key], key=key)
     budget = top["lr"] * top["weight_decay"] * top["steps"]
     if budget < top["eta_lambda_steps"]:
