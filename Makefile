@@ -40,7 +40,7 @@ baseline: setup
 # Regenerate the example reports in reports/ and their index (the sweeps take over an hour on 2 cores).
 reports: setup
 	rm -rf out/ex-mup out/ex-lrm out/lr_transfer out/noise_wd_equilibrium out/lrm_width_scaling out/lrm_width_scaling_hybrid \
-		out/lr_only_matched out/lrm_attention_mup
+		out/lr_only_matched out/lrm_attention_mup out/hybrid_dt_multiplier
 	$(VENV)/bin/muscale coord-check --mode mup --family transformer --out out/ex-mup
 	$(VENV)/bin/muscale coord-check --mode lrm --out out/ex-lrm
 	$(VENV)/bin/muscale sweep studies/lr_transfer.toml --out out/lr_transfer
@@ -49,6 +49,7 @@ reports: setup
 	$(VENV)/bin/muscale sweep studies/lrm_width_scaling_hybrid.toml --out out/lrm_width_scaling_hybrid
 	$(VENV)/bin/muscale sweep studies/lr_only_matched.toml --out out/lr_only_matched
 	$(VENV)/bin/muscale sweep studies/lrm_attention_mup.toml --out out/lrm_attention_mup
+	$(VENV)/bin/muscale sweep studies/hybrid_dt_multiplier.toml --out out/hybrid_dt_multiplier
 	cp out/ex-mup/report.html reports/transformer-mup.html
 	cp out/ex-lrm/report.html reports/transformer-lrm.html
 	cp out/lr_transfer/report.html reports/lr_transfer.html
@@ -57,4 +58,5 @@ reports: setup
 	cp out/lrm_width_scaling_hybrid/report.html reports/lrm_width_scaling_hybrid.html
 	cp out/lr_only_matched/report.html reports/lr_only_matched.html
 	cp out/lrm_attention_mup/report.html reports/lrm_attention_mup.html
+	cp out/hybrid_dt_multiplier/report.html reports/hybrid_dt_multiplier.html
 	$(VENV)/bin/python -c "from muscale.report import write_index; write_index('reports')"
