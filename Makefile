@@ -37,26 +37,16 @@ baseline: setup
 		--device cpu --jobs 1 --out out/ci-baseline
 	$(VENV)/bin/muscale baseline out/ci-baseline -o baselines/mlp-mup.toml --metric act_rms --metric dact_rms
 
-# Regenerate the example reports in reports/ and their index (the sweeps take over an hour on 2 cores).
+# Regenerate the example reports in reports/ and their index: the two coordinate checks, then every
+# bundled study, its report named after its file (the sweeps take over an hour on 2 cores).
+STUDIES := $(basename $(notdir $(wildcard studies/*.toml)))
 reports: setup
-	rm -rf out/ex-mup out/ex-lrm out/lr_transfer out/noise_wd_equilibrium out/lrm_width_scaling out/lrm_width_scaling_hybrid \
-		out/lr_only_matched out/lrm_attention_mup out/hybrid_dt_multiplier
+	rm -rf out/ex-mup out/ex-lrm $(addprefix out/,$(STUDIES))
 	$(VENV)/bin/muscale coord-check --mode mup --family transformer --out out/ex-mup
 	$(VENV)/bin/muscale coord-check --mode lrm --out out/ex-lrm
-	$(VENV)/bin/muscale sweep studies/lr_transfer.toml --out out/lr_transfer
-	$(VENV)/bin/muscale sweep studies/noise_wd_equilibrium.toml --out out/noise_wd_equilibrium
-	$(VENV)/bin/muscale sweep studies/lrm_width_scaling.toml --out out/lrm_width_scaling
-	$(VENV)/bin/muscale sweep studies/lrm_width_scaling_hybrid.toml --out out/lrm_width_scaling_hybrid
-	$(VENV)/bin/muscale sweep studies/lr_only_matched.toml --out out/lr_only_matched
-	$(VENV)/bin/muscale sweep studies/lrm_attention_mup.toml --out out/lrm_attention_mup
-	$(VENV)/bin/muscale sweep studies/hybrid_dt_multiplier.toml --out out/hybrid_dt_multiplier
 	cp out/ex-mup/report.html reports/transformer-mup.html
 	cp out/ex-lrm/report.html reports/transformer-lrm.html
-	cp out/lr_transfer/report.html reports/lr_transfer.html
-	cp out/noise_wd_equilibrium/report.html reports/noise_wd_equilibrium.html
-	cp out/lrm_width_scaling/report.html reports/lrm_width_scaling.html
-	cp out/lrm_width_scaling_hybrid/report.html reports/lrm_width_scaling_hybrid.html
-	cp out/lr_only_matched/report.html reports/lr_only_matched.html
-	cp out/lrm_attention_mup/report.html reports/lrm_attention_mup.html
-	cp out/hybrid_dt_multiplier/report.html reports/hybrid_dt_multiplier.html
+	for study in $(STUDIES); do \
+		$(VENV)/bin/muscale sweep studies/$$study.toml --out out/$$study && cp out/$$study/report.html reports/$$study.html || exit 1; \
+	done
 	$(VENV)/bin/python -c "from muscale.report import write_index; write_index('reports')"
