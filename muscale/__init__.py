@@ -10,6 +10,7 @@ _API = {
     "plan": "run.coordcheck",
     "fit_exponents": "analysis.fit",
     "write_report": "kinds.coord_check",
+    "Recorder": "run.recorder",
 }
 # The modules the documented API reaches through (`muscale.lrm.merge(model)`,
 # `muscale.checkpoint.load(path)`, `muscale.options.OPTIONS`, `muscale.api`): their names stay

@@ -13,7 +13,7 @@ from . import kinds
 from .analysis import gate as gates
 from .config.spec import RunSpec
 from .errors import InputError
-from .run import coordcheck, provenance, store, sweep
+from .run import coordcheck, provenance, recorded, store, sweep
 from .study import studyfile
 from .study.kind import Analysis, StudyKind
 
@@ -42,10 +42,11 @@ class Result:
 
 
 def read_plan(out: Path) -> tuple[dict, list[RunSpec] | None]:
-    """DIR/plan.json and its runs; a directory without one holds a coordinate check of old."""
+    """DIR/plan.json and its runs; a directory without one holds a coordinate check of old,
+    or the runs of a user's own loop (muscale.Recorder), fitted as a coordinate check."""
     if sweep.plan_path(out).is_file():
         return sweep.read_plan(out)
-    return {"kind": kinds.DIRECTORY_DEFAULT.name, "expect": []}, None
+    return {"kind": kinds.DIRECTORY_DEFAULT.name, "expect": [], "recorder": recorded.holds_runs(out)}, None
 
 
 def run(
@@ -83,6 +84,9 @@ def analyse(out: Path, records: pl.DataFrame | None = None) -> Result:
             if not counts.get("done") and not counts.get("diverged"):
                 return Result(out, kind, plan, specs, states, None)
             records = sweep.records(out, specs)
+        elif plan["recorder"]:
+            records, notes = recorded.read(out)
+            plan = plan | {"notes": notes}
         else:
             try:
                 records = store.read_records(out)
@@ -110,6 +114,8 @@ def _write(out: Path, kind: StudyKind, plan: dict, specs, analysis: Analysis, de
     for name, table in analysis.tables.items():
         store.write_atomic(out / name, table.write_csv())
     meta = provenance.environment(device) | kind.describe(specs, analysis)
+    if notes := plan.get("notes"):
+        meta["left out of the fit"] = "; ".join(notes)
     path = out / "report.html"
     store.write_atomic(path, kind.render(plan, analysis, meta, parts))
     return path

@@ -275,9 +275,14 @@ def gate_cmd(out, baseline_path, tol, junit):
 @cli.command("fit")
 @click.argument("out", type=click.Path(file_okay=False))
 def fit_cmd(out):
-    """Fit exponents and re-render the report from OUT/records without training again
-    (for a sweep directory: the transfer fit and the sweep report)."""
-    sys.exit(_write(api.analyse(Path(out)), "as recorded (re-fit)"))
+    """Fit exponents and re-render the report from OUT/records without training again (for a
+    sweep directory: the transfer fit and the sweep report). A directory of runs recorded by
+    muscale.Recorder in a training loop of one's own is fitted as a coordinate check; what
+    is left out of the fit (runs in progress, steps some runs lack) is said one line each."""
+    result = api.analyse(Path(out))
+    for note in result.plan.get("notes", []):
+        click.echo(f"left out: {note}", err=True)
+    sys.exit(_write(result, "as recorded (re-fit)"))
 
 
 @cli.command("sweep")

@@ -51,16 +51,18 @@ class Activations:
         self._first: dict[str, torch.Tensor] = {}
 
     @contextlib.contextmanager
-    def watch(self, step: int):
-        handles = [m.register_forward_hook(self._hook(n, r, step)) for n, m, r in self.layers]
+    def watch(self, step: int, training: bool = False):
+        handles = [m.register_forward_hook(self._hook(n, r, step, training)) for n, m, r in self.layers]
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
 
-    def _hook(self, name: str, role: str, step: int):
+    def _hook(self, name: str, role: str, step: int, training: bool):
         def hook(module, args, output):
+            if training and not torch.is_grad_enabled():
+                return
             point = isinstance(module, ProbePoint)
             if point:
                 args = tuple(a.detach() for a in args)

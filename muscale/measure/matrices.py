@@ -9,6 +9,7 @@ from ..models import lrm
 from ..models.roles import is_conv1d
 from ..models.spectral import finite_or_nan, top_singular
 from .metrics import any_of, statistics
+from .shards import whole
 
 # Lanczos rounds (one product with W and one with Wᵀ each): from a random vector, from the
 # last recorded step's top vector for W, and for W's update (benchmarks/spectral_accuracy.py:
@@ -79,7 +80,8 @@ class Matrices:
 
     @torch.no_grad()
     def snapshot(self):
-        """Keep W before an optimizer step whose result will be recorded."""
+        """Keep W before an optimizer step whose result will be recorded (a sharded W as its
+        shard: it is gathered only at the recorded step)."""
         for name, _, w, _, _ in self.layers if self.updates else []:
             if name in self._prev:
                 self._prev[name].copy_(w)
@@ -88,7 +90,7 @@ class Matrices:
 
     def collect(self, step: int):
         for name, role, w, fan_out, fan_in in self.layers:
-            w = w.detach().float()
+            w = whole(w.detach()).float()
             toward = None
             if step > 0 and name in self._prev:
                 toward = self._update(name, role, w, step)
@@ -104,7 +106,7 @@ class Matrices:
 
     def _update(self, name: str, role: str, w: torch.Tensor, step: int) -> torch.Tensor | None:
         """Records the update's metrics; returns its top vector, where σ₁(W) will turn to."""
-        prev = self._prev[name]
+        prev = whole(self._prev[name])
         # prev is spent here (snapshot() refills it before the next recorded step): the
         # update is written over it rather than into a fresh matrix.
         delta = torch.sub(w, prev, out=prev) if prev.dtype == w.dtype else w - prev.float()

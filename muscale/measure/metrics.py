@@ -59,6 +59,10 @@ METRIC_TABLE = {
     "eps_share": Metric("optimizer", "optimizer"),
 }
 METRICS = tuple(METRIC_TABLE)
+# How one statistic measured on each process's share of a batch combines into the statistic
+# of the whole batch (equal shares): an RMS from its mean square, a maximum as the largest,
+# everything else (means, and the replicated weights' statistics) as the mean.
+POOLED = {"act_rms": "rms", "dact_rms": "rms", "raw_act_rms": "rms", "act_max": "max"}
 
 
 def statistics(of: str, wanted: set[str]) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:

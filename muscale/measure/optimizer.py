@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..models import lrm
+from .shards import whole
 
 
 class OptimizerState:
@@ -35,7 +36,7 @@ class OptimizerState:
             state = self.optimizer.state.get(p, {})
             if "exp_avg_sq" in state:
                 threshold = group["eps"] ** 2 * (1 - group["betas"][1] ** state["step"])
-                below.append(torch.count_nonzero(state["exp_avg_sq"] < threshold))
+                below.append(torch.count_nonzero(whole(state["exp_avg_sq"]) < threshold))
                 total += p.numel()
         return torch.stack(below).sum() / total if below else None
 
@@ -44,6 +45,8 @@ class OptimizerState:
             share = self._eps_share(tensors)
             if share is not None:
                 self.add(name, role, "eps_share", share)
-        clipped = step > 0 and self.optimizer is not None and self.optimizer.clip_factor is not None
+        # Only muscale's optimizers clip and keep the factor; a user's own optimizer has none.
+        factor = getattr(self.optimizer, "clip_factor", None)
+        clipped = step > 0 and factor is not None
         if clipped and "clip_factor" in self.wanted:
-            self.add("optimizer", "optimizer", "clip_factor", self.optimizer.clip_factor)
+            self.add("optimizer", "optimizer", "clip_factor", factor)

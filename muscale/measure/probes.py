@@ -47,15 +47,22 @@ class Rows:
         self.keys.append((module, role, metric))
         self.values.append(value.float())
 
-    def fetch(self, step: int) -> tuple[dict[str, list], bool]:
+    def clear(self):
+        self.keys, self.values = [], []
+
+    def fetch(self, step: int, pool=None) -> tuple[dict[str, list], bool]:
         """The rows as columns, and whether a value was non-finite: a diverging run's
         non-finite statistics are left out, the trainer stops the run there, and fits never
-        see them. The one host transfer of the step."""
-        values = torch.stack(self.values).tolist() if self.values else []
+        see them. The one host transfer of the step. `pool(keys, values)` combines the
+        stacked values with other processes' first (the recorder under torch.distributed)."""
+        stacked = torch.stack(self.values) if self.values else None
+        if pool is not None and stacked is not None:
+            stacked = pool(self.keys, stacked)
+        values = stacked.tolist() if stacked is not None else []
         keep = [i for i, v in enumerate(values) if math.isfinite(v)]
         keys, values = [self.keys[i] for i in keep], [values[i] for i in keep]
         nonfinite = len(keep) < len(self.values)
-        self.keys, self.values = [], []
+        self.clear()
         modules, roles, metrics = (list(column) for column in zip(*keys)) if keys else ([], [], [])
         return {
             "step": [step] * len(values),
@@ -83,9 +90,11 @@ class Probes:
         self.nonfinite = False
 
     @contextlib.contextmanager
-    def watch(self, step: int):
-        """Record activation statistics of every forward pass inside the block as `step`."""
-        with self.activations.watch(step), self.multipliers.watch(step):
+    def watch(self, step: int, training: bool = False):
+        """Record activation statistics of every forward pass inside the block as `step`;
+        with `training`, only of those that build a graph (a user's training forward, not an
+        evaluation loop run between two steps)."""
+        with self.activations.watch(step, training), self.multipliers.watch(step):
             yield
 
     def snapshot(self):
@@ -93,12 +102,21 @@ class Probes:
         self.matrices.snapshot()
 
     @torch.no_grad()
-    def collect(self, step: int, **losses: torch.Tensor) -> dict[str, list]:
-        """All statistics of `step` as columns, `losses` by metric name."""
+    def measure(self, step: int):
+        """The state's statistics at `step`: matrices and their updates, multipliers, the
+        optimizer's state. Kept on the device until `fetch`."""
         self.matrices.collect(step)
         self.multipliers.collect()
         self.optimizer.collect(step)
+
+    def fetch(self, step: int, pool=None, **losses: torch.Tensor) -> dict[str, list]:
+        """Every statistic of `step` kept so far as columns, `losses` by metric name."""
         for metric, value in losses.items():
-            self.rows.add("loss", "loss", metric, value.detach())
-        columns, self.nonfinite = self.rows.fetch(step)
+            self.rows.add("loss", "loss", metric, torch.as_tensor(value).detach())
+        columns, self.nonfinite = self.rows.fetch(step, pool)
         return columns
+
+    def collect(self, step: int, **losses: torch.Tensor) -> dict[str, list]:
+        """All statistics of `step` as columns, `losses` by metric name."""
+        self.measure(step)
+        return self.fetch(step, **losses)
