@@ -11,13 +11,16 @@ that rotates each repetition; the medians' ratios are printed against the target
 unrecorded step within 2% of the bare loop's, over the training steps alone; a recorded one
 at most muscale's own, both timed from the model's build to the records on disk).
 
-Science: the example's MLP at widths 64…1024, SP and μP (mup), two seeds, four Adam steps on
-one batch, recorded in its plain loop; the hidden layer's activation change at the last step.
+Science: the examples' sweeps, SP and μP (mup), two seeds, four Adam steps on one batch,
+recorded in a plain loop, by Lightning and by the Hugging Face Trainer (hf:llama); the hidden
+matrices' activation change at the last step.
 
     python benchmarks/recorder.py [--reps N] [--steps N] [--width N]
 """
 
 import argparse
+import contextlib
+import io
 import runpy
 import statistics
 import tempfile
@@ -120,22 +123,35 @@ def cost(args):
         print(f"  {name:<28}{ratio:>6.3f}{verdict}")
 
 
-def science():
-    example = runpy.run_path(str(ROOT / "examples" / "plain_loop.py"))
-    widths = (64, 128, 256, 512, 1024)
-    print(f"\nexamples/plain_loop.py: mlp, widths {','.join(map(str, widths))}, seeds 0,1, 4 Adam steps, lr 1e-2")
-    with tempfile.TemporaryDirectory() as tmp:
+def fitted(example: str, roles: tuple[str, ...]):
+    """Run an example's sweep (SP and μP, its widths, seeds 0 and 1) into a temporary
+    directory; print each mode's median α of `roles`' activation change at the last step."""
+    module = runpy.run_path(str(ROOT / "examples" / example))
+    widths = module.get("WIDTHS", (64, 128, 256, 512, 1024))
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # the trainers' own prints
         for mode in ("sp", "mup"):
             for width in widths:
                 for seed in (0, 1):
-                    example["train"](width, mode, seed, tmp, steps=4, lr=1e-2)
+                    if example == "plain_loop.py":
+                        module["train"](width, mode, seed, tmp, steps=4, lr=1e-2)
+                    else:
+                        module["train"](tmp, mode, width, seed)
         exponents = api.analyse(Path(tmp)).analysis.exponents
-    rows = exponents.filter((pl.col("module") == "hidden") & (pl.col("metric") == "dact_rms") & (pl.col("step") == 3))
-    print("hidden layer's activation change (dact_rms) at step 3, fitted by muscale fit")
-    for mode, alpha, low, high in (
-        rows.sort("mode", descending=True).select("mode", "alpha", "ci_low", "ci_high").iter_rows()
-    ):
-        print(f"  {mode:<5} d^{alpha:+.3f}  [{low:+.3f}, {high:+.3f}]")
+    rows = exponents.filter((pl.col("metric") == "dact_rms") & (pl.col("step") == 3) & pl.col("role").is_in(roles))
+    medians = rows.group_by("mode").agg(pl.col("alpha").median(), pl.len()).sort("mode", descending=True)
+    print(f"  {example:<22}{','.join(map(str, widths)):<24}", end="")
+    print(
+        "  ".join(f"{mode} d^{alpha:+.3f}" for mode, alpha, _ in medians.iter_rows()),
+        f"  ({rows.height // 2} matrices)",
+    )
+
+
+def science():
+    print("\nSP and μP sweeps recorded in three trainers, 2 seeds, 4 Adam steps on one batch, lr 1e-2:")
+    print("median α of the hidden matrices' activation change (dact_rms) at step 3, by muscale fit")
+    fitted("plain_loop.py", ("hidden",))
+    fitted("lightning_module.py", ("hidden",))
+    fitted("hf_trainer.py", ("attn_q", "attn_k", "attn_v", "mlp_up", "mlp_gate"))
 
 
 def main():

@@ -53,7 +53,7 @@ def train(width: int, parametrization: str, seed: int, out: str, steps: int, lr:
         optimizer=opt,
         probe=x,
         every=1,
-        family="mlp",
+        family="plain-mlp",
     )
     for step in range(steps):
         loss = nn.functional.cross_entropy(net(x), y)

@@ -84,7 +84,7 @@ def analyse(out: Path, records: pl.DataFrame | None = None) -> Result:
             if not counts.get("done") and not counts.get("diverged"):
                 return Result(out, kind, plan, specs, states, None)
             records = sweep.records(out, specs)
-        elif plan["recorder"]:
+        elif plan.get("recorder"):
             records, notes = recorded.read(out)
             plan = plan | {"notes": notes}
         else:

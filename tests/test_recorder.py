@@ -144,7 +144,7 @@ def test_a_plain_loop_sweep_fits_sp_growing_and_mup_flat_and_gates_with_teeth(tm
     assert muscale_cli("fit", str(broken))[0] == 0
     code, output, _ = muscale_cli("gate", str(broken), "--baseline", str(baseline))
     assert code == 1
-    assert "FAIL    mup mlp adam hidden dact_rms" in output
+    assert "FAIL    mup plain-mlp adam hidden dact_rms" in output
     assert "missing" not in output
 
 
@@ -272,3 +272,23 @@ def test_two_runs_at_one_width_and_seed_are_refused_by_fit(tmp_path, monkeypatch
         "fit",
         str(tmp_path / "runs"),
     )
+
+
+@pytest.mark.integration
+def test_the_nanogpt_example_records_every_width_at_the_default_schedule(tmp_path, monkeypatch, capsys):
+    """nanoGPT's loop (gradient accumulation, an evaluation under no_grad, clipping, a
+    schedule) with the recorder's lines, run as the guide says, then fitted."""
+    for width in (64, 128):
+        subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "nanogpt_train.py"), "--n_embd", str(width)]
+            + ["--max_iters", "12", "--out", str(tmp_path / "gpt")],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
+    records, notes = recorded.read(tmp_path / "gpt")
+    assert not notes and sorted(records["step"].unique()) == list(range(9)) + [10, 11]
+    assert not records.select("run_id", "step", "module", "metric").is_duplicated().any()
+    assert {"attn_qkv", "attn_out", "mlp_up", "mlp_down", "head", "embed"} <= set(records["role"])
+    code, _, _ = run_cli(monkeypatch, capsys, "fit", str(tmp_path / "gpt"))
+    assert code == 0 and (tmp_path / "gpt" / "exponents.csv").is_file()

@@ -108,6 +108,18 @@ class _Ranks:
         return pooled
 
 
+def _torch_optimizer(optimizer):
+    """The optimizer behind a wrapper (accelerate's, Lightning's, muscale's own), for its name
+    and defaults; the wrapper itself is what the probes read state from."""
+    for _ in range(4):
+        inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
+        inner = inner or next(iter(getattr(optimizer, "optimizers", None) or []), None)
+        if inner is None:
+            break
+        optimizer = inner
+    return optimizer
+
+
 def _unwrapped(model: nn.Module) -> nn.Module:
     """The model a DDP wrapper holds, so that module names match a single-process run's."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -163,7 +175,8 @@ class Recorder:
         self.run_dir = Path(run_dir)
         self.ranks = _Ranks()
         self.schedule, schedule_name = schedule(every, steps)
-        defaults = getattr(optimizer, "defaults", {})
+        inner = _torch_optimizer(optimizer)
+        defaults = getattr(inner, "defaults", {})
         wanted = tuple(m for m in (METRICS if metrics is None else metrics) if probe is not None or m != "dact_rms")
         if unknown := sorted(set(wanted) - set(METRICS)):
             raise InputError("metrics", f"unknown metric {unknown[0]!r}", f"use names from {', '.join(METRICS)}")
@@ -171,7 +184,7 @@ class Recorder:
             "run_id": self.run_dir.name,
             "family": family or type(self.model).__name__,
             "mode": mode,
-            "optimizer": type(optimizer).__name__.lower() if optimizer is not None else "none",
+            "optimizer": type(inner).__name__.lower() if optimizer is not None else "none",
             "lr": float(lr if lr is not None else defaults.get("lr", float("nan"))),
             "weight_decay": float(weight_decay if weight_decay is not None else defaults.get("weight_decay", 0.0)),
             "width": int(width),
