@@ -13,9 +13,15 @@ _API = {
     "Recorder": "run.recorder",
 }
 # The modules the documented API reaches through (`muscale.lrm.merge(model)`,
-# `muscale.checkpoint.load(path)`, `muscale.options.OPTIONS`, `muscale.api`): their names stay
+# `muscale.checkpoint.load(path)`, `muscale.importers.mup(df, out)`, `muscale.options.OPTIONS`, `muscale.api`): their names stay
 # short wherever the layers put them.
-_MODULES = {"api": "api", "checkpoint": "run.checkpoint", "lrm": "models.lrm", "options": "config.options"}
+_MODULES = {
+    "api": "api",
+    "checkpoint": "run.checkpoint",
+    "importers": "run.importers",
+    "lrm": "models.lrm",
+    "options": "config.options",
+}
 
 __all__ = [*_API, *_MODULES]
 

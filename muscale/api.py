@@ -88,11 +88,25 @@ def analyse(out: Path, records: pl.DataFrame | None = None) -> Result:
             records, notes = recorded.read(out)
             plan = plan | {"notes": notes}
         else:
-            try:
-                records = store.read_records(out)
-            except FileNotFoundError as exc:
-                raise InputError("OUT", str(exc), "point at a directory written by muscale coord-check") from None
+            records = _stored(out)
     return Result(out, kind, plan, specs, states, kind.analyse(plan, specs, records))
+
+
+def _stored(out: Path) -> pl.DataFrame:
+    try:
+        return store.read_records(out)
+    except FileNotFoundError as exc:
+        raise InputError("OUT", str(exc), "point at a directory written by muscale coord-check") from None
+
+
+def records(out: Path) -> pl.DataFrame:
+    """Every record `out` holds, whatever wrote it: a sweep's finished runs, a coordinate
+    check's, the runs of a recorder (what `muscale fit` would fit of them)."""
+    out = Path(out)
+    plan, specs = read_plan(out)
+    if kinds.of_plan(plan).swept:
+        return sweep.records(out, specs)
+    return recorded.read(out)[0] if plan.get("recorder") else _stored(out)
 
 
 def write(result: Result, device: str) -> Path:

@@ -18,7 +18,7 @@ from .analysis import divergence, gate
 from .config.options import HORIZON_FIELDS, OPTIONS, Option
 from .config.spec import LONG_MODES, SHORT_MODES, default_horizon
 from .errors import DIVERGED, FAIL, OK, USAGE, InputError, RunFailed
-from .run import checkpoint, coordcheck, launch, store, sweep
+from .run import checkpoint, coordcheck, importers, launch, store, sweep, tensorboard
 
 STATUS_SHOWN = 20
 
@@ -283,6 +283,82 @@ def fit_cmd(out):
     for note in result.plan.get("notes", []):
         click.echo(f"left out: {note}", err=True)
     sys.exit(_write(result, "as recorded (re-fit)"))
+
+
+@cli.group("import")
+def import_group():
+    """Read what other tools logged into runs that `muscale fit DIR` fits, reports and gates."""
+
+
+def _run_keys(command):
+    """The keys an import cannot read from the file: the parametrization and its setting."""
+    for option in reversed(
+        (
+            click.option("--out", required=True, help="Directory to write the runs into (one folder each)."),
+            click.option("--mode", required=True, help="The runs' parametrization (sp, mup, …)."),
+            click.option("--family", default=None, help="The runs' family name. Default: the tool's name."),
+            click.option("--optimizer", default=None, help="The runs' optimizer name. Default: the tool's usual one."),
+            click.option("--lr", type=float, default=None, help="The runs' learning rate."),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def _imported(paths: list[Path], out: str):
+    click.echo(f"{len(paths)} runs → {out}; fit them with: muscale fit {out}")
+
+
+@import_group.command("mup")
+@click.argument("source", metavar="FILE")
+@_run_keys
+def import_mup_cmd(source, out, mode, family, optimizer, lr):
+    """mup's get_coord_data DataFrame, saved with df.to_csv (or to parquet): one run per
+    width and seed; mup's l1 and l2 are act_l1 and act_rms, its t is step t − 1."""
+    keys = {k: v for k, v in (("family", family), ("optimizer", optimizer)) if v is not None}
+    _imported(importers.mup(source, _out_dir(out), mode=mode, lr=lr, **keys), out)
+
+
+@import_group.command("nanogpt-mup")
+@click.argument("source", metavar="DIR")
+@_run_keys
+def import_nanogpt_cmd(source, out, mode, family, optimizer, lr):
+    """nanoGPT-mup's coordinate-check runs (DIR/width<W>_depth<L>_seed<S>/log.csv, written
+    with --csv_log and coord-check logging): one run each, its *_act_abs_mean as act_l1."""
+    keys = {k: v for k, v in (("family", family), ("optimizer", optimizer)) if v is not None}
+    _imported(importers.nanogpt_mup(source, _out_dir(out), mode=mode, lr=lr, **keys), out)
+
+
+@import_group.command("tensorboard")
+@click.argument("source", metavar="DIR")
+@_run_keys
+@click.option(
+    "--pattern",
+    default=importers.RUN_NAME,
+    show_default=True,
+    help="How a run's folder names its width and seed (and depth): a regular expression with those named groups.",
+)
+def import_tensorboard_cmd(source, out, mode, family, optimizer, lr, pattern):
+    """TensorBoard runs (the `tensorboard` extra) whose scalars are tagged
+    norms/<module>/<metric> with muscale's metric names: one run per event folder."""
+    keys = {k: v for k, v in (("family", family), ("optimizer", optimizer)) if v is not None}
+    _imported(importers.tensorboard(source, _out_dir(out), mode=mode, lr=lr, pattern=pattern, **keys), out)
+
+
+@cli.group("export")
+def export_group():
+    """Write muscale's records where other tools read them."""
+
+
+@export_group.command("tensorboard")
+@click.argument("out", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("-o", "--output", default=None, help="Folder of TensorBoard runs to write. Default: DIR/tensorboard.")
+def export_tensorboard_cmd(out, output):
+    """DIR's records (a coordinate check, a sweep, recorder runs) as TensorBoard scalars, one
+    run per muscale run, tagged norms/<module>/<metric>: `tensorboard --logdir` on the output."""
+    folder = Path(output) if output else Path(out) / "tensorboard"
+    runs = tensorboard.export(api.records(Path(out)), folder)
+    click.echo(f"{len(runs)} runs → {folder}")
 
 
 @cli.command("sweep")

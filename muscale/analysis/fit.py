@@ -34,7 +34,8 @@ def fit_exponents(records: pl.DataFrame) -> pl.DataFrame:
         .filter(pl.col("ok") & (pl.col("n_widths") == pl.col("total")) & (pl.col("n_widths") >= 2))
         .select(keys)
     )
-    data = data.join(clean, on=keys).with_columns(y=pl.col("value").log())
+    # A key left unknown (a recorder run without a learning rate) is null, and null matches null.
+    data = data.join(clean, on=keys, nulls_equal=True).with_columns(y=pl.col("value").log())
     means = (
         data.group_by(keys + ["width", "x"])
         .agg(v=pl.col("value").mean())
@@ -54,7 +55,7 @@ def fit_exponents(records: pl.DataFrame) -> pl.DataFrame:
         .group_by(keys)
         .agg(seed_sd=pl.col("slope").std(), n_seeds=pl.len())
     )
-    fits = _settled(means.join(seeds, on=keys).sort(keys), keys, _long_modes(records))
+    fits = _settled(means.join(seeds, on=keys, nulls_equal=True).sort(keys), keys, _long_modes(records))
     return _verdicts(_intervals(fits)).select(
         *keys, "alpha", "ci_low", "ci_high", "r2", "n_widths", "n_seeds", "expected", "tolerance", "settled", "verdict"
     )

@@ -56,7 +56,8 @@ def _runs(out: Path) -> tuple[list[tuple[str, dict, pl.DataFrame]], list[str]]:
 
 
 def _label(meta: dict) -> str:
-    return f"{meta['mode']} {meta['family']} {meta['optimizer']} lr={meta['lr']:g}"
+    lr = "" if meta["lr"] is None else f" lr={meta['lr']:g}"
+    return f"{meta['mode']} {meta['family']} {meta['optimizer']}{lr}"
 
 
 def read(out: Path) -> tuple[pl.DataFrame, list[str]]:

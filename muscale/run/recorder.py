@@ -36,6 +36,28 @@ PER_OCTAVE = 4
 LAST_STEP = 2**40
 
 
+def held_by(run_dir: Path) -> str | None:
+    """What makes `run_dir` unfit for a new run (it holds one already), or None."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        held = json.loads(path.read_text(encoding="utf-8"))
+        return f"{run_dir} already holds a run (width {held['width']}, seed {held['seed']}, mode {held['mode']})"
+    except (ValueError, KeyError):
+        return f"{run_dir} already holds a {RUN_FILE}"
+
+
+def write_meta(run_dir: Path, meta: dict) -> None:
+    store.write_atomic(Path(run_dir) / RUN_FILE, json.dumps(meta, indent=1))
+
+
+def write_records(run_dir: Path, frame: pl.DataFrame) -> None:
+    """A file of records, named by its first step, written atomically and fsynced."""
+    with store.atomic_path(Path(run_dir) / "records" / f"steps-{frame['step'].min():09d}.parquet") as tmp:
+        frame.write_parquet(tmp)
+
+
 def log_spaced(per_octave: int = PER_OCTAVE, last: int = LAST_STEP) -> frozenset[int]:
     steps, k = {0}, 0
     while (s := round(2 ** (k / per_octave))) <= last:
@@ -120,6 +142,13 @@ def _torch_optimizer(optimizer):
     return optimizer
 
 
+def _number(given, found) -> float | None:
+    """A run key given, else found on the optimizer, else None (never NaN, which would make
+    two runs with no learning rate two groups)."""
+    value = given if given is not None else found
+    return None if value is None else float(value)
+
+
 def _unwrapped(model: nn.Module) -> nn.Module:
     """The model a DDP wrapper holds, so that module names match a single-process run's."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -185,8 +214,8 @@ class Recorder:
             "family": family or type(self.model).__name__,
             "mode": mode,
             "optimizer": type(inner).__name__.lower() if optimizer is not None else "none",
-            "lr": float(lr if lr is not None else defaults.get("lr", float("nan"))),
-            "weight_decay": float(weight_decay if weight_decay is not None else defaults.get("weight_decay", 0.0)),
+            "lr": _number(lr, defaults.get("lr")),
+            "weight_decay": _number(weight_decay, defaults.get("weight_decay")),
             "width": int(width),
             "depth": depth,
             "seed": int(seed),
@@ -233,14 +262,7 @@ class Recorder:
         )
 
     def _claim_dir(self):
-        """Refuse a directory another run recorded into: its records stay as they are."""
-        problem = None
-        if self.ranks.rank == 0 and (self.run_dir / RUN_FILE).is_file():
-            try:
-                held = json.loads((self.run_dir / RUN_FILE).read_text(encoding="utf-8"))
-                problem = f"{self.run_dir} already holds a run (width {held['width']}, seed {held['seed']}, mode {held['mode']})"
-            except (ValueError, KeyError):
-                problem = f"{self.run_dir} already holds a {RUN_FILE}"
+        problem = held_by(self.run_dir) if self.ranks.rank == 0 else None
         if self.ranks.size > 1:
             shared = [problem]
             torch.distributed.broadcast_object_list(shared, src=0)
@@ -251,8 +273,7 @@ class Recorder:
 
     def _write_meta(self, status: str):
         if self.ranks.rank == 0:
-            meta = self.meta | {"status": status, "recorded": self.recorded}
-            store.write_atomic(self.run_dir / RUN_FILE, json.dumps(meta, indent=1))
+            write_meta(self.run_dir, self.meta | {"status": status, "recorded": self.recorded})
 
     def step(self, step: int, **losses) -> None:
         """After iteration `step`'s optimizer step; `losses` (tensors or numbers, `loss=` the
@@ -305,7 +326,7 @@ class Recorder:
             self._flush()
 
     def _flush(self):
-        """The steps fetched since the last flush, as one parquet file named by its first step."""
+        """The steps fetched since the last flush, as one file."""
         self._flushed = time.monotonic()
         n = len(self._columns["step"])
         if self.ranks.rank != 0 or not n:
@@ -320,8 +341,7 @@ class Recorder:
                 .agg(pl.col("value").mean())
                 .select(frame.columns)
             )
-        with store.atomic_path(self.run_dir / "records" / f"steps-{frame['step'][0]:09d}.parquet") as tmp:
-            frame.write_parquet(tmp)
+        write_records(self.run_dir, frame)
 
     def close(self, status: str = "done") -> None:
         """Mark the run finished; a step prepared for a forward that never came is dropped."""
