@@ -101,3 +101,17 @@ def test_the_installed_wheel_renders_each_kinds_report(installed, tmp_path, name
     assert done.returncode == 0, done.stderr[-3000:]
     report = (tmp_path / name / "report.html").read_text(encoding="utf-8")
     assert "<img" in report and "</html>" in report
+
+
+def test_the_installed_wheel_records_a_plain_loop_and_fits_it(installed, tmp_path):
+    """muscale.Recorder and its integrations ship: the plain-loop example, run by the wheel's
+    Python from outside the source tree, then `muscale fit` of the wheel."""
+    example = shutil.copy(ROOT / "examples" / "plain_loop.py", tmp_path / "plain_loop.py")
+    for command in (
+        [installed / "python", example, "--out", "runs", "--widths", "64,128", "--seeds", "1", "--steps", "2"],
+        [installed / "python", "-c", "import muscale.integrations.hf, muscale.integrations.lightning"],
+        [installed / "muscale", "fit", "runs"],
+    ):
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "runs" / "exponents.csv").is_file() and (tmp_path / "runs" / "report.html").is_file()
