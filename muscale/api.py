@@ -83,30 +83,29 @@ def analyse(out: Path, records: pl.DataFrame | None = None) -> Result:
             counts = dict(states.group_by("state").len().iter_rows())
             if not counts.get("done") and not counts.get("diverged"):
                 return Result(out, kind, plan, specs, states, None)
-            records = sweep.records(out, specs)
-        elif plan.get("recorder"):
-            records, notes = recorded.read(out)
-            plan = plan | {"notes": notes}
-        else:
-            records = _stored(out)
+        records, notes = _records(out, plan, specs)
+        plan = plan | ({"notes": notes} if notes else {})
     return Result(out, kind, plan, specs, states, kind.analyse(plan, specs, records))
 
 
-def _stored(out: Path) -> pl.DataFrame:
+def _records(out: Path, plan: dict, specs) -> tuple[pl.DataFrame, list[str]]:
+    """The records a directory holds, whatever wrote it, and what a recorder directory left
+    out of them (recorded.py)."""
+    if kinds.of_plan(plan).swept:
+        return sweep.records(out, specs), []
+    if plan.get("recorder"):
+        return recorded.read(out)
     try:
-        return store.read_records(out)
+        return store.read_records(out), []
     except FileNotFoundError as exc:
         raise InputError("OUT", str(exc), "point at a directory written by muscale coord-check") from None
 
 
 def records(out: Path) -> pl.DataFrame:
-    """Every record `out` holds, whatever wrote it: a sweep's finished runs, a coordinate
-    check's, the runs of a recorder (what `muscale fit` would fit of them)."""
+    """Every record `out` holds: a sweep's finished runs, a coordinate check's, the runs of a
+    recorder (what `muscale fit` would fit of them)."""
     out = Path(out)
-    plan, specs = read_plan(out)
-    if kinds.of_plan(plan).swept:
-        return sweep.records(out, specs)
-    return recorded.read(out)[0] if plan.get("recorder") else _stored(out)
+    return _records(out, *read_plan(out))[0]
 
 
 def write(result: Result, device: str) -> Path:

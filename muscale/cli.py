@@ -315,8 +315,7 @@ def _imported(paths: list[Path], out: str):
 def import_mup_cmd(source, out, mode, family, optimizer, lr):
     """mup's get_coord_data DataFrame, saved with df.to_csv (or to parquet): one run per
     width and seed; mup's l1 and l2 are act_l1 and act_rms, its t is step t − 1."""
-    keys = {k: v for k, v in (("family", family), ("optimizer", optimizer)) if v is not None}
-    _imported(importers.mup(source, _out_dir(out), mode=mode, lr=lr, **keys), out)
+    _imported(importers.mup(source, _out_dir(out), mode=mode, family=family, optimizer=optimizer, lr=lr), out)
 
 
 @import_group.command("nanogpt-mup")
@@ -325,8 +324,7 @@ def import_mup_cmd(source, out, mode, family, optimizer, lr):
 def import_nanogpt_cmd(source, out, mode, family, optimizer, lr):
     """nanoGPT-mup's coordinate-check runs (DIR/width<W>_depth<L>_seed<S>/log.csv, written
     with --csv_log and coord-check logging): one run each, its *_act_abs_mean as act_l1."""
-    keys = {k: v for k, v in (("family", family), ("optimizer", optimizer)) if v is not None}
-    _imported(importers.nanogpt_mup(source, _out_dir(out), mode=mode, lr=lr, **keys), out)
+    _imported(importers.nanogpt_mup(source, _out_dir(out), mode=mode, family=family, optimizer=optimizer, lr=lr), out)
 
 
 @import_group.command("tensorboard")
@@ -341,8 +339,12 @@ def import_nanogpt_cmd(source, out, mode, family, optimizer, lr):
 def import_tensorboard_cmd(source, out, mode, family, optimizer, lr, pattern):
     """TensorBoard runs (the `tensorboard` extra) whose scalars are tagged
     norms/<module>/<metric> with muscale's metric names: one run per event folder."""
-    keys = {k: v for k, v in (("family", family), ("optimizer", optimizer)) if v is not None}
-    _imported(importers.tensorboard(source, _out_dir(out), mode=mode, lr=lr, pattern=pattern, **keys), out)
+    _imported(
+        importers.tensorboard(
+            source, _out_dir(out), mode=mode, family=family, optimizer=optimizer, lr=lr, pattern=pattern
+        ),
+        out,
+    )
 
 
 @cli.group("export")

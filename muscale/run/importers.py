@@ -80,9 +80,7 @@ def _write(out: Path, runs: dict[str, tuple[dict, pl.DataFrame]]) -> list[Path]:
     return [out / name for name in runs]
 
 
-def mup(
-    source, out, *, mode: str, family: str = "mup", optimizer: str | None = None, lr: float | None = None
-) -> list[Path]:
+def mup(source, out, *, mode: str, family: str | None = None, optimizer: str | None = None, lr: float | None = None):
     """mup's get_coord_data DataFrame (or the CSV or parquet file it was saved to) as one run
     per width and seed. mup's t = 1 is the forward at init, so t is step t − 1; its rows carry
     no seed but arrive seed by seed, so a module's n-th row at one width and t is seed n. The
@@ -104,22 +102,33 @@ def mup(
     )
     if "seed" not in frame.columns:
         frame = frame.with_columns(seed=pl.int_range(pl.len()).over("width", "module", "t"))
+    roles = {m: role_of(m.partition(":")[0], None) for m in frame["module"].unique()}  # fc1:in[0] is fc1's
     long = frame.unpivot(stats, index=["width", "seed", "module", "t"], variable_name="stat").with_columns(
         step=pl.col("t") - 1,
         metric=pl.col("stat").replace_strict(MUP_METRICS, default="mup_" + pl.col("stat")),
-        role=pl.col("module").map_elements(lambda m: role_of(m.partition(":")[0], None), return_dtype=pl.String),
+        role=pl.col("module").replace_strict(roles),
     )
     runs = {}
     for (width, seed), rows in long.sort("width", "seed", "t").group_by("width", "seed", maintain_order=True):
         steps = sorted(rows["step"].unique().to_list())
         meta = _meta(
-            width, seed, None, steps, "mup get_coord_data", family=family, mode=mode, optimizer=optimizer, lr=lr
+            width,
+            seed,
+            None,
+            steps,
+            "mup get_coord_data",
+            family=family or "mup",
+            mode=mode,
+            optimizer=optimizer or "adam",
+            lr=lr,
         )
         runs[f"{mode}-w{width}-s{seed}"] = (meta, rows)
     return _write(Path(out), runs)
 
 
-def nanogpt_mup(root, out, *, mode: str, family: str = "nanogpt", optimizer: str = "adamw", lr: float | None = None):
+def nanogpt_mup(
+    root, out, *, mode: str, family: str | None = None, optimizer: str | None = None, lr: float | None = None
+):
     """nanoGPT-mup's coordinate-check runs below `root` (each width<W>_depth<L>_seed<S>/log.csv),
     one run each. An iteration's row measured the forwards of that iteration, which saw the
     weights after `iter` steps: iter is muscale's step. The learning rate is the largest the
@@ -159,7 +168,15 @@ def nanogpt_mup(root, out, *, mode: str, family: str = "nanogpt", optimizer: str
         rate = lr if lr is not None else (table["lr"].max() if "lr" in table.columns else None)
         steps = sorted(rows["step"].unique().to_list())
         meta = _meta(
-            width, seed, depth, steps, "nanoGPT-mup log.csv", family=family, mode=mode, optimizer=optimizer, lr=rate
+            width,
+            seed,
+            depth,
+            steps,
+            "nanoGPT-mup log.csv",
+            family=family or "nanogpt",
+            mode=mode,
+            optimizer=optimizer or "adamw",
+            lr=rate,
         )
         runs[f"{mode}-{log.parent.name}"] = (meta, rows)
     return _write(Path(out), runs)
@@ -178,7 +195,7 @@ def tensorboard(
     *,
     mode: str,
     pattern: str = RUN_NAME,
-    family: str = "tensorboard",
+    family: str | None = None,
     optimizer: str | None = None,
     lr: float | None = None,
 ):
@@ -235,7 +252,7 @@ def tensorboard(
             depth and int(depth),
             sorted(frame["step"].unique().to_list()),
             "TensorBoard",
-            family=family,
+            family=family or "tensorboard",
             mode=mode,
             optimizer=optimizer or "unknown",
             lr=lr,
