@@ -48,7 +48,8 @@ def _read(source, field: str) -> pl.DataFrame:
         raise InputError(field, f"{path} does not read as a table ({exc})", "save it with df.to_csv(path)") from None
 
 
-def _meta(width: int, seed: int, depth: int | None, steps: list[int], source: str, **run) -> dict:
+def _meta(width: int, seed: int, depth: int | None, rows: pl.DataFrame, source: str, **run) -> dict:
+    """A run's run.json, as the recorder writes it, for `rows` read from `source`."""
     return {
         "width": int(width),
         "seed": int(seed),
@@ -61,7 +62,7 @@ def _meta(width: int, seed: int, depth: int | None, steps: list[int], source: st
         "world_size": 1,
         "tags": {"source": source},
         "status": "done",
-        "recorded": steps,
+        "recorded": sorted(rows["step"].unique().to_list()),
         **run,
     }
 
@@ -110,12 +111,11 @@ def mup(source, out, *, mode: str, family: str | None = None, optimizer: str | N
     )
     runs = {}
     for (width, seed), rows in long.sort("width", "seed", "t").group_by("width", "seed", maintain_order=True):
-        steps = sorted(rows["step"].unique().to_list())
         meta = _meta(
             width,
             seed,
             None,
-            steps,
+            rows,
             "mup get_coord_data",
             family=family or "mup",
             mode=mode,
@@ -166,12 +166,11 @@ def nanogpt_mup(
         ]
         rows = pl.concat([p.with_columns(pl.col("value").cast(pl.Float64)) for p in parts]).drop_nulls("value")
         rate = lr if lr is not None else (table["lr"].max() if "lr" in table.columns else None)
-        steps = sorted(rows["step"].unique().to_list())
         meta = _meta(
             width,
             seed,
             depth,
-            steps,
+            rows,
             "nanoGPT-mup log.csv",
             family=family or "nanogpt",
             mode=mode,
@@ -250,7 +249,7 @@ def tensorboard(
             int(width),
             int(seed),
             depth and int(depth),
-            sorted(frame["step"].unique().to_list()),
+            frame,
             "TensorBoard",
             family=family or "tensorboard",
             mode=mode,
