@@ -11,6 +11,7 @@ _API = {
     "fit_exponents": "analysis.fit",
     "write_report": "kinds.coord_check",
     "Recorder": "run.recorder",
+    "Residual": "models.depth",
 }
 # The modules the documented API reaches through (`muscale.lrm.merge(model)`,
 # `muscale.checkpoint.load(path)`, `muscale.importers.mup(df, out)`, `muscale.options.OPTIONS`, `muscale.api`): their names stay

@@ -61,14 +61,14 @@ def _defaults(o: Option) -> str:
     return f"Default: {_shown(o, o.default)}."
 
 
-def _widths(ctx, param, value):
+def _axis(ctx, param, value):
     if value is None:
         return None
     try:
         return tuple(int(w) for w in value.split(",") if w.strip())
     except ValueError:
         raise InputError(
-            "--widths", f"'{value}' is not a comma list of whole numbers", "write it like 64,128,256"
+            f"--{param.name}", f"'{value}' is not a comma list of whole numbers", "write it like 64,128,256"
         ) from None
 
 
@@ -114,7 +114,7 @@ def _click(o: Option) -> dict:
             "help": f"{help_} Repeatable, e.g. {o.flag} {k}={v}.",
         }
     if o.axis == "both":
-        return {"callback": _widths, "help": f"Comma list. {help_}"}
+        return {"callback": _axis, "help": f"Comma list. {help_}"}
     if o.axis == "study":
         return {"type": o.value, "default": o.check, "help": help_}
     if o.kind is list:

@@ -200,3 +200,50 @@ class HeadLM(nn.Module):
 
 def head_lm(width: int) -> nn.Module:
     return HeadLM(width)
+
+
+class ResidualBlock(nn.Module):
+    """A pre-norm MLP block whose projection back to the stream is named `proj`, a name no
+    role knows: a branch muscale can scale only through a muscale.Residual seam."""
+
+    def __init__(self, width: int, scale: float, seam: bool):
+        super().__init__()
+        import muscale
+
+        self.norm = nn.RMSNorm(width)
+        self.up = nn.Linear(width, 2 * width, bias=False)
+        self.proj = nn.Linear(2 * width, width, bias=False)
+        self.scale = scale
+        self.residual = muscale.Residual() if seam else None
+
+    def forward(self, x):
+        branch = self.scale * self.proj(torch.nn.functional.gelu(self.up(self.norm(x))))
+        return x + branch if self.residual is None else self.residual(x, branch)
+
+
+class ResidualLM(nn.Module):
+    def __init__(self, width: int, depth: int, scale: float, seam: bool, init_scale: float):
+        super().__init__()
+        self.embed = nn.Embedding(256, width)
+        self.blocks = nn.ModuleList(ResidualBlock(width, scale, seam) for _ in range(depth))
+        for block in self.blocks:
+            block.proj.weight.data.mul_(init_scale)
+        self.final_norm = nn.RMSNorm(width)
+        self.head = nn.Linear(width, 256, bias=False)
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.final_norm(x))
+
+
+def residual_lm(width: int, depth: int = 2, own_alpha: float = 0.0, depth_init: int = 0, seam: int = 1) -> nn.Module:
+    """`own_alpha`: the model multiplies its branches by (2/depth)^own_alpha itself;
+    `depth_init`: its projections start at a std scaled by (2/depth)^½, as GPT-2's
+    1/sqrt(2L) does; `seam` 0: residual adds without muscale.Residual."""
+    return ResidualLM(width, depth, (2 / depth) ** own_alpha, bool(seam), (2 / depth) ** 0.5 if depth_init else 1.0)
+
+
+def no_depth_lm(width: int) -> nn.Module:
+    return ResidualLM(width, 2, 1.0, True, 1.0)

@@ -2,6 +2,7 @@
 learnable-multiplier claims on the long one. Kept apart from the fitting so that a claim is
 changed in one place and the fit stays a measurement."""
 
+from ..config.depth import exponent_of
 from ..config.spec import LONG_MODES
 
 ACT = ("act_l1", "act_rms")
@@ -47,3 +48,28 @@ def expectation(mode: str, role: str, metric: str) -> tuple[float | None, float 
             None,
         )  # under 1/head_dim attention the logits at init shrink like d^(-1/2); their change is the claim
     return 0.0, TOLERANCE[metric]
+
+
+# Depth theory at init (config/depth.py), for a rule with branch exponent α, blocks compared
+# by position (positions.py). Each pre-norm block reads a normalised stream, so what it adds,
+# m_L^−α times a branch output of depth-free size, shrinks like L^−α exactly (contrib_rms).
+# The L blocks' weights are independent, so their contributions are uncorrelated and the part
+# of the stream they build grows like sqrt(L)·L^−α (built_rms, at the last block: L^½ under sp).
+# Under depth-μP and CompleteP the whole stream (act_rms of a block) stays flat; under sp it
+# grows toward L^½ only once the blocks' part outweighs the embedding, so no number is claimed.
+DEPTH_TOLERANCE = 0.15
+
+
+def depth_expectation(row: dict) -> tuple[float | None, float | None]:
+    """Expected β in value ∝ L^β and tolerance for a depth fit's row, or (None, None)."""
+    alpha = exponent_of(row.get("depth_rule"))
+    if alpha is None or row["role"] != "block" or row["step"] != 0:
+        return None, None
+    last = row["module"].rsplit(".", 1)[-1] == "last"
+    if row["metric"] == "contrib_rms":
+        return -alpha, DEPTH_TOLERANCE
+    if row["metric"] == "built_rms" and last:
+        return 0.5 - alpha, DEPTH_TOLERANCE
+    if row["metric"] == "act_rms" and last and alpha >= 0.5:
+        return 0.0, DEPTH_TOLERANCE
+    return None, None

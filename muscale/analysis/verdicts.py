@@ -89,6 +89,8 @@ def combine(verdicts: list[str]) -> str:
 
 
 CLAIM_KEYS = ("mode", "family", "optimizer", "lr", "role", "metric")
+# On a depth grid a claim is also held at one depth rule and one value of the other axis.
+GRID_KEYS = ("depth_rule", "width", "depth")
 
 
 def claims(exponents: pl.DataFrame) -> pl.DataFrame:
@@ -98,7 +100,7 @@ def claims(exponents: pl.DataFrame) -> pl.DataFrame:
     the claim's verdict (`combine` of theirs), worst first. A banner counts these, not the
     rows: a claim about the head's logits is one claim however many steps and seeds stand
     behind it."""
-    keys = [k for k in CLAIM_KEYS if k in exponents.columns]
+    keys = [k for k in CLAIM_KEYS + GRID_KEYS if k in exponents.columns]
     judged = exponents.filter(pl.col("verdict") != "info")
     rank = {v: i for i, v in enumerate(WORST_FIRST)}
     return (

@@ -6,6 +6,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from . import depth as depth_rules
+from .depth import DEPTH_PARAMS
+
 OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 # torch.optim.Muon's learning-rate adjustments (its adjust_lr_fn).
 MUON_ADJUST_LR = ("original", "match_rms_adamw")
@@ -252,6 +255,31 @@ class RunSpec:
         "third of the run, where `settled` reads the slope of α."
     )
     horizon: str = field()
+    depth: int | None = option(
+        "Depths (the number of blocks), increasing: a depth check fits value ∝ L^β at each width as a width "
+        "check fits d^α at each depth; with one width, or a width × depth grid.",
+        None,
+        name="depths",
+        axis="both",
+        unset="the family's own (no depth axis)",
+    )
+    base_depth: int | None = option(
+        "The depth rule's base depth L_base: branches are multiplied by (L_base / L)^α.",
+        None,
+        unset="the smallest depth",
+    )
+    depth_param: str = option(
+        f"Depth rule (config/depth.py): {', '.join(DEPTH_PARAMS)}. depth-mup multiplies each residual branch by "
+        "(L_base/L)^½ and the blocks' Adam learning rate by (L/L_base)^−½; completep by (L_base/L)^1, with the "
+        "blocks' learning rate unchanged and their Adam ε × L_base/L; alpha by (L_base/L)^α with --depth-alpha.",
+        "sp",
+        key="depth_params",
+        axis="study",
+        keys="muscale.config.depth:DEPTH_PARAMS",
+    )
+    depth_alpha: float | None = option(
+        "α of --depth-param alpha (0 is sp, ½ depth-mup, 1 completep).", None, unset="none"
+    )
     weight_decay: float = option("Weight decay on matrices.", 0.0)
     batch_size: int = option("Sequences (or examples) per batch.", 8)
     seq_len: int = option("Tokens per sequence.", 16)
@@ -395,13 +423,32 @@ class RunSpec:
         fields = {k: v for k, v in given.items() if k not in defaults or v != defaults[k]}
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         family = self.family.replace(":", "_").replace("/", "_")
-        return f"{family}-{self.mode}-{self.optimizer}-w{self.width}-s{self.seed}-{digest}"
+        depth = "" if self.depth is None else f"-L{self.depth}"
+        return f"{family}-{self.mode}-{self.optimizer}-w{self.width}{depth}-s{self.seed}-{digest}"
 
     @property
     def data_offset(self) -> int:
         """The index of the first training batch: seeds train on disjoint stretches of the
         stream, so any batch function (index, batch_size, seq_len) serves them unchanged."""
         return self.seed * self.steps if self.data_order == "seed" else 0
+
+    @property
+    def depth_rule(self) -> str:
+        return depth_rules.label(self.depth_param, self.depth_alpha)
+
+    @property
+    def branch_multiplier(self) -> float:
+        """What each residual branch is multiplied by: 1 outside a depth rule."""
+        if self.depth is None or not depth_rules.scaled(self.depth_param):
+            return 1.0
+        return depth_rules.branch_multiplier(self.depth_param, self.depth_alpha, self.depth, self.base_depth)
+
+    def depth_factors(self) -> tuple[float, float]:
+        """The learning-rate and Adam-ε factors of the parameters inside the blocks."""
+        if self.depth is None or not depth_rules.scaled(self.depth_param):
+            return 1.0, 1.0
+        args = (self.depth_param, self.depth_alpha, self.depth, self.base_depth)
+        return depth_rules.lr_factor(*args, self.optimizer), depth_rules.eps_factor(*args)
 
     @property
     def record_steps(self) -> tuple[int, ...]:

@@ -49,6 +49,9 @@ class Activations:
                 name: None for name, module, _ in layers if hasattr(module, "parametrizations")
             }
         self._first: dict[str, torch.Tensor] = {}
+        # The stream entering the first block, for what the blocks have built on it since.
+        self._first_block = next((n for n, _, r in self.layers if r == "block"), None)
+        self._entering: torch.Tensor | None = None
 
     @contextlib.contextmanager
     def watch(self, step: int, training: bool = False):
@@ -63,6 +66,9 @@ class Activations:
         def hook(module, args, output):
             if training and not torch.is_grad_enabled():
                 return
+            if role == "block":
+                output = output[0] if isinstance(output, tuple) else output
+                self._contribution(name, args, output, step)
             point = isinstance(module, ProbePoint)
             if point:
                 args = tuple(a.detach() for a in args)
@@ -81,6 +87,30 @@ class Activations:
                     self.add(name, role, "dact_rms", rms(y - self._first[name]))
 
         return hook
+
+    def _contribution(self, name: str, args: tuple, output, step: int):
+        """A block's output less its input (the stream it was given), and less the stream that
+        entered the first block, where the shapes match."""
+        wanted = self.wanted & {"contrib_rms", "dcontrib_rms", "built_rms"}
+        x = args[0] if args else None
+        if not wanted or not isinstance(output, torch.Tensor) or not isinstance(x, torch.Tensor):
+            return
+        if x.shape != output.shape:
+            return
+        y = output.detach().float()
+        if name == self._first_block:
+            self._entering = x.detach().float()
+        if "built_rms" in wanted and self._entering is not None and self._entering.shape == y.shape:
+            self.add(name, "block", "built_rms", rms(y - self._entering))
+        delta = y - x.detach().float()
+        if "contrib_rms" in wanted:
+            self.add(name, "block", "contrib_rms", rms(delta))
+        if "dcontrib_rms" in wanted:
+            key = f"{name}#contrib"
+            if step == 0:
+                self._first[key] = delta.clone()
+            elif key in self._first and self._first[key].shape == delta.shape:
+                self.add(name, "block", "dcontrib_rms", rms(delta - self._first[key]))
 
     def _of_output(self, name: str, role: str, module: nn.Module, args: tuple, y: torch.Tensor, point: bool):
         for metric, fn in self.outputs:

@@ -35,6 +35,13 @@ METRIC_TABLE = {
     # What a multiplied layer would output without its multiplier (x·Wᵀ with the trained W), and
     # the QK logits without the query's and key's scalars: raw ∝ d, multiplier ∝ d⁻¹, product flat.
     "raw_act_rms": Metric("activation", "output"),
+    # What a residual block adds to the stream (its output less its input), and how that has
+    # changed since step 0 on the same batch: per block, the size a depth rule scales by L^−α.
+    "contrib_rms": Metric("activation", "block"),
+    "dcontrib_rms": Metric("activation", "block"),
+    # The part of the stream after a block that the blocks so far have added to the stream
+    # entering the first: uncorrelated contributions make it grow like sqrt(L)·L^−α.
+    "built_rms": Metric("activation", "block"),
     "weight_fro": Metric("matrix", "matrix", torch.linalg.vector_norm),
     # ‖W‖_F / sqrt(numel): the per-entry size the noise–WD equilibrium fixes.
     "weight_rms": Metric("matrix", "matrix", lambda w: torch.linalg.vector_norm(w) / w.numel() ** 0.5),
@@ -62,7 +69,15 @@ METRICS = tuple(METRIC_TABLE)
 # How one statistic measured on each process's share of a batch combines into the statistic
 # of the whole batch (equal shares): an RMS from its mean square, a maximum as the largest,
 # everything else (means, and the replicated weights' statistics) as the mean.
-POOLED = {"act_rms": "rms", "dact_rms": "rms", "raw_act_rms": "rms", "act_max": "max"}
+POOLED = {
+    "act_rms": "rms",
+    "dact_rms": "rms",
+    "raw_act_rms": "rms",
+    "contrib_rms": "rms",
+    "dcontrib_rms": "rms",
+    "built_rms": "rms",
+    "act_max": "max",
+}
 
 
 def statistics(of: str, wanted: set[str]) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:

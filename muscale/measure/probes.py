@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from ..models import lrm
+from ..models import depth, lrm
 from ..models.points import ProbePoint
 from ..models.roles import role_of
 from .activations import Activations
@@ -82,7 +82,9 @@ class Probes:
     def __init__(self, model: nn.Module, metrics: tuple[str, ...] | None = None, optimizer=None):
         wanted = set(METRICS if metrics is None else metrics)
         self.rows = Rows()
-        self.layers = [(name, module, role_of(name, module)) for name, module in _probed(model)]
+        self.layers = [(name, module, role_of(name, module)) for name, module in _probed(model)] + [
+            (name, module, "block") for name, module in depth.blocks(model)
+        ]
         self.activations = Activations(model, self.layers, wanted, self.rows.add)
         self.matrices = Matrices(self.layers, wanted, self.rows.add, next(model.parameters()).device)
         self.multipliers = Multipliers(model, self.layers, wanted, self.rows.add)

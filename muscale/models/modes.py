@@ -9,9 +9,10 @@ import torch
 from mup import MuReadout, set_base_shapes
 from torch import nn
 
+from ..config.depth import scaled
 from ..config.spec import RunSpec, frozen_gains, has_mup, has_mup_lr, multiplier_kind
 from ..errors import InputError
-from . import lrm
+from . import depth, lrm
 from .families import Family, Hooks
 from .roles import role_of
 
@@ -52,10 +53,12 @@ def build(spec: RunSpec, family: Family) -> tuple[nn.Module, list[nn.Parameter]]
     h, options = hooks(spec.mode, spec.base_width, spec.mup_multipliers), dict(spec.family_options)
     if has_mup_lr(spec.mode):
         with torch.device("meta"):
-            base = family.make(spec.base_width, h, options)
-            delta = family.make(2 * spec.base_width, h, options)
+            base = family.make(spec.base_width, h, options, spec.depth)
+            delta = family.make(2 * spec.base_width, h, options, spec.depth)
     torch.manual_seed(spec.seed)
-    model = family.make(spec.width, h, options)
+    model = family.make(spec.width, h, options, spec.depth)
+    if spec.depth is not None and scaled(spec.depth_param):
+        depth.apply(model, spec.branch_multiplier, spec.family)
     has_readout = check_readout(model, spec.mode)
     if has_mup(spec.mode):
         set_base_shapes(model, base, delta=delta)

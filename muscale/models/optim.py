@@ -38,6 +38,9 @@ multipliers, whose scale is theirs to learn. Only the μP modes scale ε: elsewh
 are no base shapes to measure width against. The `eps_share` probe records per layer
 the fraction of entries where sqrt(v̂) < ε.
 
+A depth rule (config/depth.py) gives the parameters inside the blocks its learning rate and
+Adam ε; the learnable multipliers keep theirs.
+
 Spectral weight decay takes each matrix group's decoupled λ, as the optimizer (μP's
 included) would have applied it, out of the optimizer and applies it to the top singular
 direction alone after the step (spectral.py)."""
@@ -50,7 +53,7 @@ from mup import MuAdam, MuAdamW, MuReadout, MuSGD
 from torch import nn
 
 from ..config.spec import RunSpec, fixed_weight_decay, has_mup_lr, multiplier_lr
-from . import lrm
+from . import depth, lrm
 from .roles import role_of
 from .spectral import SpectralDecay
 
@@ -136,10 +139,12 @@ def muon_width_scale(p: nn.Parameter, adjust: str) -> float:
     return _spectral_step(adjust, *base) / _spectral_step(adjust, *p.shape)
 
 
-def _muon(spec: RunSpec, params: list[nn.Parameter]) -> torch.optim.Muon:
+def _muon(spec: RunSpec, params: list[nn.Parameter], inside: set[int]) -> torch.optim.Muon:
     by_scale = collections.defaultdict(list)
+    depth_lr = spec.depth_factors()[0]
     for p in params:
-        by_scale[muon_width_scale(p, spec.muon_adjust_lr) if has_mup_lr(spec.mode) else 1.0].append(p)
+        m = muon_width_scale(p, spec.muon_adjust_lr) if has_mup_lr(spec.mode) else 1.0
+        by_scale[m * depth_lr if id(p) in inside else m].append(p)
     groups = [
         {
             "params": ps,
@@ -157,22 +162,39 @@ def _eps_scaled(groups: list[dict]) -> list[dict]:
     for group in groups:
         by_eps = collections.defaultdict(list)
         for p in group["params"]:
-            by_eps[ADAM_EPS / p.infshape.width_mult()].append(p)
+            by_eps[group.get("eps", ADAM_EPS) / p.infshape.width_mult()].append(p)
         out += [group | {"params": params, "eps": eps} for eps, params in by_eps.items()]
     return out
+
+
+def _depth_groups(spec: RunSpec, groups: list[dict], inside: set[int]) -> list[dict]:
+    """Each group split into the parameters inside the blocks, at the depth rule's learning
+    rate and ε (config/depth.py), and the rest (embedding, final norm, head) as they were."""
+    lr, eps = spec.depth_factors()
+    scaled = {"lr": spec.lr * lr} | ({} if spec.optimizer == "sgd" else {"eps": ADAM_EPS * eps})
+    out = []
+    for group in groups:
+        out += [
+            group | {"params": [p for p in group["params"] if id(p) in inside]} | scaled,
+            group | {"params": [p for p in group["params"] if id(p) not in inside]},
+        ]
+    return [g for g in out if g["params"]]
 
 
 def build(spec: RunSpec, model: nn.Module, multipliers: list[nn.Parameter]) -> Optimizer:
     mult_ids = {id(p) for p in multipliers}
     main = [p for p in model.parameters() if p.requires_grad and id(p) not in mult_ids]
+    inside = {id(p) for _, block in depth.blocks(model) for p in block.parameters()} - mult_ids
     muon = {id(p) for p in hidden_matrices(model)} if spec.optimizer == "muon" else set()
-    optimizers = [_muon(spec, [p for p in main if id(p) in muon])] if muon else []
+    optimizers = [_muon(spec, [p for p in main if id(p) in muon], inside)] if muon else []
     rest = [p for p in main if id(p) not in muon]
     groups = [
         {"params": [p for p in rest if p.ndim >= 2], "weight_decay": spec.weight_decay},
         {"params": [p for p in rest if p.ndim < 2], "weight_decay": 0.0},
     ]
     groups = [g for g in groups if g["params"]]
+    if spec.depth_factors() != (1.0, 1.0):
+        groups = _depth_groups(spec, groups, inside)
     if spec.adam_eps_scaling:
         groups = _eps_scaled(groups)
     cls = (_MUP if has_mup_lr(spec.mode) else _PLAIN)["adamw" if spec.optimizer == "muon" else spec.optimizer]

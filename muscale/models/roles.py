@@ -40,6 +40,7 @@ ROLES = (
     "mlp_gate",
     "mlp_down",
     "hidden",
+    "block",  # a residual block as a whole (models/depth.py): its output is the residual stream
     "head",
     "norm",
     "other",

@@ -181,28 +181,29 @@ def _log10_y(ax) -> None:
     fixed_ticks(ax.yaxis, [t for t in ticks if lo <= t <= hi])
 
 
-def _coord_panel(ax, part, title: str, widths: list, palette: dict, bottom: bool) -> None:
-    """Value vs width, log–log, one line per step with its seed band."""
+def _coord_panel(ax, part, title: str, points: list, palette: dict, bottom: bool, axis: str) -> None:
+    """Value vs width (or depth), log–log, one line per step with its seed band."""
     set_title(ax, title)
     if part is None:
         ax.set_axis_off()
         ax.text(0.5, 0.5, "not recorded", ha="center", va="center", color="0.5", transform=ax.transAxes)
         return
-    _band_lines(ax, part, "width", "step", palette)
-    log2_x_axis(ax, widths[-1], widths)
+    _band_lines(ax, part, axis, "step", palette)
+    log2_x_axis(ax, points[-1], points)
     _log10_y(ax)
     if bottom:
-        ax.set_xlabel("width")
+        ax.set_xlabel(axis)
 
 
 @matplotlib.rc_context(RC)
-def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> str:
-    """One role: value vs width on log-log axes, a row per setting, a panel per metric, a line per step.
+def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str], axis: str = "width") -> str:
+    """One role: value vs width (or depth) on log-log axes, a row per setting, a panel per
+    metric, a line per step.
 
-    `data`: setting, metric, step, width, mean, lo, hi (the band is the spread over seeds).
+    `data`: setting, metric, step, the axis, mean, lo, hi (the band is the spread over seeds).
     """
     steps = sorted(data["step"].unique().to_list())
-    widths = sorted(data["width"].unique().to_list())
+    widths = sorted(data[axis].unique().to_list())
     palette = dict(zip(steps, sns.color_palette("crest", len(steps))))
     panels = data.partition_by("setting", "metric", as_dict=True)
     fig, axes = figure_grid(len(settings), len(metrics))
@@ -215,6 +216,7 @@ def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> 
                 widths,
                 palette,
                 bottom=i == len(settings) - 1,
+                axis=axis,
             )
     add_legend(fig, palette, "step")
     return to_png(fig)
@@ -222,7 +224,11 @@ def coord_check(data: pl.DataFrame, settings: list[str], metrics: list[str]) -> 
 
 @matplotlib.rc_context(RC)
 def alpha_trajectory(
-    data: pl.DataFrame, roles: list[str], colors: dict = TRAJECTORY_COLORS, settle_from: float | None = None
+    data: pl.DataFrame,
+    roles: list[str],
+    colors: dict = TRAJECTORY_COLORS,
+    settle_from: float | None = None,
+    ylabel: str = "α  (value ∝ width^α)",
 ) -> str:
     """One setting: fitted α vs training step, a panel per role, a line per metric, coloured
     as `colors` says (every metric in `data` needs a colour); `settle_from` shades the window
@@ -244,7 +250,7 @@ def alpha_trajectory(
         ax.set_ylim(min(lo, -0.5), max(hi, 0.5))
         set_title(ax, role)
         if k % ncols == 0:
-            ax.set_ylabel("α  (value ∝ width^α)")
+            ax.set_ylabel(ylabel)
         if k >= len(roles) - ncols:
             ax.set_xlabel(STEP_LOG_LABEL)
     for ax in axes.flat[len(roles) :]:
@@ -337,6 +343,7 @@ def module_drilldown(curves: pl.DataFrame, residuals: pl.DataFrame, settings: li
                 widths,
                 palette,
                 bottom=i == len(settings) - 1,
+                axis="width",
             )
         ax = axes[i, len(metrics)]
         set_title(ax, "fit residual, last step")

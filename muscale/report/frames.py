@@ -26,7 +26,7 @@ def ordered(values: Iterable[str], canonical: tuple[str, ...]) -> list[str]:
 
 def with_setting(df: pl.DataFrame, extra_keys: tuple[str, ...]) -> pl.DataFrame:
     """Label rows by mode, plus any other run key that varies, so runs that differ are never averaged together."""
-    varying = [k for k in extra_keys if df[k].n_unique() > 1]
+    varying = [k for k in extra_keys if k in df.columns and df[k].n_unique() > 1]
     parts = [pl.col("mode")] + [pl.lit(f"{k}=") + pl.col(k).cast(pl.String) for k in varying]
     return df.with_columns(setting=pl.concat_str(parts, separator=" · "))
 
@@ -44,7 +44,10 @@ def over_seeds(df: pl.DataFrame, *keys: str) -> pl.DataFrame:
 
 
 def alpha_trajectories(
-    exponents: pl.DataFrame, colors: dict = figures.TRAJECTORY_COLORS, settle_from: float | None = None
+    exponents: pl.DataFrame,
+    colors: dict = figures.TRAJECTORY_COLORS,
+    settle_from: float | None = None,
+    ylabel: str = "α  (value ∝ width^α)",
 ) -> list[dict]:
     """α against step per setting, for the metrics `colors` names; with `settle_from` (a share
     of the run) the window that `settled` compares is shaded."""
@@ -63,7 +66,7 @@ def alpha_trajectories(
         part = data.filter(pl.col("setting") == setting)
         roles = ordered(part["role"], ROLES)
         settle = None if settle_from is None else settle_from * part["step"].max()
-        out.append({"setting": setting, "png": figures.alpha_trajectory(part, roles, colors, settle)})
+        out.append({"setting": setting, "png": figures.alpha_trajectory(part, roles, colors, settle, ylabel)})
     return out
 
 

@@ -27,6 +27,7 @@ from . import launch, store
 from .validate import (
     check_beta2,
     check_data_order,
+    check_depths,
     check_family,
     check_metrics,
     check_mult_param,
@@ -79,8 +80,8 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
         value["data"] = RunSpec.data  # a batch function brings its own data: no text default applies
     fam = resolve(family, batch, value["data"])
     losses.resolve(loss)
-    widths = tuple(value["widths"])
-    check_widths(widths)
+    widths, depths = tuple(value["widths"]), tuple(value["depths"] or ())
+    check_widths(widths, depths)
     optimizer = value["optimizer"]
     if optimizer not in OPTIMIZERS:
         raise InputError("--optimizer", f"unknown optimizer '{optimizer}'", f"use one of {', '.join(OPTIMIZERS)}")
@@ -99,13 +100,18 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
         flag, v = OPTIONS[name].flag, o[name]
         if v is not None and not 0 <= v < math.inf:
             raise InputError(flag, f"{v} is not a finite number ≥ 0", f"give {flag} a finite value ≥ 0")
-    options = dict(h.options) | {k: str(v) for k, v in (o["options"] or {}).items()}
+    given_options = {k: str(v) for k, v in (o["options"] or {}).items()}
+    check_depths(fam, depths, o["base_depth"], value["depth_param"], o["depth_alpha"], given_options)
+    # A depth check sets the depth itself, in place of the horizon's one block.
+    own = {k: v for k, v in h.options if not depths or k != fam.depth_keyword()}
+    options = own | given_options
+    at_depth = depths[0] if depths else None
     mult_init = value["mult_init"]
-    check_family(fam, widths, base_width, options, mode)
+    check_family(fam, widths, base_width, options, mode, at_depth, value["depth_param"])
     check_multipliers(o["mup_multipliers"] or {}, mode)
     check_placement(o["multipliers"] or {}, mode, mult_init)
     metrics = check_metrics(o["metrics"])
-    check_output(fam, widths[0], options, loss, value["batch_size"], value["seq_len"])
+    check_output(fam, widths[0], options, loss, value["batch_size"], value["seq_len"], at_depth)
     check_mult_param(mode, o["mult_param"])
     beta2 = value["beta2"] if o["beta2"] is None else check_beta2(o["beta2"], optimizer)
     clip_multipliers, adam_eps_scaling = bool(value["clip_multipliers"]), bool(value["adam_eps_scaling"])
@@ -150,8 +156,16 @@ def plan(mode: str = CHECK_MODE, family: str | Callable = CHECK_FAMILY, **given)
         loss=loss,
         beta2=beta2 if optimizer != "sgd" else None,
         mult_param=value["mult_param"] if multiplier_kind(mode) else RunSpec.mult_param,
+        depth_param=value["depth_param"],
+        depth_alpha=o["depth_alpha"],
+        base_depth=(o["base_depth"] or min(depths)) if depths else None,
     )
-    return [RunSpec(width=w, seed=s, **common) for s in range(value["seeds"]) for w in widths]
+    return [
+        RunSpec(width=w, depth=d, seed=s, **common)
+        for s in range(value["seeds"])
+        for d in depths or (None,)
+        for w in widths
+    ]
 
 
 def execute(

@@ -54,6 +54,7 @@ def _meta(width: int, seed: int, depth: int | None, rows: pl.DataFrame, source: 
         "width": int(width),
         "seed": int(seed),
         "depth": depth,
+        "depth_rule": None,
         "horizon": "short",
         "weight_decay": None,
         "schedule": f"imported ({source})",

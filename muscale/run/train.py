@@ -16,7 +16,19 @@ from . import checkpoint
 
 # The records' columns: the run's keys, then one row per statistic. Series built straight from
 # lists: polars' expression engine (a literal column per key) costs more than a small run's step.
-RUN_KEYS = ("run_id", "family", "mode", "optimizer", "lr", "weight_decay", "width", "seed", "horizon")
+RUN_KEYS = (
+    "run_id",
+    "family",
+    "mode",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "width",
+    "seed",
+    "horizon",
+    "depth",
+    "depth_rule",
+)
 SCHEMA = {
     "run_id": pl.String,
     "family": pl.String,
@@ -27,6 +39,8 @@ SCHEMA = {
     "width": pl.Int32,
     "seed": pl.Int32,
     "horizon": pl.String,
+    "depth": pl.Int32,  # null: the family's own depth, no depth axis
+    "depth_rule": pl.String,  # the depth rule, alpha=A for a general one (config/depth.py)
     "step": pl.Int64,
     "module": pl.String,
     "role": pl.String,

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import torch
 
+from ..config.depth import DEPTH_PARAMS, scaled
 from ..config.spec import (
     DATA_ORDERS,
     LRM_IMPLS,
@@ -20,7 +21,7 @@ from ..config.spec import (
 )
 from ..errors import InputError
 from ..measure.metrics import METRICS
-from ..models import losses, lrm, modes
+from ..models import depth, losses, lrm, modes
 from ..models.data import PROBE_INDEX
 from ..models.families import BUILTIN, MULTIPLIER_POINTS
 from ..models.modes import hooks
@@ -36,17 +37,59 @@ def check_positive(name: str, value, integer: bool = False):
         raise InputError(name, f"{value} is not a positive finite number", f"give {name} a finite value > 0")
 
 
-def check_widths(widths: tuple[int, ...]):
-    if not widths:
-        raise InputError("--widths", "no widths given", "give a comma list such as 64,128,256")
-    if any(w <= 0 for w in widths):
-        raise InputError("--widths", f"{list(widths)} has a non-positive width", "use widths ≥ 1")
-    if len(widths) < 2 or any(b <= a for a, b in zip(widths, widths[1:])):
+def _increasing(flag: str, values: tuple[int, ...], least: int, example: str):
+    noun = flag.removeprefix("--")
+    if not values:
+        raise InputError(flag, f"no {noun} given", f"give a comma list such as {example}")
+    if any(v <= 0 for v in values):
+        raise InputError(flag, f"{list(values)} has a non-positive value", f"use {noun} ≥ 1")
+    if len(values) < least or any(b <= a for a, b in zip(values, values[1:])):
         raise InputError(
-            "--widths",
-            f"{list(widths)} is not strictly increasing with at least two widths",
-            "list two or more widths from small to large, such as 64,128,256",
+            flag,
+            f"{list(values)} is not strictly increasing with at least {least} {noun}",
+            f"list {least} or more {noun} from small to large, such as {example}",
         )
+
+
+def check_widths(widths: tuple[int, ...], depths: tuple[int, ...] = ()):
+    """Two widths at least, or one in a check over two depths or more."""
+    _increasing("--widths", widths, 1 if len(depths) >= 2 else 2, "64,128,256")
+
+
+def check_depths(family, depths: tuple[int, ...], base_depth, depth_param: str, depth_alpha, options: dict):
+    """The depth axis and its rule: a family that can be built at a depth, a rule that has its
+    depths and its α. `options` are the user's own (a depth set twice is refused)."""
+    if depth_param not in DEPTH_PARAMS:
+        raise InputError(
+            "--depth-param", f"unknown depth rule '{depth_param}'", f"use one of {', '.join(DEPTH_PARAMS)}"
+        )
+    if (depth_alpha is None) != (depth_param != "alpha"):
+        raise InputError(
+            "--depth-alpha",
+            "--depth-alpha goes with --depth-param alpha, and only with it",
+            "give both, e.g. --depth-param alpha --depth-alpha 0.75, or neither",
+        )
+    if depth_alpha is not None and not (math.isfinite(depth_alpha) and depth_alpha >= 0):
+        raise InputError("--depth-alpha", f"{depth_alpha} is not a finite number ≥ 0", "give α ≥ 0, e.g. 0.75")
+    check_positive("--base-depth", base_depth, integer=True)
+    if not depths:
+        if scaled(depth_param) or base_depth is not None:
+            raise InputError(
+                "--depths",
+                f"a depth rule ({depth_param}, --base-depth) needs the depths it scales with",
+                "give --depths, e.g. --depths 2,4,8",
+            )
+        return
+    _increasing("--depths", depths, 1, "2,4,8,16")
+    keyword = family.depth_keyword()
+    if keyword is None:
+        raise InputError(
+            "--depths",
+            f"{family.name} takes no depth parameter",
+            "give the function a depth=… keyword that sets its number of blocks",
+        )
+    if keyword in options:
+        raise InputError("--depths", f"--option {keyword}= and --depths both set the depth", f"drop {keyword}=")
 
 
 def check_multipliers(multipliers: dict, mode: str):
@@ -173,7 +216,9 @@ def check_data_order(order: str) -> str:
     return order
 
 
-def check_family(family, widths, base_width, options, mode):
+def check_family(family, widths, base_width, options, mode, at_depth=None, depth_param="sp"):
+    """`at_depth`: the depth the model is built at (None: its own); a scaling `depth_param`
+    needs a residual branch it can scale."""
     if family.builtin:
         params = inspect.signature(family.build).parameters
         allowed = set(params) - {"width", "hooks", "vocab"}
@@ -204,7 +249,10 @@ def check_family(family, widths, base_width, options, mode):
             raise InputError(option, problem, "choose widths that the family's width rules allow")
     try:
         with torch.device("meta"):
-            modes.check_readout(family.make(widths[0], hooks(mode, base_width), options), mode)
+            model = family.make(widths[0], hooks(mode, base_width), options, at_depth)
+            modes.check_readout(model, mode)
+            if scaled(depth_param):
+                depth.apply(model, 1.0, family.name)
     except InputError:
         raise
     except Exception as exc:
@@ -217,7 +265,7 @@ def check_family(family, widths, base_width, options, mode):
         ) from None
 
 
-def check_output(family, width: int, options: dict, loss: str, batch_size: int, seq_len: int):
+def check_output(family, width: int, options: dict, loss: str, batch_size: int, seq_len: int, at_depth=None):
     """A user's model (or a Hugging Face one) against its data and loss, by one forward of the
     narrowest model built as its SP run would be, so a misfit is one line before any run
     starts. The global RNG is left as it was."""
@@ -233,6 +281,7 @@ def check_output(family, width: int, options: dict, loss: str, batch_size: int, 
         steps=1,
         horizon="short",
         family_options=tuple(sorted(options.items())),
+        depth=at_depth,
     )
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         model, _ = modes.build(spec, family)

@@ -26,7 +26,10 @@ def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
     check = coord.analyse(records)
     exponents = check.exponents
     counts = dict(check.claims.group_by("verdict").len().rows())
-    return Analysis(exponents, {"exponents.csv": exponents}, {v: counts[v] for v in WORST_FIRST if v in counts}, check)
+    files = {"exponents.csv": exponents}
+    if check.depth_exponents is not None:
+        files["depth_exponents.csv"] = check.depth_exponents
+    return Analysis(exponents, files, {v: counts[v] for v in WORST_FIRST if v in counts}, check)
 
 
 def describe(specs, analysis: Analysis) -> dict[str, str]:
@@ -57,6 +60,7 @@ def summary(analysis: Analysis) -> str:
     exponents = analysis.exponents
     claims = analysis.detail.claims
     lines = [f"{claims.height} claims: " + " ".join(f"{v}={analysis.verdicts.get(v, 0)}" for v in VERDICTS[:-1])]
+    lines += analysis.detail.inferred_lines
     checked = exponents.filter(pl.col("expected").is_not_null())
     with pl.Config(**TABLE, fmt_str_lengths=40):
         if claims.height:

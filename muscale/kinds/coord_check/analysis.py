@@ -1,12 +1,14 @@
 """What a coordinate check makes of its records: the width exponents with their verdicts
-(fit.py), the claims they stand behind (verdicts.py), the check's one verdict, and each
-role's median α after the first update and at the end, so that the report and the summary
-only read them."""
+(fit.py), over two depths or more the depth exponents and the α the model behaves like
+(depth_rule.py), the claims they stand behind (verdicts.py), the check's one verdict, and
+each role's median α after the first update and at the end, so that the report and the
+summary only read them."""
 
 from dataclasses import dataclass
 
 import polars as pl
 
+from ...analysis import depth_rule, positions
 from ...analysis.derived import derived
 from ...analysis.fit import first_and_last, fit_exponents
 from ...analysis.verdicts import WORST_FIRST, claims, combine
@@ -45,16 +47,27 @@ COLLAPSE_BELOW = -1.0
 class CoordCheck:
     records: pl.DataFrame
     exponents: pl.DataFrame  # fit_exponents
-    claims: pl.DataFrame  # verdicts.claims of the exponents
+    claims: pl.DataFrame  # verdicts.claims of the exponents, width's and depth's
     verdict: str  # the worst verdict of any claim (verdicts.combine); info when there is none
     first_last: pl.DataFrame  # first_and_last
     collapsed: pl.DataFrame  # collapsed: the layers whose output collapses with width
+    depth_exponents: pl.DataFrame | None = None  # fit_exponents(axis="depth") over two depths or more
+    inferred: pl.DataFrame | None = None  # depth_rule.inferred: the α each setting behaves like
+    inferred_lines: tuple[str, ...] = ()  # depth_rule.sentence of each
+    by_position: pl.DataFrame | None = None  # the records with blocks named by position (positions.py)
 
 
-def of(records: pl.DataFrame, exponents: pl.DataFrame) -> CoordCheck:
+def has_depths(records: pl.DataFrame) -> bool:
+    return "depth" in records.columns and records["depth"].drop_nulls().n_unique() >= 2
+
+
+def of(records: pl.DataFrame, exponents: pl.DataFrame, depth_exponents: pl.DataFrame | None = None) -> CoordCheck:
     """A check from records and the exponents fitted to them (here or by `muscale.fit_exponents`)."""
     require(exponents, EXPONENT_COLUMNS, "exponents")
     judged = claims(exponents)
+    inferred = None if depth_exponents is None else depth_rule.inferred(depth_exponents)
+    if depth_exponents is not None:
+        judged = pl.concat([judged, claims(depth_exponents)], how="diagonal_relaxed")
     return CoordCheck(
         records,
         exponents,
@@ -62,6 +75,10 @@ def of(records: pl.DataFrame, exponents: pl.DataFrame) -> CoordCheck:
         combine(judged["verdict"].to_list()),
         first_and_last(exponents),
         collapsed(exponents),
+        depth_exponents,
+        inferred,
+        tuple(depth_rule.sentence(r) for r in inferred.iter_rows(named=True)) if inferred is not None else (),
+        positions.by_position(records) if depth_exponents is not None else None,
     )
 
 
@@ -86,4 +103,5 @@ def analyse(records: pl.DataFrame) -> CoordCheck:
     raw and the multiplied logits it links (fit.py judges only the logits)."""
     if records["mode"].is_in(LONG_MODES).any():
         records = pl.concat([records, derived(records, ("mult_qk",))])
-    return of(records, fit_exponents(records))
+    depth = fit_exponents(records, axis="depth") if has_depths(records) else None
+    return of(records, fit_exponents(records), depth)

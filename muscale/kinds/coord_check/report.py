@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
+import seaborn as sns
 
 from ...config.spec import MODES, SETTLE_FROM
 from ...models.roles import ROLES
@@ -49,6 +50,9 @@ DRIFT_SHOWN = 8
 # The learned multipliers drawn per width against step: their sizes and symmetric pairs' products.
 LEARNED = ("mult_scalar", "mult_row_rms", "mult_col_rms", "mult_path")
 MULTIPLIERS_SHOWN = 16
+# Drawn against depth, per block position and for the head (positions.py).
+DEPTH_METRICS = ("act_rms", "contrib_rms", "built_rms", "dcontrib_rms", "dact_rms")
+DEPTH_COLORS = dict(zip(DEPTH_METRICS, sns.color_palette("colorblind", len(DEPTH_METRICS))))
 VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
 
 
@@ -166,18 +170,24 @@ def _worst(exponents: pl.DataFrame) -> list[dict]:
     return [_exponent_row(r) for r in worst.iter_rows(named=True)]
 
 
-def _coord_checks(records: pl.DataFrame) -> list[dict]:
-    stats = (
+def _curves(records: pl.DataFrame, metrics: tuple[str, ...], by: str, axis: str = "width") -> pl.DataFrame:
+    """Per setting, `by` (role or module), metric, step and point of `axis`: the mean over each
+    seed's modules, then the line and band over seeds, of the positive finite values."""
+    return (
         records.filter(
-            pl.col("metric").is_in(COORD_METRICS)
+            pl.col("metric").is_in(metrics)
             & (pl.col("role") != "loss")
             & pl.col("value").is_finite()
             & (pl.col("value") > 0)
         )
-        .group_by("setting", "role", "metric", "step", "width", "seed")
+        .group_by("setting", by, "metric", "step", axis, "seed")
         .agg(pl.col("value").mean())
-        .pipe(over_seeds, "setting", "role", "metric", "step", "width")
+        .pipe(over_seeds, "setting", by, "metric", "step", axis)
     )
+
+
+def _coord_checks(records: pl.DataFrame) -> list[dict]:
+    stats = _curves(records, COORD_METRICS, "role")
     settings = setting_order(records.filter(pl.col("role") != "loss"))
     by_role = stats.partition_by("role", as_dict=True)
     out = []
@@ -327,15 +337,40 @@ def _multipliers(records: pl.DataFrame) -> str | None:
     return figures.by_width_against_step(lines, panels, "panel", "multiplier size")
 
 
+def _depth_section(check: CoordCheck) -> dict | None:
+    """Over two depths or more: the α each setting behaves like, value against depth per block
+    position (and the head), β against step, and the depth rows with an expectation."""
+    if check.depth_exponents is None or check.by_position is None:
+        return None
+    keys = ("family", "optimizer", "depth_rule", "width")
+    records = with_setting(check.by_position, keys)
+    exponents = with_setting(check.depth_exponents, keys)
+    stats = _curves(records.filter(pl.col("role").is_in(["block", "head"])), DEPTH_METRICS, "module", "depth")
+    settings = setting_order(records.filter(pl.col("role") != "loss"))
+    figures_ = []
+    for (module,), part in sorted(stats.partition_by("module", as_dict=True).items()):
+        metrics = [m for m in DEPTH_METRICS if m in set(part["metric"].to_list())]
+        figures_.append({"module": module, "png": figures.coord_check(part, settings, metrics, axis="depth")})
+    checked = exponents.filter(pl.col("expected").is_not_null()).sort("setting", "module", "metric", "step")
+    return {
+        "inferred": check.inferred_lines,
+        "figures": figures_,
+        "trajectories": alpha_trajectories(exponents, DEPTH_COLORS, ylabel="β  (value ∝ depth^β)"),
+        "rows": [_exponent_row(r | {"n_widths": r["n_depths"]}) for r in checked.iter_rows(named=True)],
+    }
+
+
 def render(check: CoordCheck, meta: Mapping[str, str]) -> str:
     require(check.records, RECORD_COLUMNS, "records")
-    records = with_setting(check.records, ("family", "optimizer", "lr", "weight_decay", "horizon"))
-    exponents = _model_order(with_setting(check.exponents, ("family", "optimizer")), records)
+    records = with_setting(check.records, ("family", "optimizer", "lr", "weight_decay", "horizon", "depth"))
+    exponents = _model_order(with_setting(check.exponents, ("family", "optimizer", "depth")), records)
     families = sorted(set(records["family"].to_list()) | set(exponents["family"].to_list()))
     modes = ordered(records["mode"].to_list() + exponents["mode"].to_list(), MODES)
     long_horizon = (records["horizon"] == "long").any()
     evolving = long_horizon or exponents["step"].n_unique() >= 3
-    modules, omitted = _drilldown(records, exponents)
+    # One width (a depth check) has no width dependence to draw.
+    widths = records["width"].n_unique() >= 2
+    modules, omitted = _drilldown(records, exponents) if widths else ([], 0)
     return (
         environment(Path(__file__).parent)
         .get_template("template.html.j2")
@@ -365,7 +400,8 @@ def render(check: CoordCheck, meta: Mapping[str, str]) -> str:
             trajectories=alpha_trajectories(exponents, settle_from=SETTLE_FROM if long_horizon else None)
             if evolving
             else [],
-            coord_checks=_coord_checks(records),
+            coord_checks=_coord_checks(records) if widths else [],
+            depth=_depth_section(check),
             modules=modules,
             modules_omitted=omitted,
             anchors={m["module"]: m["anchor"] for m in modules},

@@ -142,7 +142,8 @@ def read(r: Reader, raw: dict) -> WidthStudy:
             width=width,
             seed=seed,
             horizon="long",
-            metrics=tuple(metrics),
+            # Every metric is None: a metric added later leaves the run ids of such a study alone.
+            metrics=None if set(metrics) == set(METRICS) else tuple(metrics),
             mult_lr=multiplier_lr(fields["mode"], top["mult_lr"]) if multiplier_kind(fields["mode"]) else None,
         )
         for fields in runs.fields

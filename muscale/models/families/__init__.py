@@ -81,7 +81,19 @@ class Family:
     # A built-in token LM sizes its embedding and head to its data; None for other families.
     vocab: int | None = None
 
-    def make(self, width: int, hooks: Hooks, options: dict) -> nn.Module:
+    # The keyword a built-in builder takes its number of blocks by (hf: num_hidden_layers).
+    depth_option: str = "layers"
+
+    def depth_keyword(self) -> str | None:
+        """How this family is built at a depth: a built-in's option, a user function's own
+        `depth` parameter, or None where the function has none."""
+        if self.builtin:
+            return self.depth_option
+        return "depth" if "depth" in inspect.signature(self.build).parameters else None
+
+    def make(self, width: int, hooks: Hooks, options: dict, depth: int | None = None) -> nn.Module:
+        if depth is not None:
+            options = options | {self.depth_keyword(): depth}
         if self.builtin:
             vocab = {} if self.vocab is None else {"vocab": self.vocab}
             return self.build(width, hooks, **options, **vocab)
@@ -191,7 +203,9 @@ def resolve(name: str, batch: str | None = None, source: str = "synthetic") -> F
 from . import hybrid, mamba2, mlp, transformer  # noqa: E402  (families register below, after Family exists)
 
 BUILTIN = {
-    "mlp": Family("mlp", mlp.build, lambda i, b, t: data.mlp_batch(i, b), True, width_rules=mlp.WIDTH_RULES),
+    "mlp": Family(
+        "mlp", mlp.build, lambda i, b, t: data.mlp_batch(i, b), True, width_rules=mlp.WIDTH_RULES, depth_option="depth"
+    ),
     "transformer": Family(
         "transformer",
         transformer.build,

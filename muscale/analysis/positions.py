@@ -1,0 +1,28 @@
+"""Blocks by position, so that models of different depths are compared like with like: block
+k of a depth-L model is `first` (k = 0), `middle` (k = L // 2) and `last` (k = L − 1), its
+index replaced by that word in the module's name (blocks.7.attn.o → blocks.last.attn.o).
+At depth 2 the middle block is the last. Blocks elsewhere are left out of a depth fit;
+modules outside the blocks (embedding, head, loss) keep their names."""
+
+import polars as pl
+
+POSITIONS = ("first", "middle", "last")
+# The first index in a dotted name (models/depth.py: block_index), with what stands around it.
+_SPLIT = r"^((?:.*?\.)?)(\d+)((?:\..*)?)$"
+
+
+def by_position(records: pl.DataFrame) -> pl.DataFrame:
+    """Records of runs with a depth, each block's rows once per position it holds."""
+    data = records.filter(pl.col("depth").is_not_null()).with_columns(
+        _index=pl.col("module").str.extract(_SPLIT, 2).cast(pl.Int64)
+    )
+    outside = data.filter(pl.col("_index").is_null())
+    inside = data.filter(pl.col("_index").is_not_null())
+    at = {"first": pl.lit(0), "middle": pl.col("depth") // 2, "last": pl.col("depth") - 1}
+    placed = [
+        inside.filter(pl.col("_index") == at[p]).with_columns(
+            module=pl.col("module").str.extract(_SPLIT, 1) + p + pl.col("module").str.extract(_SPLIT, 3)
+        )
+        for p in POSITIONS
+    ]
+    return pl.concat([outside, *placed]).drop("_index")
