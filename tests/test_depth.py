@@ -4,14 +4,16 @@ import math
 
 import polars as pl
 import pytest
+import torch
 from clirun import assert_input_error, run_cli
+from families_for_tests import residual_lm
 
 import muscale
 from muscale.analysis import depth_rule, positions
 from muscale.analysis.fit import fit_exponents
 from muscale.config import depth
 from muscale.kinds.coord_check import analysis
-from muscale.models import modes, optim
+from muscale.models import data, modes, optim
 from muscale.models.depth import blocks
 from muscale.models.families import resolve
 
@@ -200,3 +202,36 @@ def test_the_depth_check_prints_the_alpha_it_infers_and_writes_its_exponents(mon
 def test_bad_depth_input_is_one_line_naming_the_option(monkeypatch, capsys, tmp_path, needle, args):
     out = tmp_path / "never"
     assert_input_error(monkeypatch, capsys, out, needle, "coord-check", "--mode", "sp", "--out", str(out), *args)
+
+
+def test_a_users_loop_recorded_at_several_depths_is_fitted_across_depth(monkeypatch, capsys, tmp_path):
+    """A model that scales its own branches by (2/L)^1 and says so (depth_rule completep),
+    recorded by muscale.Recorder at depths 2…8: `muscale fit` fits β and names the rule."""
+
+    x = data.token_batch(data.PROBE_INDEX, 2, 16)[0]
+    for depth_ in (2, 4, 8):
+        for seed in range(3):
+            torch.manual_seed(seed)
+            model = residual_lm(32, depth=depth_, own_alpha=1.0)
+            opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+            rec = muscale.Recorder(
+                model,
+                tmp_path / f"L{depth_}-s{seed}",
+                width=32,
+                depth=depth_,
+                seed=seed,
+                depth_rule="completep",
+                optimizer=opt,
+                probe=x,
+                steps=(0, 1),
+            )
+            loss = model(x).logsumexp(-1).mean()
+            loss.backward()
+            opt.step()
+            rec.step(0, loss=loss)
+            rec.close()
+    code, stdout, _ = run_cli(monkeypatch, capsys, "fit", str(tmp_path))
+    assert code == 0
+    assert "(depth rule completep, width 32): behaves like α = 1.0" in stdout
+    fits = pl.read_csv(tmp_path / "depth_exponents.csv")
+    assert fits.filter(module="blocks.last", metric="contrib_rms", step=0)["verdict"].to_list() == ["pass"]

@@ -1,10 +1,11 @@
 """A directory of recorder runs (recorder.py) read as the records of one coordinate check.
 
 Runs are grouped by what they were recorded as (family, mode, optimizer, learning rate, weight
-decay, horizon, depth, probe); within a group, only the steps every run recorded are kept, so
-that a fit at a step never mixes widths seen at different points of training. Whatever is
-left out is said in one line per run or group: a run still in progress or stopped, steps some
-runs lack, schedules that differ, a group with one width."""
+decay, horizon, depth rule, probe); width and depth are the axes fitted within a group. Within
+a group, only the steps every run recorded are kept, so that a fit at a step never mixes
+widths seen at different points of training. Whatever is left out is said in one line per run
+or group: a run still in progress or stopped, steps some runs lack, schedules that differ, a
+group with one width and one depth."""
 
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ from .recorder import RUN_FILE
 
 # What tells two groups apart beyond the fit's own keys (mode, family, optimizer, lr): where
 # two groups share those, their family is labelled with these so that no fit mixes them.
-SPLIT_BY = ("weight_decay", "horizon", "depth", "probe")
+SPLIT_BY = ("weight_decay", "horizon", "depth_rule", "probe")
 SHOWN = 6
 
 
@@ -84,7 +85,10 @@ def read(out: Path) -> tuple[pl.DataFrame, list[str]]:
             if extra := set(frame["step"].unique()) - common:
                 what = "token counts" if matched else "steps"
                 notes.append(f"{name}: {what} {_steps(extra)} not recorded by every run of {label}; left out")
-        if len({meta["width"] for _, meta, _ in members}) < 2:
+        if (
+            len({meta["width"] for _, meta, _ in members}) < 2
+            and len({meta.get("depth") for _, meta, _ in members}) < 2
+        ):
             notes.append(f"{label}: one width ({members[0][1]['width']}); nothing to fit across width")
         for _, _, frame in members:
             frames.append(frame.filter(pl.col("step").is_in(list(common))).with_columns(family=pl.lit(families[key])))
@@ -92,7 +96,8 @@ def read(out: Path) -> tuple[pl.DataFrame, list[str]]:
         raise InputError(
             "DIR", f"{out} holds no recorded step of any run", "record with muscale.Recorder into DIR/<run>/"
         )
-    return pl.concat(frames, how="vertical_relaxed"), notes
+    # Runs recorded before a column existed (depth, depth_rule) lack it: null there.
+    return pl.concat(frames, how="diagonal_relaxed"), notes
 
 
 def _families(groups: dict[tuple, list]) -> dict[tuple, str]:
@@ -113,11 +118,12 @@ def _families(groups: dict[tuple, list]) -> dict[tuple, str]:
 def _unique(members: list, label: str) -> None:
     seen: dict[tuple, str] = {}
     for name, meta, _ in members:
-        at = (meta["width"], meta["seed"])
+        at = (meta["width"], meta.get("depth"), meta["seed"])
         if at in seen:
+            depth = "" if at[1] is None else f" depth {at[1]}"
             raise InputError(
                 "DIR",
-                f"{seen[at]} and {name} are both width {at[0]} seed {at[1]} of {label}",
+                f"{seen[at]} and {name} are both width {at[0]}{depth} seed {at[2]} of {label}",
                 "keep one of them in the directory (or record them with different seeds)",
             )
         seen[at] = name

@@ -176,7 +176,9 @@ class Recorder:
     activation change since step 0 (dact_rms), which needs one input at every step, is not.
     every / steps: the schedule (default log-spaced). start: the step of the next training
     forward (a resumed run). tokens_per_step: matches runs by tokens seen where batch sizes
-    differ across widths. tags: anything else to keep with the run."""
+    differ across widths. depth: the number of blocks, the L of a depth fit; depth_rule: the
+    depth rule the model claims (sp, depth-mup, completep, alpha=A: docs/guide/depth.md),
+    which the depth claims then hold it to. tags: anything else to keep with the run."""
 
     def __init__(
         self,
