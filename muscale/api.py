@@ -18,7 +18,18 @@ from .study import studyfile
 from .study.kind import Analysis, StudyKind
 
 # Columns of the exponent tables kinds write (exponents.csv, transfer.csv, equilibrium.csv) that hold names.
-TEXT_COLUMNS = ("family", "mode", "optimizer", "module", "role", "metric", "verdict", "variant", "invariant")
+TEXT_COLUMNS = (
+    "family",
+    "mode",
+    "optimizer",
+    "module",
+    "role",
+    "metric",
+    "verdict",
+    "variant",
+    "invariant",
+    "depth_rule",
+)
 
 
 def load(path: Path | str):
@@ -135,12 +146,20 @@ def _write(out: Path, kind: StudyKind, plan: dict, specs, analysis: Analysis, de
 
 
 def exponents(out: Path) -> pl.DataFrame:
-    """The exponents `out`'s kind wrote for the gate, else fitted afresh from its records."""
+    """The exponents `out`'s kind wrote for the gate, else fitted afresh from its records;
+    a depth check's depth exponents with them, told apart by `axis` (gate.py)."""
     out = Path(out)
     kind = kinds.of_plan(read_plan(out)[0])
     if (out / kind.exponents_file).is_file():
         # Names stay text: an nn.Sequential's modules are called 0, 2, 4.
-        return pl.read_csv(out / kind.exponents_file, schema_overrides=dict.fromkeys(TEXT_COLUMNS, pl.String))
+        found = pl.read_csv(out / kind.exponents_file, schema_overrides=dict.fromkeys(TEXT_COLUMNS, pl.String))
+        depth = out / gates.DEPTH_EXPONENTS
+        if not depth.is_file():
+            return found
+        by_depth = pl.read_csv(depth, schema_overrides=dict.fromkeys(TEXT_COLUMNS, pl.String))
+        # One width fits nothing across width: that file has a header and no rows to type it.
+        parts = [found] if found.height else []
+        return pl.concat([*parts, by_depth.with_columns(axis=pl.lit("depth"))], how="diagonal_relaxed")
     try:
         result = analyse(out)
     except InputError:

@@ -235,3 +235,24 @@ def test_a_users_loop_recorded_at_several_depths_is_fitted_across_depth(monkeypa
     assert "(depth rule completep, width 32): behaves like α = 1.0" in stdout
     fits = pl.read_csv(tmp_path / "depth_exponents.csv")
     assert fits.filter(module="blocks.last", metric="contrib_rms", step=0)["verdict"].to_list() == ["pass"]
+
+
+def test_depth_exponents_go_into_a_baseline_and_the_gate_fails_when_one_drifts(monkeypatch, capsys, tmp_path):
+    """A CompleteP check's baseline holds its depth exponents apart from its width ones; the
+    same model run under depth-μP moves what each block adds from L^−1 to L^−½ and fails."""
+    base = ["--mode", "sp", "--depths", "2,4,8", "--widths", "64", "--seeds", "3", "--steps", "1"]
+    cp, dm, baseline = tmp_path / "cp", tmp_path / "dm", tmp_path / "baseline.toml"
+    assert run_cli(monkeypatch, capsys, "coord-check", *base, "--depth-param", "completep", "--out", str(cp))[0] == 0
+    assert run_cli(monkeypatch, capsys, "baseline", str(cp), "-o", str(baseline), "--metric", "contrib_rms")[0] == 0
+    assert 'axis = "depth"' in baseline.read_text(encoding="utf-8")
+    code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(cp), "--baseline", str(baseline), "--tol", "0.25")
+    assert code == 0, stdout
+    assert run_cli(monkeypatch, capsys, "coord-check", *base, "--depth-param", "depth-mup", "--out", str(dm))[0] == 0
+    # The same baseline names the rule it was written under: rename it to compare the runs.
+    baseline.write_text(baseline.read_text(encoding="utf-8").replace('"completep"', '"depth-mup"'), encoding="utf-8")
+    code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(dm), "--baseline", str(baseline), "--tol", "0.25")
+    assert code == 1
+    assert (
+        "FAIL    sp transformer adam blocks.last contrib_rms step 0 (depth exponent, depth_rule depth-mup, width 64)"
+        in stdout
+    )

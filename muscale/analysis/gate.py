@@ -21,7 +21,16 @@ from ..run.store import write_atomic
 from .verdicts import combine, judge_one
 
 KEY = ("mode", "family", "optimizer", "module", "metric", "step")
+# Keys a row has only on a depth grid: the fit's axis (absent: width), the depth rule, and the
+# value of the other axis it was fitted at. A baseline row without them matches rows without them.
+GRID = ("axis", "depth_rule", "depth", "width")
+# Where a coordinate check over depths writes its depth exponents (kinds/coord_check).
+DEPTH_EXPONENTS = "depth_exponents.csv"
 DEFAULT_TOL = 0.1
+
+
+def _grid(row: dict) -> tuple:
+    return tuple(row.get(k) or ("width" if k == "axis" else None) for k in GRID)
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class Check:
     ci_low: float | None = None
     ci_high: float | None = None
     settled: bool | None = None
+    grid: tuple = (None,) * len(GRID)  # _grid: where on a depth grid the row was fitted
 
     @functools.cached_property
     def status(self) -> str:
@@ -52,7 +62,9 @@ class Check:
 
     @property
     def name(self) -> str:
-        return f"{self.mode} {self.family} {self.optimizer} {self.module} {self.metric} step {self.step}"
+        at = ", ".join(f"{k} {v}" for k, v in zip(GRID[1:], self.grid[1:]) if v is not None)
+        axis = f" (depth exponent{', ' + at if at else ''})" if self.grid[0] == "depth" else f" ({at})" if at else ""
+        return f"{self.mode} {self.family} {self.optimizer} {self.module} {self.metric} step {self.step}{axis}"
 
     def line(self) -> str:
         measured = (
@@ -72,9 +84,12 @@ def baseline_rows(exponents: pl.DataFrame, tol: float = DEFAULT_TOL, metrics=Non
         rows = rows.filter(pl.col("metric").is_in(list(metrics)))
     if last_step_only:
         rows = rows.filter(pl.col("step") == pl.col("step").max().over("mode", "family", "optimizer"))
+    grid = [k for k in GRID if k in rows.columns]
     return [
-        dict(zip(KEY, key)) | {"expected": round(alpha, 6), "tolerance": tol}
-        for *key, alpha in rows.select(*KEY, "alpha").iter_rows()
+        dict(zip(KEY, r))
+        | {k: v for k, v in zip(grid, r[len(KEY) : -1]) if v is not None}
+        | {"expected": round(r[-1], 6), "tolerance": tol}
+        for r in rows.select(*KEY, *grid, "alpha").iter_rows()
     ]
 
 
@@ -101,13 +116,14 @@ def read_baseline(path: Path) -> list[dict]:
 
 def check(exponents: pl.DataFrame, baseline: list[dict], tol: float | None = None) -> list[Check]:
     """One Check per baseline row, measured against the results' exponents."""
-    measured = {tuple(r[k] for k in KEY): r for r in exponents.iter_rows(named=True)}
+    measured = {(*(r[k] for k in KEY), *_grid(r)): r for r in exponents.iter_rows(named=True)}
     checks = []
     for row in baseline:
-        got = measured.get(tuple(row[k] for k in KEY), {})
+        got = measured.get((*(row[k] for k in KEY), *_grid(row)), {})
         checks.append(
             Check(
                 **{k: row[k] for k in KEY},
+                grid=_grid(row),
                 expected=float(row["expected"]),
                 tolerance=float(row["tolerance"] if tol is None else tol),
                 alpha=got.get("alpha"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from ...analysis.divergence import diverged_runs
+from ...analysis.gate import DEPTH_EXPONENTS
 from ...analysis.verdicts import VERDICTS, WORST_FIRST
 from ...models.families import width_rules
 from ...report.text import TABLE
@@ -28,7 +29,7 @@ def analyse(plan: dict, specs, records: pl.DataFrame) -> Analysis:
     counts = dict(check.claims.group_by("verdict").len().rows())
     files = {"exponents.csv": exponents}
     if check.depth_exponents is not None:
-        files["depth_exponents.csv"] = check.depth_exponents
+        files[DEPTH_EXPONENTS] = check.depth_exponents
     return Analysis(exponents, files, {v: counts[v] for v in WORST_FIRST if v in counts}, check)
 
 
