@@ -6,8 +6,8 @@ machine (target: under 90 s each on 2 cores) and what it measured.
 For each rule: the α the model behaves like (minus the depth exponent of what each block adds
 to the residual stream at init), and β in value ∝ L^β at init and at the last step for the
 last block's stream (act_rms), what the blocks have built on the embedding (built_rms), what
-each block adds (contrib_rms, and its change since init, dcontrib_rms) and the change of the
-head's logits.
+each block adds (contrib_rms, and its change since init, dcontrib_rms), CompleteP's laziness
+(nonlin_rel: the nonlinear share of a block's change) and the change of the head's logits.
 
     python benchmarks/depth_check.py [--rules sp,depth-mup,completep]
 """
@@ -30,6 +30,8 @@ SHOWN = [
     ("blocks.middle", "contrib_rms"),
     ("blocks.last", "contrib_rms"),
     ("blocks.last", "dcontrib_rms"),
+    ("blocks.middle", "nonlin_rel"),
+    ("blocks.last", "nonlin_rel"),
     ("head", "dact_rms"),
 ]
 

@@ -123,7 +123,8 @@ def test_sp_builds_a_stream_that_grows_like_sqrt_depth_and_completep_keeps_it_fl
     sp, cp = _check(), _check(depth_param="completep")
     assert sp.claims.filter(metric="built_rms")["verdict"].to_list() == ["pass"]
     assert _row(sp.depth_exponents, "blocks.last", "built_rms")["alpha"] == pytest.approx(0.5, abs=0.15)
-    assert set(cp.claims["verdict"]) == {"pass"}, cp.claims
+    at_init = cp.claims.filter(pl.col("metric") != "nonlin_rel")  # after init: the laziness test
+    assert at_init.height == 3 and set(at_init["verdict"]) == {"pass"}, cp.claims
     for check, alpha in ((sp, 0.0), (cp, 1.0)):
         (found,) = check.inferred.iter_rows(named=True)
         assert abs(found["alpha"] - alpha) < 0.15 and found["ci_high"] - found["ci_low"] < 0.3
@@ -256,3 +257,20 @@ def test_depth_exponents_go_into_a_baseline_and_the_gate_fails_when_one_drifts(m
         "FAIL    sp transformer adam blocks.last contrib_rms step 0 (depth exponent, depth_rule depth-mup, width 64)"
         in stdout
     )
+
+
+@pytest.mark.science
+def test_completep_keeps_every_block_non_lazy_and_depth_mup_does_not():
+    """CompleteP's criterion on the default depth check (docs/guide/depth.md): a block's
+    nonlinear share of its change since init follows its parameters' step, m_L^(α−1) under
+    Adam: flat under CompleteP, L^−½ under depth-μP. Teeth: the depth-μP run claimed as
+    CompleteP fails."""
+    cp, dm = (
+        muscale.coord_check("sp", "transformer", widths=(128,), depths=(2, 4, 8, 16, 32), depth_param=r)
+        for r in ("completep", "depth-mup")
+    )
+    for records, expected in ((cp, 0.0), (dm, -0.5)):
+        claim = analysis.analyse(records).claims.filter(metric="nonlin_rel").row(0, named=True)
+        assert claim["verdict"] == "pass" and claim["expected"] == expected, claim
+    claimed = analysis.analyse(dm.with_columns(depth_rule=pl.lit("completep")))
+    assert claimed.claims.filter(metric="nonlin_rel")["verdict"].to_list() == ["fail"]

@@ -60,10 +60,20 @@ def expectation(mode: str, role: str, metric: str) -> tuple[float | None, float 
 DEPTH_TOLERANCE = 0.15
 
 
+# After init, CompleteP's laziness (laziness.py): a block's nonlinear share of its change
+# follows the size of its parameters' step, which the rule's learning rate sets to m_L^(α−1)
+# under Adam (and under SGD, whose m_L^(2α−1) meets gradients shrunk by m_L^−α): β = α − 1,
+# flat under CompleteP, L^−½ under depth-μP; `sp` scales no learning rate, so β = 0 there.
+
+
 def depth_expectation(row: dict) -> tuple[float | None, float | None]:
     """Expected β in value ∝ L^β and tolerance for a depth fit's row, or (None, None)."""
     alpha = exponent_of(row.get("depth_rule"))
-    if alpha is None or row["role"] != "block" or row["step"] != 0:
+    if alpha is None or row["role"] != "block":
+        return None, None
+    if row["metric"] == "nonlin_rel":
+        return (alpha - 1 if alpha > 0 else 0.0), DEPTH_TOLERANCE
+    if row["step"] != 0:
         return None, None
     last = row["module"].rsplit(".", 1)[-1] == "last"
     if row["metric"] == "contrib_rms":

@@ -42,6 +42,9 @@ METRIC_TABLE = {
     # The part of the stream after a block that the blocks so far have added to the stream
     # entering the first: uncorrelated contributions make it grow like sqrt(L)·L^−α.
     "built_rms": Metric("activation", "block"),
+    # CompleteP's laziness: a block's change since init less its linearisation in its own
+    # parameters, relative to the change (laziness.py); Θ(1) for a block that learns features.
+    "nonlin_rel": Metric("activation", "block"),
     "weight_fro": Metric("matrix", "matrix", torch.linalg.vector_norm),
     # ‖W‖_F / sqrt(numel): the per-entry size the noise–WD equilibrium fixes.
     "weight_rms": Metric("matrix", "matrix", lambda w: torch.linalg.vector_norm(w) / w.numel() ** 0.5),

@@ -14,6 +14,7 @@ from ..models import depth, lrm
 from ..models.points import ProbePoint
 from ..models.roles import role_of
 from .activations import Activations
+from .laziness import Laziness
 from .matrices import Matrices
 from .metrics import METRICS
 from .multipliers import Multipliers
@@ -75,16 +76,20 @@ class Rows:
 
 class Probes:
     """`metrics` limits what is recorded (None: everything); losses are always recorded.
+    `laziness`: measure each block's distance from its linearisation (laziness.py), which
+    costs four forwards of every block per recorded step: for runs with a depth.
     Each collector computes what its wanted metrics need and nothing else: a spectral norm
     only for weight_spec, spec_ratio or update_spec. `optimizer` (an optim.Optimizer) is
     read for what it did: clip factor, Adam's state."""
 
-    def __init__(self, model: nn.Module, metrics: tuple[str, ...] | None = None, optimizer=None):
+    def __init__(self, model: nn.Module, metrics: tuple[str, ...] | None = None, optimizer=None, laziness=False):
         wanted = set(METRICS if metrics is None else metrics)
         self.rows = Rows()
+        blocks = depth.blocks(model)
         self.layers = [(name, module, role_of(name, module)) for name, module in _probed(model)] + [
-            (name, module, "block") for name, module in depth.blocks(model)
+            (name, module, "block") for name, module in blocks
         ]
+        self.laziness = Laziness(blocks, wanted, self.rows.add, laziness)
         self.activations = Activations(model, self.layers, wanted, self.rows.add)
         self.matrices = Matrices(self.layers, wanted, self.rows.add, next(model.parameters()).device)
         self.multipliers = Multipliers(model, self.layers, wanted, self.rows.add)
@@ -96,7 +101,7 @@ class Probes:
         """Record activation statistics of every forward pass inside the block as `step`;
         with `training`, only of those that build a graph (a user's training forward, not an
         evaluation loop run between two steps)."""
-        with self.activations.watch(step, training), self.multipliers.watch(step):
+        with self.activations.watch(step, training), self.multipliers.watch(step), self.laziness.watch(step, training):
             yield
 
     def snapshot(self):

@@ -232,7 +232,7 @@ class Recorder:
         }
         if next(self.model.parameters(), None) is None:
             raise self._no_matrix()
-        self.probes = Probes(self.model, wanted, optimizer)
+        self.probes = Probes(self.model, wanted, optimizer, laziness=depth is not None)
         self._check_model()
         self.ranks.agree({k: v for k, v in self.meta.items() if k != "tags"})
         self.recorded: list[int] = []

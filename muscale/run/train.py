@@ -98,7 +98,7 @@ def run(spec: RunSpec, device: torch.device | str = "cpu", model_path: Path | No
     model.to(device).train()
     opt = optim.build(spec, model, multipliers)
     compute = _Loss(spec, model)
-    probes = Probes(model, spec.metrics, opt)
+    probes = Probes(model, spec.metrics, opt, laziness=spec.depth is not None)
     fixed = [t.to(device) for t in family.batch(PROBE_INDEX, spec.batch_size, spec.seq_len)]
     recorded = set(spec.record_steps)
     columns: dict[str, list] = {"step": [], "module": [], "role": [], "metric": [], "value": []}

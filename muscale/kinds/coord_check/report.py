@@ -51,7 +51,7 @@ DRIFT_SHOWN = 8
 LEARNED = ("mult_scalar", "mult_row_rms", "mult_col_rms", "mult_path")
 MULTIPLIERS_SHOWN = 16
 # Drawn against depth, per block position and for the head (positions.py).
-DEPTH_METRICS = ("act_rms", "contrib_rms", "built_rms", "dcontrib_rms", "dact_rms")
+DEPTH_METRICS = ("act_rms", "contrib_rms", "built_rms", "dcontrib_rms", "nonlin_rel", "dact_rms")
 DEPTH_COLORS = dict(zip(DEPTH_METRICS, sns.color_palette("colorblind", len(DEPTH_METRICS))))
 VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
 
