@@ -7,6 +7,8 @@ import pytest
 import torch
 from clirun import assert_input_error, run_cli
 from families_for_tests import residual_lm
+from studies_for_tests import assert_study_error, write_study
+from test_width_study import TINY
 
 import muscale
 from muscale.analysis import depth_rule, positions
@@ -274,3 +276,28 @@ def test_completep_keeps_every_block_non_lazy_and_depth_mup_does_not():
         assert claim["verdict"] == "pass" and claim["expected"] == expected, claim
     claimed = analysis.analyse(dm.with_columns(depth_rule=pl.lit("completep")))
     assert claimed.claims.filter(metric="nonlin_rel")["verdict"].to_list() == ["fail"]
+
+
+def _width_study(tmp_path, extra: str):
+    return TINY.replace("[options]\nlayers = 1\n", "").replace('data = "synthetic"\n', f'data = "synthetic"\n{extra}')
+
+
+def test_study_files_take_a_depth_and_depth_rules(tmp_path):
+    text = _width_study(tmp_path, 'depths = [4]\nbase_depth = 2\ndepth_params = ["sp", "completep"]\n')
+    plan = muscale.api.load(write_study(tmp_path, text))
+    assert {(s.depth, s.base_depth, s.depth_param) for s in plan.specs} == {(4, 2, "sp"), (4, 2, "completep")}
+    assert len(plan.specs) == 2 * 3 * 3 * 2
+    assert next(s for s in plan.specs if s.depth_param == "completep").branch_multiplier == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "line"),
+    [
+        ("depths = [2, 4]\n", "depths", 15),
+        ("depths = [4]\ndepth_alpha = 0.5\n", "depth_alpha", 16),
+        ('depth_params = ["completep"]\n', "depths", None),
+        ('depths = [4]\ndepth_params = ["deep"]\n', "depth_params", 16),
+    ],
+)
+def test_a_study_files_bad_depth_keys_are_named(monkeypatch, capsys, tmp_path, extra, key, line):
+    assert_study_error(monkeypatch, capsys, tmp_path, _width_study(tmp_path, extra), key, line)

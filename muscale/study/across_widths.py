@@ -11,6 +11,7 @@ from ..models.losses import resolve as resolve_loss
 from ..run.validate import (
     check_beta2,
     check_data_order,
+    check_depths,
     check_family,
     check_mult_param,
     check_multipliers,
@@ -28,6 +29,10 @@ KEYS = {"title": (str, "", "a heading for the report")} | study_keys(
     "mode",
     "optimizer",
     "widths",
+    "depths",
+    "base_depth",
+    "depth_param",
+    "depth_alpha",
     "seeds",
     "steps",
     "batch_size",
@@ -53,6 +58,8 @@ KEYS = {"title": (str, "", "a heading for the report")} | study_keys(
     "mult_param",
     "beta2",
     optimizers=["adam"],
+    depths=[],
+    depth_params=["sp"],
     seeds=1,
     steps=200,
     seq_len=64,
@@ -81,6 +88,7 @@ class Runs:
     families: list[str]
     modes: list[str]
     widths: tuple[int, ...]
+    depths: tuple[int | None, ...]  # (None,): the family's own depth
     base_width: int
     options: dict[str, str]
     # Per family × mode × optimizer, the RunSpec fields those keys give.
@@ -89,12 +97,23 @@ class Runs:
 
 def across_widths(r: Reader, top: dict) -> Runs:
     """Validate the keys a study across widths shares (families, modes, optimizers, widths,
-    seeds, steps, batches, weight decays, multipliers, options, training keys)."""
+    its depth and depth rules, seeds, steps, batches, weight decays, multipliers, options,
+    training keys)."""
     families = r.listed("families", top["families"], str)
     modes = r.listed("modes", top["modes"], str, MODES)
     optimizers = r.listed("optimizers", top["optimizers"], str, OPTIMIZERS)
     widths = tuple(r.listed("widths", top["widths"], int))
-    r.check(check_widths, widths, key="widths")
+    depths = tuple(r.listed("depths", top["depths"], int)) if top["depths"] else ()
+    if len(depths) > 1:
+        raise r.error(
+            "depths",
+            f"{list(depths)}: a study across widths runs at one depth (depth sweeps are coordinate checks for now)",
+            "list one depth, or run `muscale coord-check --depths …`",
+        )
+    depth_params = r.listed("depth_params", top["depth_params"], str)
+    if top["depth_alpha"] is not None and "alpha" not in depth_params:
+        raise r.error("depth_alpha", "goes with the depth rule alpha, which depth_params lacks", "add alpha or drop it")
+    r.check(check_widths, widths, depths, key="widths")
     for key in ("seeds", "steps", "batch_size", "seq_len", "base_width"):
         r.check(check_positive, key, top[key], True, key=key)
     for key in ("weight_decay", "mult_weight_decay"):
@@ -123,8 +142,15 @@ def across_widths(r: Reader, top: dict) -> Runs:
     r.check(check_data_order, top["data_order"], key="data_order")
     for family in families:
         fam = r.check(resolve, family, None, top["data"])
+        for depth_param in depth_params:
+            alpha = top["depth_alpha"] if depth_param == "alpha" else None
+            r.check(check_depths, fam, depths, top["base_depth"], depth_param, alpha, options)
         for mode in modes:
-            r.check(check_family, fam, widths, base_width, options, mode, context=f"{family}: ")
+            for depth_param in depth_params:
+                at_depth = depths[0] if depths else None
+                r.check(
+                    check_family, fam, widths, base_width, options, mode, at_depth, depth_param, context=f"{family}: "
+                )
         if family != "mlp":
             r.check(resolve_source(top["data"]).check, top["seq_len"], key="seq_len")
     fields = [
@@ -147,13 +173,17 @@ def across_widths(r: Reader, top: dict) -> Runs:
             mup_multipliers=tuple(sorted(top["mup_multipliers"].items())) if has_mup(mode) else (),
             mult_param=top["mult_param"] if multiplier_kind(mode) else KEYS["mult_param"][1],
             beta2=top["beta2"] if optimizer != "sgd" else None,
+            depth_param=depth_param,
+            depth_alpha=top["depth_alpha"] if depth_param == "alpha" else None,
+            base_depth=(top["base_depth"] or min(depths)) if depths else None,
             **training[mode, optimizer],
         )
         for family in families
         for mode in modes
         for optimizer in optimizers
+        for depth_param in depth_params
     ]
-    return Runs(families, modes, widths, base_width, options, fields)
+    return Runs(families, modes, widths, depths or (None,), base_width, options, fields)
 
 
 def _training(r: Reader, top: dict, modes: list[str], optimizers: list[str]) -> dict[tuple[str, str], dict]:

@@ -20,6 +20,8 @@ OPTIONAL = (
     "muon_adjust_lr",
     "lrm_impl",
     "beta2",
+    "base_depth",
+    "depth_alpha",
     "modes",
     "widths",
     "steps",

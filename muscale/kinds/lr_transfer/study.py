@@ -101,6 +101,7 @@ def read(r: Reader, raw: dict) -> TransferStudy:
             **fields,
             lr=2.0**e,
             width=width,
+            depth=depth,
             seed=seed,
             horizon="sweep",
             metrics=tuple(top["metrics"]),
@@ -109,6 +110,7 @@ def read(r: Reader, raw: dict) -> TransferStudy:
         )
         for fields in runs.fields
         for width in runs.widths
+        for depth in runs.depths
         for e in lrs
         for seed in range(top["seeds"])
     )

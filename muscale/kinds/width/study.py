@@ -34,6 +34,10 @@ TOP = (
             "families",
             "modes",
             "widths",
+            "depths",
+            "base_depth",
+            "depth_params",
+            "depth_alpha",
             "steps",
             "batch_size",
             "seq_len",
@@ -140,6 +144,7 @@ def read(r: Reader, raw: dict) -> WidthStudy:
             **fields,
             lr=top["lr"],
             width=width,
+            depth=depth,
             seed=seed,
             horizon="long",
             # Every metric is None: a metric added later leaves the run ids of such a study alone.
@@ -148,6 +153,7 @@ def read(r: Reader, raw: dict) -> WidthStudy:
         )
         for fields in runs.fields
         for width in runs.widths
+        for depth in runs.depths
         for seed in range(top["seeds"])
     )
     if top["matched_time"]:
