@@ -1,6 +1,7 @@
 """Depth as a second axis: checks over depths, the depth rules, and the α a model behaves like."""
 
 import math
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -15,11 +16,13 @@ from muscale.analysis import depth_rule, positions
 from muscale.analysis.fit import fit_exponents
 from muscale.config import depth
 from muscale.kinds.coord_check import analysis
+from muscale.kinds.lr_transfer import analysis as transfer
 from muscale.models import data, modes, optim
 from muscale.models.depth import blocks
 from muscale.models.families import resolve
 
 USER = "families_for_tests:residual_lm"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _check(family="transformer", **kwargs) -> analysis.CoordCheck:
@@ -301,3 +304,60 @@ def test_study_files_take_a_depth_and_depth_rules(tmp_path):
 )
 def test_a_study_files_bad_depth_keys_are_named(monkeypatch, capsys, tmp_path, extra, key, line):
     assert_study_error(monkeypatch, capsys, tmp_path, _width_study(tmp_path, extra), key, line)
+
+
+def test_a_depth_sweeps_drift_is_fitted_per_depth_rule_and_gated_by_rule():
+    """η* ∝ L^β per depth rule at the sweep's one width; the study's expectations, keyed by
+    depth rule, are checked against the right rule only (teeth: sp's drift fails a flat claim)."""
+    rows = [
+        {
+            "family": "f",
+            "mode": "sp",
+            "optimizer": "adam",
+            "depth_rule": rule,
+            "width": 64,
+            "depth": depth_,
+            "seed": s,
+            "log2_lr_opt": -6.0 + slope * (depth_.bit_length() - 1) + 0.01 * s,
+            "loss_opt": 1.0,
+            "bracketed": True,
+            "n_diverged": 0,
+            "step": 10,
+        }
+        for rule, slope in (("sp", -1.0), ("completep", 0.0))
+        for depth_ in (2, 4, 8, 16)
+        for s in range(2)
+    ]
+    drift = transfer.drift(pl.DataFrame(rows), tolerance=0.25, axis="depth")
+    alpha = dict(drift.select("depth_rule", "alpha").iter_rows())
+    assert alpha["sp"] == pytest.approx(-1.0) and alpha["completep"] == pytest.approx(0.0, abs=1e-9)
+    assert set(drift["n_depths"]) == {4} and set(drift["axis"]) == {"depth"}
+    expect = [
+        {
+            "mode": "sp",
+            "family": "f",
+            "optimizer": "adam",
+            "module": "lr_opt",
+            "metric": "lr_opt",
+            "step": 10,
+            "expected": 0.0,
+            "tolerance": 0.25,
+            "axis": "depth",
+            "depth_rule": rule,
+            "width": 64,
+        }
+        for rule in ("sp", "completep")
+    ]
+    checked = dict(transfer.checks(drift, expect, "depth").select("depth_rule", "status").iter_rows())
+    assert checked == {"sp": "fail", "completep": "pass"}
+
+
+def test_a_depth_transfer_study_expands_over_depths_and_rules_and_refuses_a_grid(monkeypatch, capsys, tmp_path):
+    text = (ROOT / "studies" / "depth_transfer.toml").read_text(encoding="utf-8")
+    plan = muscale.api.load(write_study(tmp_path, text))
+    assert {(s.depth, s.depth_param) for s in plan.specs} == {
+        (d, r) for d in (2, 4, 8, 16) for r in ("sp", "depth-mup", "completep")
+    }
+    assert {row["depth_rule"] for row in plan.baseline()} == {"sp", "depth-mup", "completep"}
+    assert_study_error(monkeypatch, capsys, tmp_path, text.replace("widths = [64]", "widths = [64, 128]"), "widths", 12)
+    assert_study_error(monkeypatch, capsys, tmp_path, text.replace("depth-mup = {", "mup = {"), "expect.mup", 33)

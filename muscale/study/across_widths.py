@@ -95,7 +95,7 @@ class Runs:
     fields: list[dict]
 
 
-def across_widths(r: Reader, top: dict) -> Runs:
+def across_widths(r: Reader, top: dict, depth_sweep: bool = False) -> Runs:
     """Validate the keys a study across widths shares (families, modes, optimizers, widths,
     its depth and depth rules, seeds, steps, batches, weight decays, multipliers, options,
     training keys)."""
@@ -104,12 +104,14 @@ def across_widths(r: Reader, top: dict) -> Runs:
     optimizers = r.listed("optimizers", top["optimizers"], str, OPTIMIZERS)
     widths = tuple(r.listed("widths", top["widths"], int))
     depths = tuple(r.listed("depths", top["depths"], int)) if top["depths"] else ()
-    if len(depths) > 1:
+    if len(depths) > 1 and not depth_sweep:
         raise r.error(
             "depths",
-            f"{list(depths)}: a study across widths runs at one depth (depth sweeps are coordinate checks for now)",
-            "list one depth, or run `muscale coord-check --depths …`",
+            f"{list(depths)}: this kind of study runs at one depth",
+            "list one depth, or sweep depth in an lr_transfer study or with `muscale coord-check --depths …`",
         )
+    if len(depths) > 1 and len(top["widths"]) > 1:
+        raise r.error("widths", "a sweep over depths runs at one width", "list one width, or one depth")
     depth_params = r.listed("depth_params", top["depth_params"], str)
     if top["depth_alpha"] is not None and "alpha" not in depth_params:
         raise r.error("depth_alpha", "goes with the depth rule alpha, which depth_params lacks", "add alpha or drop it")

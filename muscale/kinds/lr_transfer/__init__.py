@@ -1,5 +1,6 @@
 """lr_transfer (a study file's default kind): the loss-optimal learning rate per width and
-its drift with width, η* ∝ d^α; coordinate checks beside the sweep are linked from its report."""
+its drift with width, η* ∝ d^α, or over depths at one width, η* ∝ L^α per depth rule;
+coordinate checks beside the sweep are linked from its report."""
 
 import os
 from collections.abc import Mapping, Sequence
@@ -51,11 +52,13 @@ def write_sweep_report(
 
 
 def summary(analysis: Analysis) -> str:
+    fitted = analysis.detail[1]
     with pl.Config(**TABLE):
         table = analysis.exponents.select(
-            *transfer.SETTING, "alpha", "ci_low", "ci_high", "r2", "unbracketed", "diverged_runs", "verdict"
+            *fitted.setting, "alpha", "ci_low", "ci_high", "r2", "unbracketed", "diverged_runs", "verdict"
         )
-        return f"optimal learning rate vs width, η* ∝ d^α:\n{table}"
+        symbol = "L" if fitted.axis == "depth" else "d"
+        return f"optimal learning rate vs {fitted.axis}, η* ∝ {symbol}^α:\n{table}"
 
 
 KIND = StudyKind(

@@ -1,4 +1,8 @@
-"""Learning-rate transfer: the loss-optimal learning rate per width and how it drifts.
+"""Learning-rate transfer: the loss-optimal learning rate per width (or depth) and how it drifts.
+
+A sweep over two depths or more at one width is a depth sweep: its axis is depth, each
+depth rule is a setting of its own, and the drift is η* ∝ L^β. Everything below reads
+"width" as the sweep's axis.
 
 η* per (setting, width, seed) is the vertex of the parabola through the best grid point
 and its two neighbours in log2 η; diverged runs are left out. When the best point sits
@@ -23,6 +27,8 @@ from ...errors import InputError
 from ...report.frames import require
 
 SETTING = ["family", "mode", "optimizer"]
+# A depth sweep's settings also differ by depth rule, at the one width it runs.
+DEPTH_SETTING = [*SETTING, "depth_rule", "width"]
 SWEEP_COLUMNS = ("run_id", "family", "mode", "optimizer", "lr", "width", "seed", "step", "metric", "value")
 
 
@@ -38,7 +44,16 @@ def _check_records(records: pl.DataFrame) -> None:
         )
 
 
-def final_losses(records: pl.DataFrame) -> pl.DataFrame:
+def axis_of(records: pl.DataFrame) -> str:
+    """depth for a sweep over two depths or more, else width."""
+    return "depth" if "depth" in records.columns and records["depth"].drop_nulls().n_unique() >= 2 else "width"
+
+
+def setting_of(axis: str) -> list[str]:
+    return DEPTH_SETTING if axis == "depth" else SETTING
+
+
+def final_losses(records: pl.DataFrame, axis: str = "width") -> pl.DataFrame:
     """One row per run: its last held-out loss and whether it diverged."""
     last = (
         records.filter(pl.col("metric") == "eval_loss")
@@ -46,12 +61,13 @@ def final_losses(records: pl.DataFrame) -> pl.DataFrame:
         .group_by("run_id")
         .agg(pl.col("value").last().alias("eval_loss"), pl.col("step").max().alias("step"))
     )
-    keys = records.select("run_id", *SETTING, "width", "seed", "lr").unique()
+    setting = setting_of(axis)
+    keys = records.select("run_id", *setting, axis, "seed", "lr").unique()
     return (
         keys.join(last, on="run_id")
         .join(fate(records), on="run_id", how="left")
         .with_columns(log2_lr=pl.col("lr").log(2).round(6))
-        .sort(*SETTING, "width", "seed", "lr")
+        .sort(*setting, axis, "seed", "lr")
     )
 
 
@@ -76,15 +92,16 @@ def _vertex(points: list[tuple[float, float, bool]]) -> tuple[float, float, bool
     return x + shift, y + b * shift + a * shift**2, True
 
 
-def optima(losses: pl.DataFrame) -> pl.DataFrame:
+def optima(losses: pl.DataFrame, axis: str = "width") -> pl.DataFrame:
     """η* per setting, width and seed."""
     rows = []
-    for key, group in losses.group_by(*SETTING, "width", "seed", maintain_order=True):
+    keys = [*setting_of(axis), axis, "seed"]
+    for key, group in losses.group_by(*keys, maintain_order=True):
         points = list(zip(group["log2_lr"], group["eval_loss"], group["diverged"]))
         x, y, bracketed = _vertex(points)
         rows.append(
             dict(
-                zip(SETTING + ["width", "seed"], key),
+                zip(keys, key),
                 log2_lr_opt=x,
                 loss_opt=y,
                 bracketed=bracketed,
@@ -95,29 +112,32 @@ def optima(losses: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def drift(best: pl.DataFrame, tolerance: float) -> pl.DataFrame:
+def drift(best: pl.DataFrame, tolerance: float, axis: str = "width") -> pl.DataFrame:
     """Per setting: α of η* ∝ d^α with its interval, and the verdict `transfers` (|α| within
     the tolerance), `drifts`, or `no fit` when fewer than two widths have an optimum. A width
-    whose every run diverged has no optimum and is left out of the fit (the report names it)."""
+    whose every run diverged has no optimum and is left out of the fit (the report names it).
+    A depth sweep's rows carry axis = depth, as `muscale gate` matches them."""
+    setting, count = setting_of(axis), f"n_{axis}s"
     usable = best.filter(pl.col("log2_lr_opt").is_finite())
-    as_records = usable.select(*SETTING, "width", "seed", value=2.0 ** pl.col("log2_lr_opt")).with_columns(
+    columns = [*setting, axis]
+    as_records = usable.select(*columns, "seed", value=2.0 ** pl.col("log2_lr_opt")).with_columns(
         module=pl.lit("lr_opt"), role=pl.lit("lr"), metric=pl.lit("lr_opt"), step=pl.lit(0)
     )
     fits = (
-        fit_exponents(as_records).select(*SETTING, "alpha", "ci_low", "ci_high", "r2", "n_widths", "n_seeds")
+        fit_exponents(as_records, axis=axis).select(*setting, "alpha", "ci_low", "ci_high", "r2", count, "n_seeds")
         if as_records.height
         else pl.DataFrame(
             schema={
-                **{k: pl.String for k in SETTING},
+                **{k: best.schema[k] for k in setting},
                 **{k: pl.Float64 for k in ("alpha", "ci_low", "ci_high", "r2")},
-                "n_widths": pl.UInt32,
+                count: pl.UInt32,
                 "n_seeds": pl.UInt32,
             }
         )
     )
     # Named like a width exponent (module, metric, step), so `muscale baseline` and `gate` take it as one.
     summary = (
-        best.group_by(*SETTING)
+        best.group_by(*setting)
         .agg(
             unbracketed=(~pl.col("bracketed")).sum(),
             diverged_runs=pl.col("n_diverged").sum(),
@@ -125,7 +145,9 @@ def drift(best: pl.DataFrame, tolerance: float) -> pl.DataFrame:
         )
         .with_columns(module=pl.lit("lr_opt"), metric=pl.lit("lr_opt"))
     )
-    table = summary.join(fits, on=SETTING, how="left")
+    if axis == "depth":
+        summary = summary.with_columns(axis=pl.lit("depth"))
+    table = summary.join(fits, on=setting, how="left", nulls_equal=True)
     verdict = (
         pl.when(pl.col("alpha").is_null())
         .then(pl.lit("no fit"))
@@ -133,14 +155,15 @@ def drift(best: pl.DataFrame, tolerance: float) -> pl.DataFrame:
         .then(pl.lit("transfers"))
         .otherwise(pl.lit("drifts"))
     )
-    return table.with_columns(tolerance=pl.lit(tolerance), verdict=verdict).sort(*SETTING)
+    return table.with_columns(tolerance=pl.lit(tolerance), verdict=verdict).sort(*setting)
 
 
-def per_width(best: pl.DataFrame) -> pl.DataFrame:
+def per_width(best: pl.DataFrame, axis: str = "width") -> pl.DataFrame:
     """Mean log2 η* per setting and width with a 95% t-interval over seeds (null with one)."""
+    setting = setting_of(axis)
     table = (
         best.filter(pl.col("log2_lr_opt").is_finite())
-        .group_by(*SETTING, "width")
+        .group_by(*setting, axis)
         .agg(
             log2_lr_opt=pl.col("log2_lr_opt").mean(),
             sd=pl.col("log2_lr_opt").std(),
@@ -152,35 +175,31 @@ def per_width(best: pl.DataFrame) -> pl.DataFrame:
     return (
         table.with_columns(half=half.fill_nan(None))
         .select(
-            *SETTING,
-            "width",
+            *setting,
+            axis,
             "log2_lr_opt",
             ci_low=pl.col("log2_lr_opt") - pl.col("half"),
             ci_high=pl.col("log2_lr_opt") + pl.col("half"),
             n_seeds="n_seeds",
             bracketed="bracketed",
         )
-        .sort(*SETTING, "width")
+        .sort(*setting, axis)
     )
 
 
-def checks(drift: pl.DataFrame, expect: Sequence[Mapping]) -> pl.DataFrame:
+def checks(drift: pl.DataFrame, expect: Sequence[Mapping], axis: str = "width") -> pl.DataFrame:
     """The study's expectations (gate rows), one per setting, each checked as `muscale gate` checks it."""
-    by_setting = {(c.family, c.mode, c.optimizer): c for c in gate.check(drift, list(expect))}
+    setting = setting_of(axis)
+    rows = []
+    for c in gate.check(drift, list(expect)):
+        at = dict(zip(gate.GRID, c.grid))
+        values = {"family": c.family, "mode": c.mode, "optimizer": c.optimizer} | {k: at[k] for k in setting[3:]}
+        rows.append(values | {"expected": c.expected, "tolerance": c.tolerance, "status": c.status})
+    by_setting = {tuple(r[k] for k in setting): r for r in rows}
     return pl.DataFrame(
-        [
-            {
-                "family": c.family,
-                "mode": c.mode,
-                "optimizer": c.optimizer,
-                "expected": c.expected,
-                "tolerance": c.tolerance,
-                "status": c.status,
-            }
-            for c in by_setting.values()
-        ],
+        list(by_setting.values()),
         schema={
-            **{k: pl.String for k in SETTING},
+            **{k: drift.schema.get(k, pl.String) for k in setting},
             "expected": pl.Float64,
             "tolerance": pl.Float64,
             "status": pl.String,
@@ -208,6 +227,8 @@ class Transfer:
     """Everything the report, the tables and the gate read, from the records of a sweep."""
 
     tolerance: float
+    axis: str  # axis_of: width, or depth for a depth sweep
+    setting: list[str]  # setting_of the axis: what tells the sweep's settings apart
     losses: pl.DataFrame  # final_losses
     best: pl.DataFrame  # optima
     drift: pl.DataFrame  # drift: the exponents
@@ -220,8 +241,19 @@ def analyse(records: pl.DataFrame, tolerance: float, expect: Sequence[Mapping] =
     """`tolerance`: the largest |α| of η* ∝ width^α that still counts as transfer; `expect`: the
     study's expectations as gate rows (`TransferStudy.baseline()`)."""
     _check_records(records)
-    losses = final_losses(records)
-    best = optima(losses)
-    fitted = drift(best, tolerance)
-    checked = checks(fitted, expect)
-    return Transfer(tolerance, losses, best, fitted, per_width(best), checked, verdict(fitted, checked))
+    axis = axis_of(records)
+    losses = final_losses(records, axis)
+    best = optima(losses, axis)
+    fitted = drift(best, tolerance, axis)
+    checked = checks(fitted, expect, axis)
+    return Transfer(
+        tolerance,
+        axis,
+        setting_of(axis),
+        losses,
+        best,
+        fitted,
+        per_width(best, axis),
+        checked,
+        verdict(fitted, checked),
+    )

@@ -41,7 +41,7 @@ _BAND_ROW = 0.045  # axes fraction per width of diverged markers at the top of a
 
 @matplotlib.rc_context(figures.RC)
 def transfer_figure(
-    runs: pl.DataFrame, stars: pl.DataFrame, settings: list[str], palette: dict, grid: list[float]
+    runs: pl.DataFrame, stars: pl.DataFrame, settings: list[str], palette: dict, grid: list[float], axis: str = "width"
 ) -> str:
     """Final held-out loss vs log2 learning rate, a panel per setting, a line per width (seed mean).
 
@@ -53,21 +53,21 @@ def transfer_figure(
     stars_by = stars.partition_by("setting", as_dict=True)
     step = min(np.diff(grid)) if len(grid) > 1 else 1.0
     for ax, setting in zip(axes, settings):
-        lost = _transfer_panel(ax, by_setting[(setting,)], stars_by.get((setting,)), palette)
+        lost = _transfer_panel(ax, by_setting[(setting,)], stars_by.get((setting,)), palette, axis)
         ax.set_xlim(grid[0] - step / 2, grid[-1] + step / 2)
         figures.fixed_ticks(ax.xaxis, grid[:: math.ceil(len(grid) / 8)])
-        figures.set_title(ax, setting + (f" · all diverged: width {', '.join(map(str, lost))}" if lost else ""))
-    figures.add_legend(fig, palette, "width", extra=_MARKERS)
+        figures.set_title(ax, setting + (f" · all diverged: {axis} {', '.join(map(str, lost))}" if lost else ""))
+    figures.add_legend(fig, palette, axis, extra=_MARKERS)
     return figures.to_png(fig)
 
 
-def _transfer_panel(ax, part: pl.DataFrame, stars: pl.DataFrame | None, palette: dict) -> list[int]:
-    """Draw one setting; returns the widths whose every run diverged."""
+def _transfer_panel(ax, part: pl.DataFrame, stars: pl.DataFrame | None, palette: dict, axis: str) -> list[int]:
+    """Draw one setting; returns the widths (or depths) whose every run diverged."""
     alive = part.filter(~pl.col("failed"))
-    means = alive.group_by("width", "log2_lr").agg(pl.col("eval_loss").mean()).sort("width", "log2_lr")
+    means = alive.group_by(axis, "log2_lr").agg(pl.col("eval_loss").mean()).sort(axis, "log2_lr")
     lines = [
         (w, np.column_stack([g["log2_lr"].to_numpy(), g["eval_loss"].to_numpy()]))
-        for (w,), g in means.partition_by("width", as_dict=True, maintain_order=True).items()
+        for (w,), g in means.partition_by(axis, as_dict=True, maintain_order=True).items()
     ]
     ax.add_collection(LineCollection([xy for _, xy in lines], colors=[palette[w] for w, _ in lines], linewidths=1.2))
     ax.scatter(
@@ -76,12 +76,12 @@ def _transfer_panel(ax, part: pl.DataFrame, stars: pl.DataFrame | None, palette:
         s=8,
         linewidths=0,
         alpha=0.35,
-        c=[palette[w] for w in alive["width"].to_list()],
+        c=[palette[w] for w in alive[axis].to_list()],
     )
     ys = alive["eval_loss"].to_list()
     if stars is not None:
         for bracketed, group in stars.partition_by("bracketed", as_dict=True).items():
-            colors = [palette[w] for w in group["width"].to_list()]
+            colors = [palette[w] for w in group[axis].to_list()]
             ax.scatter(
                 group["log2_lr_opt"].to_numpy(),
                 group["loss_opt"].to_numpy(),
@@ -94,7 +94,7 @@ def _transfer_panel(ax, part: pl.DataFrame, stars: pl.DataFrame | None, palette:
             )
         ys += stars["loss_opt"].to_list()
     dead = part.filter(pl.col("failed"))
-    rows = sorted(set(dead["width"].to_list()))
+    rows = sorted(set(dead[axis].to_list()))
     top = 0.95 - _BAND_ROW * len(rows)  # where the highest surviving loss sits, in axes fraction
     if ys:
         lo, hi = min(ys), max(ys)
@@ -105,7 +105,7 @@ def _transfer_panel(ax, part: pl.DataFrame, stars: pl.DataFrame | None, palette:
         ax.text(0.5, 0.45, "every run diverged", ha="center", va="center", color="0.4", transform=ax.transAxes)
     band = blended_transform_factory(ax.transData, ax.transAxes)
     for i, width in enumerate(rows):
-        xs = dead.filter(pl.col("width") == width)["log2_lr"].unique().to_numpy()
+        xs = dead.filter(pl.col(axis) == width)["log2_lr"].unique().to_numpy()
         ax.scatter(
             xs,
             np.full(len(xs), 0.97 - _BAND_ROW * i),
@@ -119,11 +119,13 @@ def _transfer_panel(ax, part: pl.DataFrame, stars: pl.DataFrame | None, palette:
         )
     if rows:  # the panel's clipped edge: above it, the diverged runs
         ax.plot([0, 1], [top + 0.015] * 2, color="0.7", linewidth=0.6, linestyle=":", transform=ax.transAxes)
-    return sorted(set(rows) - set(alive["width"].to_list()))
+    return sorted(set(rows) - set(alive[axis].to_list()))
 
 
 @matplotlib.rc_context(figures.RC)
-def optimum_figure(per_width: pl.DataFrame, drift: pl.DataFrame, settings: list[str], grid: list[float]) -> str:
+def optimum_figure(
+    per_width: pl.DataFrame, drift: pl.DataFrame, settings: list[str], grid: list[float], axis: str = "width"
+) -> str:
     """log2 η* vs width (log2 axis), a marker set per setting with its interval over seeds, and the fitted
     drift line of slope α through the points' mean. Dotted: the edges of the learning-rate grid.
 
@@ -132,16 +134,16 @@ def optimum_figure(per_width: pl.DataFrame, drift: pl.DataFrame, settings: list[
     ax = axes[0, 0]
     colors = dict(zip(settings, sns.color_palette("deep", len(settings))))
     fits = {r["setting"]: r for r in drift.iter_rows(named=True)}
-    widths = sorted(set(per_width["width"].to_list()))
+    widths = sorted(set(per_width[axis].to_list()))
     handles = []
     for i, setting in enumerate(settings):
-        part = per_width.filter(pl.col("setting") == setting).sort("width")
+        part = per_width.filter(pl.col("setting") == setting).sort(axis)
         if part.is_empty():
             continue
         color = colors[setting]
         # markers of different settings side by side, not on top of each other (equal η* is the point of transfer)
         dodge = 2.0 ** (0.05 * (i - (len(settings) - 1) / 2))
-        x, y = part["width"].to_numpy().astype(float) * dodge, part["log2_lr_opt"].to_numpy()
+        x, y = part[axis].to_numpy().astype(float) * dodge, part["log2_lr_opt"].to_numpy()
         lo = part["ci_low"].fill_null(np.nan).to_numpy()
         hi = part["ci_high"].fill_null(np.nan).to_numpy()
         if np.isfinite(lo).any():
@@ -177,10 +179,10 @@ def optimum_figure(per_width: pl.DataFrame, drift: pl.DataFrame, settings: list[
     # the grid's edges, and clip intervals wider than that
     ys = per_width["log2_lr_opt"]
     ax.set_ylim(max(ys.min() - 1.5, grid[0] - 0.75), min(ys.max() + 1.5, grid[-1] + 0.75))
-    ax.set_xlabel("width")
+    ax.set_xlabel(axis)
     ax.set_ylabel("log₂ η*")
     _widen_right(fig, max(len(line) for h in handles for line in h.get_label().splitlines()))
-    figures.add_legend(fig, {}, "setting: η* ∝ width$^α$", extra=tuple(handles))
+    figures.add_legend(fig, {}, f"setting: η* ∝ {axis}$^α$", extra=tuple(handles))
     return figures.to_png(fig)
 
 
@@ -196,7 +198,7 @@ def _widen_right(fig, chars: int) -> None:
 
 
 @matplotlib.rc_context(figures.RC)
-def curves_figure(curves: pl.DataFrame, settings: list[str], palette: dict, window: int) -> str:
+def curves_figure(curves: pl.DataFrame, settings: list[str], palette: dict, window: int, axis: str = "width") -> str:
     """Training loss (running mean) and held-out loss vs step, a panel per setting, a line per width.
 
     `curves`: setting, width, metric (train_loss | eval_loss), step, value."""
@@ -209,7 +211,7 @@ def curves_figure(curves: pl.DataFrame, settings: list[str], palette: dict, wind
             ax.set_yticks([])
             ax.text(0.5, 0.5, "every run diverged", ha="center", va="center", color="0.4", transform=ax.transAxes)
             continue
-        for (width, metric), line in part.partition_by("width", "metric", as_dict=True).items():
+        for (width, metric), line in part.partition_by(axis, "metric", as_dict=True).items():
             xs, ys = line["step"].to_numpy(), line["value"].to_numpy()
             if metric == "train_loss":
                 ax.plot(xs, ys, color=palette[width], linewidth=1.0)
@@ -227,5 +229,5 @@ def curves_figure(curves: pl.DataFrame, settings: list[str], palette: dict, wind
             [], [], color="0.3", marker="o", markersize=4, markeredgecolor="white", linestyle="", label="held-out loss"
         ),
     )
-    figures.add_legend(fig, palette, "width", extra=extra)
+    figures.add_legend(fig, palette, axis, extra=extra)
     return figures.to_png(fig)

@@ -38,46 +38,47 @@ class _Sweep:
 
     def __init__(self, records: pl.DataFrame, fitted: Transfer):
         self.tolerance, self.verdict = fitted.tolerance, fitted.verdict
+        self.axis, self.setting = axis, setting = fitted.axis, fitted.setting
         losses, best, widths = fitted.losses, fitted.best, fitted.widths
         self.drift = fitted.drift
-        self.checks = {tuple(r[k] for k in SETTING): r for r in fitted.checks.iter_rows(named=True)}
+        self.checks = {tuple(r[k] for k in setting): r for r in fitted.checks.iter_rows(named=True)}
 
-        labels = with_setting(losses.select(SETTING).unique(), ("family", "optimizer"))
+        labels = with_setting(losses.select(setting).unique(), ("family", "optimizer", "depth_rule"))
         self.settings = setting_order(labels)
 
         def tag(df: pl.DataFrame) -> pl.DataFrame:
-            return df.join(labels, on=SETTING).with_columns(pl.col("width").cast(pl.Int64))
+            return df.join(labels, on=setting, nulls_equal=True).with_columns(pl.col(axis).cast(pl.Int64))
 
-        self.drift = self.drift.join(labels, on=SETTING)
+        self.drift = self.drift.join(labels, on=setting, nulls_equal=True)
         self.widths = tag(widths)
         self.runs = tag(losses).with_columns(failed=pl.col("diverged"))
         alive = self.runs.filter(~pl.col("failed"))
         self.grid = sorted(set(self.runs["log2_lr"].to_list()))
-        self.all_widths = sorted(set(self.runs["width"].to_list()))
+        self.all_widths = sorted(set(self.runs[axis].to_list()))
         # η* per width: the seed mean of the vertex and of its loss; hollow unless every seed's was bracketed.
         self.stars = (
             tag(best)
             .filter(pl.col("log2_lr_opt").is_finite())
-            .group_by("setting", "width")
+            .group_by("setting", axis)
             .agg(pl.col("log2_lr_opt").mean(), pl.col("loss_opt").mean(), pl.col("bracketed").all())
         )
         # The grid point with the lowest seed-mean final loss among runs that did not diverge.
         self.best_grid = (
-            alive.group_by("setting", "width", "log2_lr")
+            alive.group_by("setting", axis, "log2_lr")
             .agg(pl.col("eval_loss").mean())
-            .group_by("setting", "width")
+            .group_by("setting", axis)
             .agg(pl.col("log2_lr").sort_by("eval_loss", "log2_lr").first())
         )
-        chosen = alive.join(self.best_grid, on=("setting", "width", "log2_lr")).select("run_id", "setting", "width")
-        self.curves, self.window = _curves(records, chosen)
-        self.fates = self.runs.group_by("setting", "width").agg(runs=pl.len(), failed=pl.col("failed").sum())
+        chosen = alive.join(self.best_grid, on=("setting", axis, "log2_lr")).select("run_id", "setting", axis)
+        self.curves, self.window = _curves(records, chosen, axis)
+        self.fates = self.runs.group_by("setting", axis).agg(runs=pl.len(), failed=pl.col("failed").sum())
 
     def ordered(self, df: pl.DataFrame, *by: str) -> pl.DataFrame:
         """Rows in the settings' order (modes as spec.MODES lists them), then by `by`."""
         return df.sort(pl.col("setting").replace_strict({s: i for i, s in enumerate(self.settings)}), *by)
 
 
-def _curves(records: pl.DataFrame, chosen: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+def _curves(records: pl.DataFrame, chosen: pl.DataFrame, axis: str) -> tuple[pl.DataFrame, int]:
     """Seed-mean train_loss (running mean) and eval_loss per step of the chosen runs, and the window used."""
     rows = (
         records.filter(pl.col("metric").is_in(["train_loss", "eval_loss"]) & pl.col("value").is_finite())
@@ -85,14 +86,14 @@ def _curves(records: pl.DataFrame, chosen: pl.DataFrame) -> tuple[pl.DataFrame, 
         .join(chosen, on="run_id")
     )
     if rows.is_empty():
-        return rows.select("setting", "width", "metric", "step", "value"), 1
+        return rows.select("setting", axis, "metric", "step", "value"), 1
     window = max(1, round(rows["step"].max() / SMOOTH_STEPS))
     means = (
-        rows.group_by("setting", "width", "metric", "step")
+        rows.group_by("setting", axis, "metric", "step")
         .agg(pl.col("value").mean())
-        .sort("setting", "width", "metric", "step")
+        .sort("setting", axis, "metric", "step")
     )
-    smooth = pl.col("value").rolling_mean(window, min_samples=1, center=True).over("setting", "width", "metric")
+    smooth = pl.col("value").rolling_mean(window, min_samples=1, center=True).over("setting", axis, "metric")
     return means.with_columns(
         value=pl.when(pl.col("metric") == "train_loss").then(smooth).otherwise(pl.col("value"))
     ), window
@@ -102,7 +103,7 @@ def _curves(records: pl.DataFrame, chosen: pl.DataFrame) -> tuple[pl.DataFrame, 
 
 
 def _check_of(sweep: _Sweep, row: Mapping) -> dict | None:
-    return sweep.checks.get((row["family"], row["mode"], row["optimizer"]))
+    return sweep.checks.get(tuple(row[k] for k in sweep.setting))
 
 
 def _banner(sweep: _Sweep) -> dict:
@@ -119,12 +120,12 @@ def _banner(sweep: _Sweep) -> dict:
             + (f"; cannot tell yet: {', '.join(undecided)}" if undecided else "")
         )
     elif sweep.verdict == "warn":
-        line = f"DRIFTS — η* moves with width in {verdicts.count('drifts')} of {n} setting(s) (|α| > {tol})"
+        line = f"DRIFTS — η* moves with {sweep.axis} in {verdicts.count('drifts')} of {n} setting(s) (|α| > {tol})"
     elif sweep.verdict == "pass":
         line = f"TRANSFERS — η* stays put in all {n} setting(s) (|α| ≤ {tol})"
     else:
         fitted = verdicts.count("transfers")
-        line = f"NO FIT — {n - fitted} of {n} setting(s) have too few widths with an optimum to fit" + (
+        line = f"NO FIT — {n - fitted} of {n} setting(s) have too few {sweep.axis}s with an optimum to fit" + (
             f"; {fitted} transfer(s)" if fitted else ""
         )
     chips = [
@@ -157,7 +158,7 @@ def _drift_rows(sweep: _Sweep) -> list[dict]:
             "ci_low": signed(r["ci_low"]),
             "ci_high": signed(r["ci_high"]),
             "r2": f"{r['r2']:.3f}" if finite(r["r2"]) else DASH,
-            "n_widths": DASH if r.get("n_widths") is None else r["n_widths"],
+            "n_widths": DASH if r.get(f"n_{sweep.axis}s") is None else r[f"n_{sweep.axis}s"],
             "n_seeds": DASH if r.get("n_seeds") is None else r["n_seeds"],
             "unbracketed": r["unbracketed"],
             "diverged": r["diverged_runs"],
@@ -174,10 +175,10 @@ def _drift_rows(sweep: _Sweep) -> list[dict]:
 def _width_rows(sweep: _Sweep) -> list[dict]:
     """Every (setting, width) with runs, fully diverged ones included (per_width has no row for them)."""
     table = (
-        sweep.fates.join(sweep.widths.drop(*SETTING), on=("setting", "width"), how="left")
-        .join(sweep.best_grid, on=("setting", "width"), how="left")
+        sweep.fates.join(sweep.widths.drop(*sweep.setting), on=("setting", sweep.axis), how="left")
+        .join(sweep.best_grid, on=("setting", sweep.axis), how="left")
         .join(sweep.runs.select("setting", *SETTING).unique(), on="setting")
-        .pipe(sweep.ordered, "width")
+        .pipe(sweep.ordered, sweep.axis)
     )
     rows = []
     for r in table.iter_rows(named=True):
@@ -188,7 +189,7 @@ def _width_rows(sweep: _Sweep) -> list[dict]:
                 "family": r["family"],
                 "mode": r["mode"],
                 "optimizer": r["optimizer"],
-                "width": r["width"],
+                "width": r[sweep.axis],
                 "log2_opt": f"{x:+.2f}" if finite(x) else DASH,
                 "opt": f"{2.0**x:.3g}" if finite(x) else DASH,
                 "ci_low": f"{r['ci_low']:+.2f}" if finite(r["ci_low"]) else DASH,
@@ -218,14 +219,17 @@ def render(
             banner=_banner(sweep),
             has_expect=bool(sweep.checks),
             tolerance=f"{sweep.tolerance:g}",
-            transfer_png=figures.transfer_figure(sweep.runs, sweep.stars, sweep.settings, palette, sweep.grid),
+            axis=sweep.axis,
+            transfer_png=figures.transfer_figure(
+                sweep.runs, sweep.stars, sweep.settings, palette, sweep.grid, sweep.axis
+            ),
             optimum_png=(
-                figures.optimum_figure(sweep.widths, sweep.drift, sweep.settings, sweep.grid)
+                figures.optimum_figure(sweep.widths, sweep.drift, sweep.settings, sweep.grid, sweep.axis)
                 if sweep.widths.height
                 else None
             ),
             curves_png=(
-                figures.curves_figure(sweep.curves, sweep.settings, palette, sweep.window)
+                figures.curves_figure(sweep.curves, sweep.settings, palette, sweep.window, sweep.axis)
                 if sweep.curves.height
                 else None
             ),

@@ -15,7 +15,12 @@ from ...study.studyfile import Reader
 TOP = KEYS | {
     "lr": (dict, None, "the learning-rate grid: [lr] log2_min, log2_max, log2_step"),
     "transfer": (dict, {}, "[transfer] tolerance, diverge_factor"),
-    "expect": (dict, {}, "[expect] MODE = {alpha = …, tolerance = …}: the drift exponent `muscale gate` checks"),
+    "expect": (
+        dict,
+        {},
+        "[expect] MODE = {alpha = …, tolerance = …}: the drift exponent `muscale gate` checks; over depths, "
+        "keyed by depth rule (completep = {…})",
+    ),
     "coord_check": (
         dict,
         None,
@@ -45,7 +50,7 @@ class TransferStudy:
     specs: tuple[RunSpec, ...]
     lrs_log2: tuple[float, ...]
     tolerance: float
-    # mode → (expected α, tolerance) of the optimum's drift, for `muscale gate`.
+    # mode (over depths: depth rule) → (expected α, tolerance) of the optimum's drift, for `muscale gate`.
     expect: dict[str, tuple[float, float]]
     # Coordinate checks beside the sweep, by part name (family-mode), each its own report.
     parts: dict[str, tuple[RunSpec, ...]]
@@ -56,22 +61,32 @@ class TransferStudy:
         return {"tolerance": self.tolerance}
 
     def baseline(self) -> list[dict]:
-        """The expectations as gate rows, one per family × optimizer × expected mode."""
-        settings = sorted({(s.family, s.optimizer, s.steps) for s in self.specs})
-        return [
-            {
-                "mode": mode,
-                "family": family,
-                "optimizer": optimizer,
-                "module": "lr_opt",
-                "metric": "lr_opt",
-                "step": steps,
-                "expected": alpha,
-                "tolerance": tol,
-            }
-            for mode, (alpha, tol) in self.expect.items()
-            for family, optimizer, steps in settings
-        ]
+        """The expectations as gate rows, one per expected mode × family × optimizer; over
+        depths, one per expected depth rule × family × mode × optimizer, at the sweep's width."""
+        over_depths = len({s.depth for s in self.specs}) > 1
+        rows = []
+        for key, (alpha, tol) in self.expect.items():
+            if over_depths:
+                chosen = [s for s in self.specs if s.depth_rule == key]
+                settings = sorted({(s.family, s.mode, s.optimizer, s.steps, s.width) for s in chosen})
+            else:
+                settings = sorted({(s.family, key, s.optimizer, s.steps, None) for s in self.specs})
+            for family, mode, optimizer, steps, width in settings:
+                at = {"axis": "depth", "depth_rule": key, "width": width} if over_depths else {}
+                rows.append(
+                    {
+                        "mode": mode,
+                        "family": family,
+                        "optimizer": optimizer,
+                        "module": "lr_opt",
+                        "metric": "lr_opt",
+                        "step": steps,
+                        "expected": alpha,
+                        "tolerance": tol,
+                    }
+                    | at
+                )
+        return rows
 
 
 def read(r: Reader, raw: dict) -> TransferStudy:
@@ -79,7 +94,11 @@ def read(r: Reader, raw: dict) -> TransferStudy:
     path = r.path
     top = r.table(raw, TOP)
     transfer = r.table(top["transfer"], TRANSFER, "transfer.")
-    runs = across_widths(r, top)
+    runs = across_widths(r, top, depth_sweep=True)
+    over_depths = len(runs.depths) > 1
+    rules = sorted(
+        {f["depth_param"] if f["depth_param"] != "alpha" else f"alpha={f['depth_alpha']:g}" for f in runs.fields}
+    )
     if top["metrics"]:
         r.listed("metrics", top["metrics"], str, METRICS)
     r.check(check_positive, "eval_batches", top["eval_batches"], True, key="eval_batches")
@@ -87,15 +106,17 @@ def read(r: Reader, raw: dict) -> TransferStudy:
     for key in ("tolerance", "diverge_factor"):
         r.check(check_positive, key, transfer[key], key=f"transfer.{key}")
     expect = {}
+    keys = rules if over_depths else runs.modes
     for mode, raw_expect in top["expect"].items():
-        if mode not in runs.modes:
-            raise r.error(f"expect.{mode}", "is not one of the study's modes", f"use one of {', '.join(runs.modes)}")
+        if mode not in keys:
+            what = "depth rules (a sweep over depths)" if over_depths else "modes"
+            raise r.error(f"expect.{mode}", f"is not one of the study's {what}", f"use one of {', '.join(keys)}")
         if not isinstance(raw_expect, dict):
             raise r.error(f"expect.{mode}", f"{raw_expect!r} is not a table", "write it as {alpha = …, tolerance = …}")
         e = r.table(raw_expect, EXPECT, f"expect.{mode}.")
         tol = transfer["tolerance"] if e["tolerance"] is None else e["tolerance"]
         r.check(check_positive, "tolerance", tol, key=f"expect.{mode}.tolerance")
-        expect[canonical_mode(mode)] = (e["alpha"], tol)
+        expect[mode if over_depths else canonical_mode(mode)] = (e["alpha"], tol)
     specs = tuple(
         RunSpec(
             **fields,
