@@ -62,6 +62,17 @@ def test_hf_llama_is_built_at_the_depth_asked_for():
     model, _ = modes.build(spec, resolve(spec.family))
     assert model.config.num_hidden_layers == 3
     assert [name for name, _ in blocks(model)] == ["model.layers.0", "model.layers.1", "model.layers.2"]
+    # Every block of both depths is probed, its laziness too (the decoder layer is handed
+    # rotary cos, sin as a tuple); a depth rule reaches o_proj and down_proj (the role seam).
+    records = muscale.coord_check(
+        "sp", "hf:llama", widths=(32,), depths=(2, 8), seeds=1, steps=1, depth_param="completep"
+    )
+    rule = muscale.plan("sp", "hf:llama", widths=(32,), depths=(2, 8), seeds=1, depth_param="completep")[1]
+    scaled, _ = modes.build(rule, resolve(rule.family))
+    for layer in (scaled.model.layers[7].self_attn.o_proj, scaled.model.layers[7].mlp.down_proj):
+        x = torch.randn(3, layer.in_features)
+        assert torch.allclose(layer(x), 0.25 * torch.nn.functional.linear(x, layer.weight), atol=1e-6)
+    assert records.filter(metric="nonlin_rel", step=1).height == 2 + 8
 
 
 def test_the_depth_rules_scale_the_branches_and_the_blocks_learning_rates():
@@ -359,5 +370,9 @@ def test_a_depth_transfer_study_expands_over_depths_and_rules_and_refuses_a_grid
         (d, r) for d in (2, 4, 8, 16) for r in ("sp", "depth-mup", "completep")
     }
     assert {row["depth_rule"] for row in plan.baseline()} == {"sp", "depth-mup", "completep"}
-    assert_study_error(monkeypatch, capsys, tmp_path, text.replace("widths = [64]", "widths = [64, 128]"), "widths", 12)
-    assert_study_error(monkeypatch, capsys, tmp_path, text.replace("depth-mup = {", "mup = {"), "expect.mup", 33)
+    lines = text.splitlines()
+    widths = lines.index("widths = [64]") + 1
+    rule = next(i for i, t in enumerate(lines) if t.startswith("depth-mup")) + 1
+    grid = text.replace("widths = [64]", "widths = [64, 128]")
+    assert_study_error(monkeypatch, capsys, tmp_path, grid, "widths", widths)
+    assert_study_error(monkeypatch, capsys, tmp_path, text.replace("depth-mup = {", "mup = {"), "expect.mup", rule)

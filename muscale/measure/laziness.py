@@ -31,7 +31,12 @@ def _tensor(output):
 
 
 def _double(value):
-    return value.detach().double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+    """A block's argument in float64: tensors, and those inside tuples (Hugging Face's rotary cos, sin)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().double() if value.is_floating_point() else value
+    if isinstance(value, tuple | list):
+        return type(value)(_double(v) for v in value)
+    return value
 
 
 class Laziness:
@@ -79,6 +84,6 @@ class Laziness:
         f0 = at(0.0)
         change = at(1.0) - f0
         linear = (at(EPSILON) - at(-EPSILON)) / (2 * EPSILON)
-        moved = rms(change)
-        if moved > 0:
-            self.add(name, "block", "nonlin_rel", rms(change - linear) / moved)
+        # A block that has not moved has no nonlinear part either: 0, and no host sync to ask.
+        moved = rms(change).clamp_min(torch.finfo(change.dtype).tiny)
+        self.add(name, "block", "nonlin_rel", rms(change - linear) / moved)
