@@ -7,8 +7,14 @@ modules outside the blocks (embedding, head, loss) keep their names."""
 import polars as pl
 
 POSITIONS = ("first", "middle", "last")
-# The first index in a dotted name (models/depth.py: block_index), with what stands around it.
+# The first index in a dotted name (blocks.3.attn.o, model.layers.3.mlp.down_proj), with what
+# stands around it: records hold names only, and models/depth.py names blocks by their list's index.
 _SPLIT = r"^((?:.*?\.)?)(\d+)((?:\..*)?)$"
+
+
+def over_depths(records: pl.DataFrame) -> bool:
+    """Whether the records span two depths or more: what a fit across depth needs."""
+    return "depth" in records.columns and records["depth"].drop_nulls().n_unique() >= 2
 
 
 def by_position(records: pl.DataFrame) -> pl.DataFrame:

@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass, field
 
 from . import depth as depth_rules
-from .depth import DEPTH_PARAMS
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 # torch.optim.Muon's learning-rate adjustments (its adjust_lr_fn).
@@ -269,7 +268,7 @@ class RunSpec:
         unset="the smallest depth",
     )
     depth_param: str = option(
-        f"Depth rule (config/depth.py): {', '.join(DEPTH_PARAMS)}. depth-mup multiplies each residual branch by "
+        f"Depth rule (config/depth.py): {', '.join(depth_rules.DEPTH_PARAMS)}. depth-mup multiplies each residual branch by "
         "(L_base/L)^½ and the blocks' Adam learning rate by (L/L_base)^−½; completep by (L_base/L)^1, with the "
         "blocks' learning rate unchanged and their Adam ε × L_base/L; alpha by (L_base/L)^α with --depth-alpha.",
         "sp",

@@ -6,8 +6,6 @@ block: the built-in families, Hugging Face's llama, qwen2 and gpt2, nanoGPT), wh
 same thing wherever the branch ends in that projection; a model whose branches end
 otherwise marks its residual adds with `muscale.Residual`, and muscale scales those instead."""
 
-import re
-
 import torch
 from torch import nn
 
@@ -15,7 +13,6 @@ from ..errors import InputError
 from .roles import role_of
 
 BRANCH_OUTPUTS = ("attn_out", "mlp_down", "ssm_out")
-_INDEX = re.compile(r"(^|\.)(\d+)(\.|$)")
 
 
 class Residual(nn.Module):
@@ -39,13 +36,6 @@ class _Scale:
 
     def __call__(self, module, args, output):
         return output * self.factor
-
-
-def block_index(name: str) -> int | None:
-    """The block a module sits in: the first index in its dotted name (blocks.3.attn.o,
-    model.layers.3.self_attn.o_proj, transformer.h.3.mlp.c_proj); None outside the blocks."""
-    found = _INDEX.search(name)
-    return None if found is None else int(found.group(2))
 
 
 def _holds_layers(module: nn.Module) -> bool:
@@ -78,8 +68,9 @@ def apply(model: nn.Module, multiplier: float, family: str) -> None:
         return
     outputs = [
         module
-        for name, module in model.named_modules()
-        if role_of(name, module) in BRANCH_OUTPUTS and block_index(name) is not None
+        for prefix, block in blocks(model)
+        for name, module in block.named_modules(prefix=prefix)
+        if role_of(name, module) in BRANCH_OUTPUTS
     ]
     if not outputs:
         raise InputError(

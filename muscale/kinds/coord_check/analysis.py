@@ -57,10 +57,6 @@ class CoordCheck:
     by_position: pl.DataFrame | None = None  # the records with blocks named by position (positions.py)
 
 
-def has_depths(records: pl.DataFrame) -> bool:
-    return "depth" in records.columns and records["depth"].drop_nulls().n_unique() >= 2
-
-
 def of(records: pl.DataFrame, exponents: pl.DataFrame, depth_exponents: pl.DataFrame | None = None) -> CoordCheck:
     """A check from records and the exponents fitted to them (here or by `muscale.fit_exponents`)."""
     require(exponents, EXPONENT_COLUMNS, "exponents")
@@ -103,5 +99,5 @@ def analyse(records: pl.DataFrame) -> CoordCheck:
     raw and the multiplied logits it links (fit.py judges only the logits)."""
     if records["mode"].is_in(LONG_MODES).any():
         records = pl.concat([records, derived(records, ("mult_qk",))])
-    depth = fit_exponents(records, axis="depth") if has_depths(records) else None
+    depth = fit_exponents(records, axis="depth") if positions.over_depths(records) else None
     return of(records, fit_exponents(records), depth)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ...analysis import gate
+from ...analysis import gate, positions
 from ...analysis.divergence import fate
 from ...analysis.fit import fit_exponents
 from ...analysis.intervals import over_seeds
@@ -46,7 +46,7 @@ def _check_records(records: pl.DataFrame) -> None:
 
 def axis_of(records: pl.DataFrame) -> str:
     """depth for a sweep over two depths or more, else width."""
-    return "depth" if "depth" in records.columns and records["depth"].drop_nulls().n_unique() >= 2 else "width"
+    return "depth" if positions.over_depths(records) else "width"
 
 
 def setting_of(axis: str) -> list[str]:
