@@ -26,7 +26,7 @@ SWEEPS = sorted(p.parent.name for p in build.INPUTS.glob("*/plan.json"))
 
 
 def test_every_study_kind_has_a_stored_input():
-    assert {"lr_transfer", "equilibrium", "claims"} <= set(SWEEPS)
+    assert {"lr_transfer", "equilibrium", "claims", "depth_profile"} <= set(SWEEPS)
     assert any(not (build.INPUTS / n / "plan.json").exists() for n in NAMES)  # an old coordinate check
 
 

@@ -78,7 +78,7 @@ def test_no_kind_imports_another():
             continue
         others = {e for e in edges if e.startswith("muscale.kinds.") and e.split(".")[2] != owner}
         assert not others, f"{module} imports {others}"
-    assert kinds == {"coord_check", "lr_transfer", "equilibrium", "width"}
+    assert kinds == {"coord_check", "lr_transfer", "equilibrium", "width", "depth_profile"}
 
 
 # The layers, lowest first: a module imports only from its own layer and the ones before it,
@@ -171,6 +171,7 @@ def test_no_kinds_report_imports_what_fits_or_judges():
         "lr_transfer",
         "equilibrium",
         "width",
+        "depth_profile",
     }
     found = [line for p in drawing for line in _judging(_module(p), p.read_text(encoding="utf-8"))]
     assert not found, "\n".join(found)

@@ -23,6 +23,18 @@ def over_seeds(sd, n) -> np.ndarray:
         return np.where(n >= 2, _t(np.maximum(n - 1, 1)) * sd / np.sqrt(n), np.nan)
 
 
+def difference(sd_a, n_a, sd_b, n_b) -> np.ndarray:
+    """Half-width of the interval of a difference of two means over seeds (Welch: each side
+    its own spread, the Welch–Satterthwaite degrees of freedom); NaN with fewer than two
+    seeds on either side."""
+    va, vb = (np.asarray(sd, dtype=float) ** 2 / np.asarray(n, dtype=float) for sd, n in ((sd_a, n_a), (sd_b, n_b)))
+    na, nb = np.asarray(n_a, dtype=float), np.asarray(n_b, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dof = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+        half = _t(np.maximum(np.nan_to_num(dof, nan=1.0), 1)) * np.sqrt(va + vb)
+        return np.where((na >= 2) & (nb >= 2), half, np.nan)
+
+
 def slope_from_sums(alpha, sxx, syy, n) -> np.ndarray:
     """Half-width of a simple regression's slope from its sums of squares (Σ(x−x̄)², Σ(y−ȳ)²)
     over `n` points; NaN with fewer than three."""

@@ -17,11 +17,14 @@ def over_depths(records: pl.DataFrame) -> bool:
     return "depth" in records.columns and records["depth"].drop_nulls().n_unique() >= 2
 
 
+def block_index(module: pl.Expr) -> pl.Expr:
+    """The index of the block a module's name puts it in; null outside the blocks."""
+    return module.str.extract(_SPLIT, 2).cast(pl.Int64)
+
+
 def by_position(records: pl.DataFrame) -> pl.DataFrame:
     """Records of runs with a depth, each block's rows once per position it holds."""
-    data = records.filter(pl.col("depth").is_not_null()).with_columns(
-        _index=pl.col("module").str.extract(_SPLIT, 2).cast(pl.Int64)
-    )
+    data = records.filter(pl.col("depth").is_not_null()).with_columns(_index=block_index(pl.col("module")))
     outside = data.filter(pl.col("_index").is_null())
     inside = data.filter(pl.col("_index").is_not_null())
     at = {"first": pl.lit(0), "middle": pl.col("depth") // 2, "last": pl.col("depth") - 1}

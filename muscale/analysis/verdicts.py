@@ -23,6 +23,15 @@ import polars as pl
 VERDICTS = ("pass", "fail", "warn", "inconclusive", "unsettled", "info")
 # A claim is as bad as its worst exponent: one fail fails it, one still moving leaves it open.
 WORST_FIRST = ("fail", "unsettled", "warn", "inconclusive", "pass", "info")
+# A study's words for a verdict: what its claims' statuses say.
+STATUSES = ("reproduced", "not reproduced", "inconclusive", "unsettled", "no data")
+STATUS_OF_VERDICT = {
+    "pass": "reproduced",
+    "fail": "not reproduced",
+    "warn": "inconclusive",
+    "inconclusive": "inconclusive",
+    "unsettled": "unsettled",
+}
 
 
 def judge(
@@ -35,12 +44,25 @@ def judge(
 ) -> pl.Expr:
     """The verdict of each row, from its columns. A null `settled` (short horizons, or an
     exponent at a step that is not judged for settling) counts as settled."""
-    lo = pl.col(expected) - pl.col(tolerance)
-    hi = pl.col(expected) + pl.col(tolerance)
+    return judge_band(
+        pl.col(expected) - pl.col(tolerance), pl.col(expected) + pl.col(tolerance), alpha, ci_low, ci_high, settled
+    )
+
+
+def judge_band(
+    lo: pl.Expr,
+    hi: pl.Expr,
+    alpha: str = "alpha",
+    ci_low: str = "ci_low",
+    ci_high: str = "ci_high",
+    settled: str | None = "settled",
+) -> pl.Expr:
+    """`judge` against the band [lo, hi] itself: a one-sided claim ("rises", "exceeds the
+    contrast") is the band [0, ∞), judged by the same rule. A null bound is info."""
     a, low, high = (pl.col(c).fill_nan(None) for c in (alpha, ci_low, ci_high))
     moving = pl.lit(False) if settled is None else pl.col(settled).fill_null(True).not_()
     return (
-        pl.when(pl.col(expected).is_null() | pl.col(tolerance).is_null())
+        pl.when(lo.is_null() | hi.is_null())
         .then(pl.lit("info"))
         .when(moving)
         .then(pl.lit("unsettled"))

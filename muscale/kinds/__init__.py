@@ -3,7 +3,7 @@
 below. Everything else looks a kind up by the name its plan.json or study file gives."""
 
 from ..study.kind import StudyKind
-from . import coord_check, equilibrium, lr_transfer, width
+from . import coord_check, depth_profile, equilibrium, lr_transfer, width
 
 KINDS: dict[str, StudyKind] = {
     k.name: k
@@ -12,6 +12,7 @@ KINDS: dict[str, StudyKind] = {
         lr_transfer.KIND,
         equilibrium.KIND,
         width.KIND,
+        depth_profile.KIND,
     )
 }
 # What a study file without `kind` is, and what a directory without a plan.json holds

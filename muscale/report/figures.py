@@ -376,3 +376,41 @@ def module_drilldown(curves: pl.DataFrame, residuals: pl.DataFrame, settings: li
             ax.set_xlabel("width")
     add_legend(fig, palette, "step")
     return to_png(fig)
+
+
+@matplotlib.rc_context(RC)
+def grid_lines(
+    data: pl.DataFrame, rows: list, columns: list[str], x: str, palette: dict, xlabel: str, log_y: bool = True
+) -> str:
+    """A panel per (row, column), a line per `line` level with its band, the row named on
+    the left: a depth profile (x = block index, a row per depth) or statistics against step
+    (x = "step + 1", log₂). With `log_y` values on a log axis, else centred on 0.
+
+    `data`: row, column, `x`, line, mean, lo, hi.
+    """
+    fig, axes = figure_grid(len(rows), len(columns))
+    parts = data.partition_by("row", "column", as_dict=True)
+    for i, row in enumerate(rows):
+        for j, column in enumerate(columns):
+            ax = axes[i, j]
+            set_title(ax, f"{row} · {column}")
+            part = parts.get((row, column))
+            if part is None:
+                ax.set_axis_off()
+                continue
+            _band_lines(ax, part, x, "line", palette)
+            if x == "step + 1":
+                log2_x_axis(ax, data[x].max())
+            else:
+                ax.autoscale_view()
+                fixed_ticks(ax.xaxis, sorted(set(part[x].to_list())))
+            if log_y:
+                _log10_y(ax)
+            else:
+                ax.axhline(0, color="0.25", linewidth=0.8)
+                ax.autoscale_view()
+            if i == len(rows) - 1:
+                ax.set_xlabel(xlabel)
+    present = set(data["line"].to_list())
+    add_legend(fig, {k: c for k, c in palette.items() if k in present}, "")
+    return to_png(fig)

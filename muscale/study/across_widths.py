@@ -4,7 +4,16 @@ the RunSpec fields of each family × mode × optimizer (the lr_transfer and clai
 from dataclasses import dataclass
 
 from ..config.options import study_keys
-from ..config.spec import MODES, OPTIMIZERS, canonical_mode, has_mup, has_mup_lr, multiplier_kind
+from ..config.spec import (
+    MODES,
+    OPTIMIZERS,
+    RunSpec,
+    canonical_mode,
+    has_mup,
+    has_mup_lr,
+    multiplier_kind,
+    multiplier_lr,
+)
 from ..models.data import resolve_source
 from ..models.families import resolve
 from ..models.losses import resolve as resolve_loss
@@ -79,6 +88,52 @@ SCOPED = {
     "lrm_impl": lambda mode, optimizer: multiplier_kind(mode) is not None,
 }
 TRAINING = ("clip", "clip_multipliers", "muon_adjust_lr", "adam_eps_scaling", "weight_decay_kind", "lrm_impl")
+# The keys of a study on the long horizon (the width and depth-profile kinds): AdamW, two seeds
+# for an interval, and lr, weight decay and the multipliers' lr as explicit choices (the
+# equilibrium and the multipliers depend on them).
+LONG = (
+    {
+        key: KEYS[key]
+        for key in (
+            "title",
+            "families",
+            "modes",
+            "widths",
+            "depths",
+            "base_depth",
+            "depth_params",
+            "depth_alpha",
+            "steps",
+            "batch_size",
+            "seq_len",
+            "mult_weight_decay",
+            "multipliers",
+            "mult_init",
+            "base_width",
+            "data",
+            "data_order",
+            "options",
+            "mup_multipliers",
+            "loss",
+            "mult_param",
+            "beta2",
+            *TRAINING,
+        )
+    }
+    | study_keys(
+        "optimizer",
+        "seeds",
+        "lr",
+        "weight_decay",
+        "mult_lr",
+        optimizers=["adamw"],
+        seeds=2,
+        lr=None,
+        weight_decay=None,
+        mult_lr=None,
+    )
+    | {"eta_lambda_steps": (float, 5.0, "the least lr·weight_decay·steps: the equilibrium needs a few 1/(η·λ)")}
+)
 
 
 @dataclass(frozen=True)
@@ -204,3 +259,45 @@ def _training(r: Reader, top: dict, modes: list[str], optimizers: list[str]) -> 
             fields = runs[modes[0], optimizers[0]] | {key: top[key]}
             r.check(lambda: check_optimizer(modes[0], optimizers[0], top["weight_decay"], **fields))
     return runs
+
+
+def on_long_horizon(r: Reader, top: dict, runs: Runs, metrics: tuple[str, ...] | None) -> tuple[RunSpec, ...]:
+    """The runs of a study on the long horizon (its keys: LONG), each family × mode ×
+    optimizer × width × depth × seed once. The weight-decay equilibrium ‖W‖ ∝ sqrt(η/λ)
+    settles in about 1/(η·λ) steps, so fewer than `eta_lambda_steps` of them are refused; an
+    interval over seeds needs two seeds at least; the multipliers' learning rate is required
+    where a scheme has them and refused where none has (it would reach no run)."""
+    if top["seeds"] < 2:
+        raise r.error("seeds", f"{top['seeds']} seed gives no interval over seeds", "give seeds = 2 or more")
+    learnable = any(multiplier_kind(m) for m in runs.modes)
+    if learnable and top["mult_lr"] is None:
+        raise r.error("mult_lr", "missing", "add mult_lr = … (the learnable multipliers' learning rate)")
+    if not learnable and top["mult_lr"] is not None:
+        raise r.error("mult_lr", "no scheme of this study has learnable multipliers", "drop mult_lr")
+    for key in ("lr", "weight_decay", *(("mult_lr",) if learnable else ()), "eta_lambda_steps"):
+        r.check(check_positive, key, top[key], key=key)
+    budget = top["lr"] * top["weight_decay"] * top["steps"]
+    if budget < top["eta_lambda_steps"]:
+        raise r.error(
+            "steps",
+            f"lr·weight_decay·steps = {budget:.3g} is below eta_lambda_steps = "
+            f"{top['eta_lambda_steps']:g}: weight decay has not settled the matrix norms",
+            f"give steps ≥ {top['eta_lambda_steps'] / (top['lr'] * top['weight_decay']):.0f}, "
+            "or raise lr or weight_decay",
+        )
+    return tuple(
+        RunSpec(
+            **fields,
+            lr=top["lr"],
+            width=width,
+            depth=depth,
+            seed=seed,
+            horizon="long",
+            metrics=metrics,
+            mult_lr=multiplier_lr(fields["mode"], top["mult_lr"]) if multiplier_kind(fields["mode"]) else None,
+        )
+        for fields in runs.fields
+        for width in runs.widths
+        for depth in runs.depths
+        for seed in range(top["seeds"])
+    )

@@ -125,8 +125,26 @@ alpha = -2.0
 tolerance = 0.5
 """
 
-STUDIES = {"lr_transfer": LR_TRANSFER, "equilibrium": EQUILIBRIUM, "claims": CLAIMS}
-# The long-horizon inputs (coord_check_lrm, claims) run 12 steps: the settle test (settle.py)
+DEPTH_PROFILE = """\
+kind = "depth_profile"
+title = "gold depth profile"
+families = ["transformer"]
+modes = ["sp", "lrm-scalar"]
+widths = [16]
+depths = [2, 3]
+seeds = 2
+steps = 12
+batch_size = 2
+seq_len = 8
+lr = 0.01
+weight_decay = 5.0
+mult_lr = 0.01
+eta_lambda_steps = 0.6
+data = "synthetic"
+"""
+
+STUDIES = {"lr_transfer": LR_TRANSFER, "equilibrium": EQUILIBRIUM, "claims": CLAIMS, "depth_profile": DEPTH_PROFILE}
+# The long-horizon inputs (coord_check_lrm, claims, depth_profile) run 12 steps: the settle test (settle.py)
 # needs at least three recorded steps in the last third of a run.
 COORD_CHECKS = {
     "coord_check_mup": ["--mode", "mup", "--family", "mlp", "--widths", "16,32", "--steps", "2", "--seeds", "2"],

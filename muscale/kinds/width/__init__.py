@@ -41,7 +41,7 @@ def render(plan: dict, analysis: Analysis, meta: dict, parts: list) -> str:
 
 
 def describe(specs, analysis: Analysis) -> dict[str, str]:
-    return provenance.data(specs) | claims.training(specs)
+    return provenance.data(specs) | provenance.training(specs)
 
 
 def summary(analysis: Analysis) -> str:

@@ -25,24 +25,13 @@ settled module fails the gate: it cannot be decided yet.
 The study's own verdict (`outcome`) fails when the gate would; it passes when every claim is
 reproduced and every control fails as it must, and warns otherwise (a finding included)."""
 
-import dataclasses
 from dataclasses import dataclass
 
 import polars as pl
 
 from ...analysis import verdicts as rule
 from ...analysis.gate import KEY
-from ...config.spec import RunSpec, multiplier_kind
-
-STATUSES = ("reproduced", "not reproduced", "inconclusive", "unsettled", "no data")
-# A module's status is the one rule's verdict (verdicts.py) in a study's words.
-STATUS_OF_VERDICT = {
-    "pass": "reproduced",
-    "fail": "not reproduced",
-    "warn": "inconclusive",
-    "inconclusive": "inconclusive",
-    "unsettled": "unsettled",
-}
+from ...analysis.verdicts import STATUS_OF_VERDICT, STATUSES
 
 
 @dataclass(frozen=True)
@@ -64,36 +53,6 @@ class Claim:
 def from_plan(plan: dict) -> list[Claim]:
     """The claims a width study saved in its plan.json."""
     return [Claim(**c | {"roles": tuple(c["roles"])}) for c in plan["claims"]]
-
-
-def training(specs: list[RunSpec]) -> dict[str, str]:
-    """How each scheme trained, as report metadata: the settings behind every exponent."""
-    out, steps = {}, {}
-    for spec in specs:
-        steps.setdefault(dataclasses.replace(spec, width=0, seed=0, steps=0), {})[spec.width] = spec.steps
-    for s, own in steps.items():
-        width, count = min(own.items())
-        uniform = len(set(own.values())) == 1
-        clock = count if uniform else count * s.base_width // width
-        length = (
-            f"{clock} steps"
-            if uniform
-            else ", ".join(f"{n} steps at width {w}" for w, n in sorted(own.items()))
-            + f" (matched η·λ·t, read on width {s.base_width}'s clock of {clock})"
-        )
-        text = (
-            f"{s.optimizer}, lr {s.lr:g}, weight decay {s.weight_decay:g} on matrices (η·λ·steps = "
-            f"{s.lr * s.weight_decay * clock:.3g}), {length} of {s.batch_size}×{s.seq_len} tokens "
-            f"({s.data}), options {dict(s.family_options) or 'none'}"
-        )
-        if multiplier_kind(s.mode):
-            placement = ", ".join(f"{k}={v}" for k, v in s.multipliers) or "the mode's default"
-            text += (
-                f"; multipliers: lr {s.lr if s.mult_lr is None else s.mult_lr:g}, weight decay "
-                f"{s.mult_weight_decay:g}, start {s.mult_init:g}, placement {placement}"
-            )
-        out[f"training ({s.family}, {s.mode})"] = text
-    return dict(sorted(out.items()))
 
 
 def _covered(exponents: pl.DataFrame, claim: Claim) -> pl.DataFrame:

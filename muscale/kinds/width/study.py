@@ -15,62 +15,20 @@ from pathlib import Path
 
 from ...analysis.derived import DERIVED, SOURCES
 from ...config.options import study_keys
-from ...config.spec import RunSpec, canonical_mode, multiplier_kind, multiplier_lr
+from ...config.spec import RunSpec, canonical_mode
 from ...measure.metrics import METRICS
 from ...models.roles import ROLES
-from ...run.validate import check_positive
-from ...study.across_widths import KEYS, TRAINING, across_widths
+from ...study.across_widths import LONG, across_widths, on_long_horizon
 from ...study.studyfile import Reader
 from . import clock
 from .analysis import Claim
 
-# A width study's own defaults: AdamW, two seeds for an interval, and lr, weight decay and the
-# multipliers' lr as explicit choices (the equilibrium and the multipliers depend on them).
+# A width study's keys: the long horizon's (across_widths.LONG), with every metric recorded by
+# default, the equilibrium's clock for LR-only μP and the claims.
 TOP = (
-    {
-        key: KEYS[key]
-        for key in (
-            "title",
-            "families",
-            "modes",
-            "widths",
-            "depths",
-            "base_depth",
-            "depth_params",
-            "depth_alpha",
-            "steps",
-            "batch_size",
-            "seq_len",
-            "mult_weight_decay",
-            "multipliers",
-            "mult_init",
-            "base_width",
-            "data",
-            "data_order",
-            "options",
-            "mup_multipliers",
-            "loss",
-            "mult_param",
-            "beta2",
-            *TRAINING,
-        )
-    }
-    | study_keys(
-        "optimizer",
-        "seeds",
-        "lr",
-        "weight_decay",
-        "mult_lr",
-        "metrics",
-        optimizers=["adamw"],
-        seeds=2,
-        lr=None,
-        weight_decay=None,
-        mult_lr=None,
-        metrics=list(METRICS),
-    )
+    LONG
+    | study_keys("metrics", metrics=list(METRICS))
     | {
-        "eta_lambda_steps": (float, 5.0, "the least lr·weight_decay·steps: the equilibrium needs a few 1/(η·λ)"),
         "matched_time": (
             bool,
             False,
@@ -119,43 +77,10 @@ def read(r: Reader, raw: dict) -> WidthStudy:
     """Validate a width study (`r`: studyfile.Reader over its file) and expand it into runs."""
     top = r.table(raw, TOP)
     runs = across_widths(r, top)
-    if top["seeds"] < 2:
-        raise r.error("seeds", f"{top['seeds']} seed gives no interval over seeds", "give seeds = 2 or more")
     metrics = r.listed("metrics", top["metrics"], str, METRICS)
-    learnable = any(multiplier_kind(m) for m in runs.modes)
-    if learnable and top["mult_lr"] is None:
-        raise r.error("mult_lr", "missing", "add mult_lr = … (the learnable multipliers' learning rate)")
-    if not learnable and top["mult_lr"] is not None:
-        raise r.error("mult_lr", "no scheme of this study has learnable multipliers", "drop mult_lr")
-    for key in ("lr", "weight_decay", *(("mult_lr",) if learnable else ()), "eta_lambda_steps"):
-        r.check(check_positive, key, top[key], key=key)
-    budget = top["lr"] * top["weight_decay"] * top["steps"]
-    if budget < top["eta_lambda_steps"]:
-        raise r.error(
-            "steps",
-            f"lr·weight_decay·steps = {budget:.3g} is below eta_lambda_steps = "
-            f"{top['eta_lambda_steps']:g}: weight decay has not settled the matrix norms",
-            f"give steps ≥ {top['eta_lambda_steps'] / (top['lr'] * top['weight_decay']):.0f}, "
-            "or raise lr or weight_decay",
-        )
+    # Every metric is None: a metric added later leaves the run ids of such a study alone.
+    specs = on_long_horizon(r, top, runs, None if set(metrics) == set(METRICS) else tuple(metrics))
     claims = tuple(_claim(r, i, c, runs.modes, metrics) for i, c in enumerate(top["claim"]))
-    specs = tuple(
-        RunSpec(
-            **fields,
-            lr=top["lr"],
-            width=width,
-            depth=depth,
-            seed=seed,
-            horizon="long",
-            # Every metric is None: a metric added later leaves the run ids of such a study alone.
-            metrics=None if set(metrics) == set(METRICS) else tuple(metrics),
-            mult_lr=multiplier_lr(fields["mode"], top["mult_lr"]) if multiplier_kind(fields["mode"]) else None,
-        )
-        for fields in runs.fields
-        for width in runs.widths
-        for depth in runs.depths
-        for seed in range(top["seeds"])
-    )
     if top["matched_time"]:
         specs = _matched(r, specs, top["steps"])
     return WidthStudy(
