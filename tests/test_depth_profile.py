@@ -156,6 +156,7 @@ BAD = [
     ("widths = [16]\ndepths = [2, 3]", "widths = [16, 32]\ndepths = [2]", "widths", 5),
     ("seeds = 2", "seeds = 1", "seeds", 7),
     ("mult_lr = 0.01\n", "", "mult_lr", None),
+    ('families = ["transformer"]', 'families = ["mlp"]\noptions = { norm = "layernorm" }', "families", 3),
 ]
 
 
@@ -191,3 +192,18 @@ def test_tiny_depth_profile_study_runs_judges_reports_and_gates(monkeypatch, cap
     baseline.write_text(tomli_w.dumps({"exponent": rows}))
     code, stdout, _ = run_cli(monkeypatch, capsys, "gate", str(out), "--baseline", str(baseline))
     assert code == 1 and stdout.count("FAIL") == 1, stdout
+
+
+def test_a_hugging_face_model_has_a_profile_too(monkeypatch, capsys, tmp_path, one_thread):
+    """Blocks, branch outputs and multipliers are found by role in a model muscale did not
+    build (hf:llama's model.layers.K.self_attn.o_proj, .mlp.down_proj)."""
+    pytest.importorskip("transformers")
+    out = tmp_path / "out"
+    study = write_study(tmp_path, TINY.replace('["transformer"]', '["hf:llama"]'))
+    code, _, stderr = run_cli(monkeypatch, capsys, "sweep", str(study), "--out", str(out))
+    assert code == 0, stderr
+    table = pl.read_csv(out / "profile.csv")
+    spread = table.filter(metric="branch_spread_vs_sp")
+    assert set(spread["module"]) == {"attn_out", "mlp_down"} and set(spread["depth"]) == {2, 3}
+    assert table.filter(metric="contrib_rise")["alpha"].is_finite().all()
+    assert {"attn_q", "mlp_down"} <= set(table.filter(metric="mult_spread")["module"])

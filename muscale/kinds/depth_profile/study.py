@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...config.spec import RunSpec, canonical_mode, multiplier_kind
+from ...models import depth, modes
+from ...models.families import resolve
 from ...study.across_widths import LONG, across_widths, on_long_horizon
 from ...study.studyfile import Reader
 from .analysis import CONTRAST
@@ -45,12 +47,21 @@ def read(r: Reader, raw: dict) -> DepthProfileStudy:
     runs = across_widths(r, top, depth_sweep=True)
     if len(runs.widths) > 1:
         raise r.error("widths", "a depth profile runs at one width", "list one width")
-    modes = [canonical_mode(m) for m in runs.modes]
-    if CONTRAST not in modes:
+    schemes = [canonical_mode(m) for m in runs.modes]
+    if CONTRAST not in schemes:
         raise r.error("modes", f"lacks {CONTRAST}, the contrast every claim is read against", f"add {CONTRAST}")
-    if not any(multiplier_kind(m) for m in modes):
+    if not any(multiplier_kind(m) for m in schemes):
         raise r.error(
             "modes", "no scheme has learnable multipliers, whose profile the claims are about", "add lrm or lrm-scalar"
         )
     specs = on_long_horizon(r, top, runs, METRICS)
+    for family in runs.families:
+        spec = next(s for s in specs if s.family == family)
+        model, _ = modes.build(spec, resolve(family, spec.batch, spec.data))
+        if not depth.blocks(model):
+            raise r.error(
+                "families",
+                f"{family} has no list of residual blocks whose profile could be read",
+                "profile a family built of blocks (transformer, mamba2, hybrid, hf:…, a model with an nn.ModuleList of blocks)",
+            )
     return DepthProfileStudy(r.path, top["title"] or r.path.stem, specs, {})
