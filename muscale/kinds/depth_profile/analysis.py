@@ -75,7 +75,7 @@ def analyse(records: pl.DataFrame) -> Profile:
     layers = _layers(records)
     stats = _statistics(layers)
     summary = _over_seeds(stats)
-    table = pl.concat([summary, _contrasts(stats)], how="diagonal_relaxed")
+    table = pl.concat([summary.drop("sd"), _contrasts(summary)], how="diagonal_relaxed")
     table = _settled(table)
     judged = _judged(table)
     claims = _claims(judged)
@@ -125,15 +125,14 @@ def _over_seeds(stats: pl.DataFrame) -> pl.DataFrame:
         alpha=pl.col("value").mean(), sd=pl.col("value").std(), n_seeds=pl.len().cast(pl.Int64)
     )
     half = intervals.over_seeds(summary["sd"].to_numpy(), summary["n_seeds"].to_numpy())
-    return _bounded(summary, half).drop("sd")
+    return _bounded(summary, half)
 
 
-def _contrasts(stats: pl.DataFrame) -> pl.DataFrame:
-    """Each multiplier mode's statistics less sp's, with Welch's interval over both modes' seeds."""
-    keys = [c for c in (*SERIES, "step") if c in stats.columns and c != "mode"]
-    per_mode = stats.group_by("mode", *keys).agg(
-        mean=pl.col("value").mean(), sd=pl.col("value").std(), n=pl.len().cast(pl.Int64)
-    )
+def _contrasts(summary: pl.DataFrame) -> pl.DataFrame:
+    """Each multiplier mode's statistics less sp's (from _over_seeds' means and spreads), with
+    Welch's interval over both modes' seeds."""
+    keys = [c for c in (*SERIES, "step") if c in summary.columns and c != "mode"]
+    per_mode = summary.select("mode", *keys, mean="alpha", sd="sd", n="n_seeds")
     contrast = per_mode.filter(pl.col("mode") == CONTRAST).drop("mode")
     joined = per_mode.filter(pl.col("mode") != CONTRAST).join(contrast, on=keys, suffix="_sp")
     half = intervals.difference(*(joined[c].to_numpy() for c in ("sd", "n", "sd_sp", "n_sp")))
