@@ -35,7 +35,7 @@ from muscale.models import data, families, modes, optim
 from muscale.run import coordcheck
 
 TOLERANCE = 1e-5
-TARGETS = {"mup": 1.0, "bare": 1.10}  # muscale's wall time over that side's
+TARGETS = {"mup": 1.0, "bare": 1.15}  # muscale's wall time over that side's (issue 24's targets)
 OURS = ("muscale", "muscale-l1")
 WIDTHS = {"full": (64, 128, 256, 512, 1024, 2048), "quick": (64, 128, 256)}
 SEEDS, STEPS, LR = 3, 5, 1e-2

@@ -5,10 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mup import set_base_shapes
+from torch.nn.utils import parametrize
 
 from muscale.errors import InputError
 from muscale.measure.probes import Probes
-from muscale.models import modes
+from muscale.models import families, modes
 from muscale.models.families import Hooks, hybrid, mamba2
 from muscale.run import coordcheck
 
@@ -70,10 +71,37 @@ def test_dt_probe_records_dt():
     }
     ssm = model.blocks[0].ssm
     with torch.no_grad():
-        raw = ssm.in_proj(model.blocks[0].norm(model.embed(tokens)))[..., -ssm.n_heads :]
+        raw = ssm.dt_proj(model.blocks[0].norm(model.embed(tokens)))
         dt = F.softplus(raw + ssm.dt_bias)
     assert recorded["act_rms"] == pytest.approx(dt.square().mean().sqrt().item(), rel=1e-5)
     assert recorded["act_mean"] == pytest.approx(dt.mean().item(), rel=1e-5)
+
+
+def test_dt_proj_is_the_dt_rows_of_one_in_proj():
+    """in_proj and dt_proj are drawn one after the other: together, exactly the matrix Mamba2's
+    single in_proj of the same seed would have, the dt rows last."""
+    torch.manual_seed(0)
+    ssm = mamba2.Mixer(32, Hooks())
+    torch.manual_seed(0)
+    whole = torch.nn.Linear(32, ssm.in_proj.out_features + ssm.n_heads, bias=False).weight
+    assert torch.equal(torch.cat([ssm.in_proj.weight, ssm.dt_proj.weight]), whole)
+
+
+def test_the_default_placement_multiplies_dt_alone():
+    """lrm's row vector on dt_proj has one entry per SSM head and reaches dt only: scaling it
+    changes dt and leaves in_proj's z, x, B, C outputs as they were."""
+    model = modes.build(
+        coordcheck.plan("lrm", "mamba2", widths=(32, 64), steps=1, seeds=1)[0], families.resolve("mamba2")
+    )[0]
+    ssm = model.blocks[0].ssm
+    mult = ssm.dt_proj.parametrizations.weight[0]
+    assert mult.row.shape == (ssm.n_heads,) and mult.col is None
+    assert not parametrize.is_parametrized(ssm.in_proj, "weight")
+    u = torch.randn(2, 5, 32)
+    before = ssm.dt_proj(u)
+    with torch.no_grad():
+        mult.row.copy_(torch.tensor(2.0).log() if mult.log else torch.tensor(2.0))
+    assert torch.allclose(ssm.dt_proj(u), 2 * before)
 
 
 def test_gradients_reach_the_ssm_parameters():
@@ -94,7 +122,7 @@ def test_mup_sees_the_width_rules():
     ssm = set_base_shapes(mamba2.build(256, hooks), base, delta=delta).blocks[0].ssm
     for p in (ssm.A_log, ssm.dt_bias, ssm.D, ssm.conv.weight, ssm.conv.bias, ssm.norm.weight):
         assert p.infshape.ninf() == 1
-    for p in (ssm.in_proj.weight, ssm.out_proj.weight):
+    for p in (ssm.in_proj.weight, ssm.dt_proj.weight, ssm.out_proj.weight):
         assert p.infshape.ninf() == 2 and p.infshape.width_mult() == 4
 
 
@@ -104,7 +132,7 @@ def test_family_runs_in_every_mode(family, mode):
     specs = coordcheck.plan(mode, family, widths=(32, 64), steps=2, seeds=1, batch_size=2, seq_len=16)
     records = coordcheck.execute(specs, device="cpu")
     roles = set(records["role"])
-    assert {"ssm_in", "ssm_out", "ssm_dt"} <= roles
+    assert {"ssm_in", "ssm_dt_proj", "ssm_out", "ssm_dt"} <= roles
     assert family != "hybrid" or "attn_qk" in roles
     assert set(records["width"]) == {32, 64}
     assert records["value"].is_finite().all()

@@ -303,7 +303,7 @@ class RunSpec:
     multipliers: tuple[tuple[str, str], ...] = option(
         "lrm modes: learnable multipliers placed by role (lrm.placement), ROLE=KIND; kinds: none, scalar, row, "
         f"col, both. The default ({', '.join(VECTOR_MODES)}): a scalar on the head and on the query (the QK "
-        "product), a row vector on attn_out, mlp_down and ssm_out, nothing elsewhere (no two learnable factors the "
+        "product), a row vector on attn_out, mlp_down, ssm_out and ssm_dt_proj (the SSM's time step), nothing elsewhere (no two learnable factors the "
         "output cannot tell apart); lrm-scalar: scalar everywhere.",
         (),
         flag="--multiplier",

@@ -8,8 +8,9 @@ per output feature), a column vector c (one per input feature), or both r and c.
 default leaves the loss no direction it cannot see between two learnable factors: a scalar
 on the head and one on the query (the QK product: the logits see s_q·s_k only, so a scalar
 on the key as well would add nothing but such a direction), row vectors on the outputs
-that feed the residual stream (attn_out, mlp_down, ssm_out) and on the layers of an MLP.
-`PAPER_PLACEMENT` — rows and columns on every projector, as the multipliers issue first read
+that feed the residual stream (attn_out, mlp_down, ssm_out), on the SSM's time-step
+projection (ssm_dt_proj: the one learnable scale on dt, the SSM's clock) and on the layers of
+an MLP. `PAPER_PLACEMENT` — rows and columns on every projector, as the multipliers issue first read
 the paper — makes r_v·c_o, r_up·c_down and each column vector against the norm gain before
 it directions that only weight decay holds (`mult_drift`, measure/multipliers.py), so the per-layer size of
 such a multiplier follows no power of width. One pair no placement on the head avoids: its
@@ -53,6 +54,7 @@ PLACEABLE_ROLES = (
     "mlp_down",
     "head",
     "ssm_in",
+    "ssm_dt_proj",
     "ssm_out",
     "hidden",
     "other",
@@ -63,6 +65,7 @@ DEFAULT_PLACEMENT = dict.fromkeys(PLACEABLE_ROLES, "none") | {
     "attn_out": "row",
     "mlp_down": "row",
     "ssm_out": "row",
+    "ssm_dt_proj": "row",
     "embed": "row",
     "hidden": "row",
     "other": "row",

@@ -11,6 +11,7 @@ from .points import ProbePoint
 _BY_NAME = [
     (r"(^|\.)(embed|wte|tok_embeddings|embed_tokens|input)$", "embed"),
     (r"(^|\.)in_proj$", "ssm_in"),
+    (r"(^|\.)dt_proj$", "ssm_dt_proj"),  # the SSM time step's own projection (Mamba2 here, Mamba's dt_proj)
     (r"mixer\.out_proj$|ssm\.out_proj$", "ssm_out"),
     (r"(^|\.)(q|q_proj|query|wq)$", "attn_q"),
     (r"(^|\.)(k|k_proj|key|wk)$", "attn_k"),
@@ -34,6 +35,7 @@ ROLES = (
     "attn_qkv",
     "attn_out",
     "ssm_in",
+    "ssm_dt_proj",
     "ssm_dt",
     "ssm_out",
     "mlp_up",

@@ -7,7 +7,13 @@ d = d_model; d_inner = expand · d; the SSM head_dim is fixed, so the number of 
 d_inner / ssm_head_dim grows with d; d_state fixed with one B/C group shared by all heads;
 conv kernel fixed. A_log, dt_bias, D (one per head) and the depthwise conv weights have
 a single width-scaled dim, so mup treats them as vector-like and gives them
-width-independent learning rates; in_proj and out_proj are hidden matrices."""
+width-independent learning rates; in_proj, dt_proj and out_proj are hidden matrices.
+
+Mamba2's one input projection is two layers here: in_proj (z, x, B, C) and dt_proj (dt, one
+row per head), drawn from the generator in that order, so the matrices are those of a single
+in_proj. A multiplier placed on dt_proj then scales the SSM's clock alone; one on in_proj's dt
+rows could not be placed without scaling x, B and C too, whose scale the depthwise conv's
+per-channel weights can trade away exactly."""
 
 import math
 
@@ -22,7 +28,7 @@ from .transformer import SwiGLU, Transformer
 SSM_RULES = (
     "d_inner = expand · d; ssm_head_dim fixed, SSM heads = d_inner / ssm_head_dim; d_state fixed, "
     "one B/C group; conv kernel fixed; A_log, dt_bias, D and conv weights vector-like "
-    "(width-independent LR under mup), in_proj and out_proj hidden matrices"
+    "(width-independent LR under mup), in_proj, dt_proj and out_proj hidden matrices"
 )
 WIDTH_RULES = f"d = d_model; {SSM_RULES}; SwiGLU hidden = mlp_ratio · d; vocab and sequence length fixed"
 CONV_KERNEL = 4
@@ -92,7 +98,8 @@ class Mixer(nn.Module):
         self.n_heads = self.d_inner // head_dim
         conv_dim = self.d_inner + 2 * d_state
         self.in_mult = hooks.fixed("ssm_in")
-        self.in_proj = nn.Linear(width, 2 * self.d_inner + 2 * d_state + self.n_heads, bias=False)
+        self.in_proj = nn.Linear(width, 2 * self.d_inner + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(width, self.n_heads, bias=False)
         self.proj_mults = nn.ModuleList(hooks.fixed(f"in_proj_{part}") for part in ("z", "x", "B", "C", "dt"))
         self.conv = nn.Conv1d(conv_dim, conv_dim, CONV_KERNEL, groups=conv_dim, padding=CONV_KERNEL - 1)
         # Mamba2's init ranges (A in [1, 16], dt log-uniform in [1e-3, 1e-1]) at evenly spaced
@@ -111,9 +118,8 @@ class Mixer(nn.Module):
 
     def forward(self, u):
         b, t, _ = u.shape
-        parts = self.in_proj(self.in_mult(u)).split(
-            [self.d_inner, self.d_inner, self.d_state, self.d_state, self.n_heads], -1
-        )
+        u = self.in_mult(u)
+        parts = (*self.in_proj(u).split([self.d_inner, self.d_inner, self.d_state, self.d_state], -1), self.dt_proj(u))
         z, x, B, C, dt = (mult(part) for mult, part in zip(self.proj_mults, parts))
         # Causal: the conv pads both ends by kernel − 1, the first t outputs see no future.
         xbc = F.silu(self.conv(torch.cat([x, B, C], -1).transpose(1, 2))[..., :t].transpose(1, 2))
